@@ -1,0 +1,1 @@
+"""memlane: long-term memory for LLM agents and chat assistants."""

