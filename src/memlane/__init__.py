@@ -1,1 +1,63 @@
-"""memlane: long-term memory for LLM agents and chat assistants."""
+"""memlane: long-term memory for LLM agents and chat assistants.
+
+    from memlane import Memory
+    memory = Memory("memories.db")
+    memory.add([{"role": "user", "content": "I adopted a beagle yesterday"}], user_id="ana")
+    hits = memory.search("What pet does Ana have?", user_id="ana", explain=True)
+"""
+
+from memlane.config import EmbedderConfig, IngestConfig, MemoryConfig, RetrievalConfig
+from memlane.errors import (
+    ConfigError,
+    InputError,
+    LLMError,
+    MemlaneError,
+    ModelMismatchError,
+    NotFoundError,
+    StoreError,
+)
+from memlane.memory import IngestReport, Memory, Page, ReindexReport, reindex
+from memlane.records import (
+    Category,
+    EventDate,
+    Explanation,
+    HistoryEvent,
+    Hit,
+    MemoryRecord,
+    NodeType,
+    Session,
+    StrategyHit,
+    Turn,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Category",
+    "ConfigError",
+    "EmbedderConfig",
+    "EventDate",
+    "Explanation",
+    "HistoryEvent",
+    "Hit",
+    "IngestConfig",
+    "IngestReport",
+    "InputError",
+    "LLMError",
+    "MemlaneError",
+    "Memory",
+    "MemoryConfig",
+    "MemoryRecord",
+    "ModelMismatchError",
+    "NodeType",
+    "NotFoundError",
+    "Page",
+    "ReindexReport",
+    "RetrievalConfig",
+    "Session",
+    "StoreError",
+    "StrategyHit",
+    "Turn",
+    "__version__",
+    "reindex",
+]

@@ -1,0 +1,1 @@
+"""Benchmarks: speed now; LoCoMo and LongMemEval retrieval quality build on the same pieces."""

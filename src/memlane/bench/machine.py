@@ -1,0 +1,41 @@
+"""A description of the machine a benchmark ran on, recorded in every report."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+
+def describe_machine() -> dict[str, str | int]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            kb = int(handle.readline().split()[1])
+            memory = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    info: dict[str, str | int] = {
+        "cpu": cpu,
+        "cores": os.cpu_count() or 0,
+        "memory": memory,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    return info

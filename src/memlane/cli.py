@@ -1,0 +1,263 @@
+"""The `memlane` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from memlane.config import MemoryConfig
+from memlane.errors import MemlaneError
+
+app = typer.Typer(help="memlane: long-term memory for LLM agents and chat assistants.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Measure memlane: speed now; retrieval quality on LoCoMo and LongMemEval.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+console = Console()
+err = Console(stderr=True)
+
+StoreOption = typer.Option(None, "--store", "-s", help="SQLite store file [default: $MEMLANE_STORE or ./memlane.db].")
+ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (MEMLANE_* environment variables override it).")
+
+
+def _store_path(store: Optional[Path]) -> Path:
+    return store or Path(os.environ.get("MEMLANE_STORE", "memlane.db"))
+
+
+def _config(path: Optional[Path]) -> MemoryConfig:
+    return MemoryConfig.load(path)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """memlane's own errors end the command with their message and exit code 2, no traceback."""
+    try:
+        yield
+    except MemlaneError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress(label: str) -> Iterator:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _open(store: Optional[Path], config: Optional[Path]):
+    from memlane.memory import Memory
+
+    return Memory(_store_path(store), _config(config))
+
+
+@app.command()
+def ingest(
+    file: Path = typer.Argument(..., help="LoCoMo conversation, LongMemEval JSON (.json/.json.xz) or chat-message JSONL."),
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="Store everything for this user [default: one user per conversation id]."),
+    agent: Optional[str] = typer.Option(None, "--agent", help="agent_id to record on every memory."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Remember the conversations in FILE, all or nothing."""
+    from memlane.ingest.formats import load_conversations
+
+    with _errors():
+        conversations = load_conversations(file)
+        memory = _open(store, config)
+        with _progress(f"embedding {file.name}") as update:
+            report = memory.ingest_conversations(conversations, user_id=user, agent_id=agent, on_progress=update)
+        memory.close()
+    users = user or ", ".join(c.conversation_id for c in conversations[:5]) + (" …" if len(conversations) > 5 else "")
+    console.print(f"stored {report.memories} memories ({report.turns} turns, {report.sessions} sessions) for "
+                  f"user(s) {users} in {report.seconds:.1f} s ({report.turns_per_second:.0f} turns/s)")
+
+
+@app.command()
+def search(
+    query: str = typer.Argument(..., help="The question."),
+    user: str = typer.Option(..., "--user", "-u", help="Whose memories to search."),
+    limit: int = typer.Option(5, "--limit", "-k", help="How many hits."),
+    now: Optional[str] = typer.Option(None, "--now", help="Date the question is asked (anchors 'last week') [default: today]."),
+    node_type: Optional[str] = typer.Option(None, "--node-type", help="Only 'turn' or 'session' memories."),
+    explain: bool = typer.Option(False, "--explain", "-e", help="Show which strategies found each hit."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Find a user's memories relevant to a question."""
+    with _errors():
+        memory = _open(store, config)
+        filters = {"node_type": node_type} if node_type else None
+        hits = memory.search(query, user_id=user, limit=limit, now=now, filters=filters, explain=explain)
+        memory.close()
+    if as_json:
+        console.print_json(json.dumps([h.to_dict() for h in hits]))
+        return
+    _print_hits(hits, explain)
+
+
+def _print_hits(hits, explain: bool, gold: set[str] | None = None) -> None:
+    if not hits:
+        console.print("[dim]no memories found[/]")
+    for rank, hit in enumerate(hits, start=1):
+        r = hit.record
+        mark = ""
+        if gold is not None:
+            mark = " [bold green]✓ evidence[/]" if r.metadata.get("turn_id") in gold else ""
+        where = f"{r.session_id} #{r.turn_index}" if r.turn_index is not None else f"{r.session_id} (whole session)"
+        text = r.text if len(r.text) <= 240 else r.text[:237] + "…"
+        console.print(f"[bold]{rank}.[/] [cyan]{r.speaker or r.node_type}[/] [dim]{(r.session_date or '')[:10]} {where}[/]{mark}")
+        console.print(f"   {text}", highlight=False)
+        if r.event_dates:
+            console.print("   [magenta]times:[/] " + "; ".join(e.render() for e in r.event_dates), highlight=False)
+        if explain and hit.explanation:
+            parts = [f"{s.strategy} #{s.rank} ({s.score:.3g})" for s in hit.explanation.strategies]
+            console.print(f"   [yellow]found by:[/] {', '.join(parts)}  [dim]fused {hit.explanation.fused_score:.4f}[/]")
+
+
+@app.command()
+def stats(store: Optional[Path] = StoreOption, config: Optional[Path] = ConfigOption) -> None:
+    """Counts of memories by kind, users, the embedding model and the file size."""
+    from memlane.store.sqlite import SQLiteStore
+
+    with _errors():
+        s = SQLiteStore(_store_path(store)).stats()
+    table = Table(title=str(_store_path(store)))
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("memories", str(s.memories))
+    table.add_row("users", str(s.users))
+    for name, count in sorted(s.by_node_type.items()):
+        table.add_row(f"  {name} memories", str(count))
+    for name, count in sorted(s.by_category.items()):
+        table.add_row(f"  {name}", str(count))
+    table.add_row("embedding model", f"{s.index.model} ({s.index.dims} dims)" if s.index else "none yet")
+    table.add_row("file size", f"{s.file_bytes / 1e6:.1f} MB")
+    console.print(table)
+
+
+@app.command()
+def reindex(
+    model: str = typer.Option(..., "--model", "-m", help="Model name or local path to embed everything with."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Re-embed every memory with another model and swap indexes atomically (resumable)."""
+    from memlane.memory import reindex as run_reindex
+
+    with _errors():
+        cfg = _config(config)
+        cfg.embedder.model = model
+        with _progress(f"reindexing with {model}") as update:
+            report = run_reindex(_store_path(store), cfg.embedder, on_progress=update)
+    resumed = " (resumed an interrupted run)" if report.resumed else ""
+    console.print(f"reindexed {report.memories} memories with {report.model} ({report.dims} dims) "
+                  f"in {report.seconds:.1f} s{resumed}")
+
+
+@app.command()
+def demo(
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder [default: ../shared/data]."),
+    conversation: str = typer.Option("26", "--conversation", help="Which LoCoMo conversation to remember."),
+    questions: int = typer.Option(4, "--questions", "-n", help="How many of its questions to ask."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Remember a real LoCoMo conversation in a temporary store and answer some of its questions."""
+    from memlane.bench.datasets import find_data_dir, locomo_files
+    from memlane.ingest.formats import load_conversations
+    from memlane.memory import Memory
+
+    with _errors(), tempfile.TemporaryDirectory() as tmp:
+        data_dir = find_data_dir(data)
+        files = [f for f in locomo_files(data_dir) if f.stem == conversation]
+        if not files:
+            names = ", ".join(f.stem for f in locomo_files(data_dir))
+            raise typer.BadParameter(f"no conversation '{conversation}'; choose one of {names}")
+        conv = load_conversations(files[0])[0]
+        turns = sum(len(s.turns) for s in conv.sessions)
+        console.print(f"[bold]memlane demo[/]: LoCoMo conversation {conversation} ({', '.join(conv.speakers)}), "
+                      f"{len(conv.sessions)} sessions, {turns} turns")
+        memory = Memory(Path(tmp) / "demo.db", _config(config))
+        with _progress("embedding turns") as update:
+            report = memory.ingest(conv.sessions, user_id="demo", on_progress=update)
+        console.print(f"stored {report.memories} memories in {report.seconds:.1f} s\n")
+        last_date = max(s.date for s in conv.sessions if s.date)
+        picked = _demo_questions(conv.questions, questions)
+        for q in picked:
+            console.rule(f"[bold]Q ({_CATEGORY.get(q['category'], q['category'])}):[/] {q['question']}")
+            console.print(f"[dim]gold answer: {q.get('answer')}; evidence {', '.join(q['evidence'])}[/]")
+            hits = memory.search(q["question"], user_id="demo", limit=3, now=last_date,
+                                 filters={"node_type": "turn"}, explain=True)
+            _print_hits(hits, explain=True, gold=set(q["evidence"]))
+        memory.close()
+
+
+_CATEGORY = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+def _demo_questions(qa: list[dict], n: int) -> list[dict]:
+    """A spread over categories: single-hop, temporal, multi-hop, open-domain, in turn."""
+    by_category: dict[int, list[dict]] = {}
+    for q in qa:
+        if q.get("category") in (1, 2, 3, 4) and q.get("evidence"):
+            by_category.setdefault(q["category"], []).append(q)
+    picked: list[dict] = []
+    order = [4, 2, 1, 3]
+    i = 0
+    while len(picked) < n and any(by_category.get(c) for c in order):
+        category = order[i % len(order)]
+        if by_category.get(category):
+            picked.append(by_category[category].pop(0))
+        i += 1
+    return picked
+
+
+@bench_app.command("speed")
+def bench_speed(
+    turns: int = typer.Option(10_000, "--turns", help="Turns in the store."),
+    queries: int = typer.Option(300, "--queries", help="Questions to time."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder [default: ../shared/data]."),
+    out: Path = typer.Option(Path("benchmarks/results/speed.json"), "--out", help="JSON report; a .md is written beside it."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Ingest throughput, search latency on a large store, and raw encoder throughput."""
+    from memlane.bench.datasets import find_data_dir
+    from memlane.bench.speed import run_speed_benchmark, speed_markdown
+
+    command = "memlane bench speed " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    with _errors():
+        with _progress("ingest") as update:
+            result = run_speed_benchmark(_config(config), find_data_dir(data), turns=turns, queries=queries,
+                                         status=lambda s: err.print(f"[dim]{s}[/]"), on_progress=update)
+    result["command"] = command
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    markdown = speed_markdown(result, command)
+    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    console.print(markdown)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

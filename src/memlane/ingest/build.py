@@ -1,0 +1,93 @@
+"""Turning a session of turns into memory records, with no LLM: one per turn, one per session."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from memlane.ingest.dates import parse_session_date
+from memlane.ingest.temporal import render_event_dates, resolve_expressions
+from memlane.records import Category, EventDate, MemoryRecord, NodeType, Session, Turn
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def turn_text(turn: Turn) -> str:
+    """A turn's stored text: what was said, plus the caption of a shared photo."""
+    if turn.caption:
+        photo = f"[shared a photo: {turn.caption}]"
+        return f"{turn.text} {photo}".strip()
+    return turn.text
+
+
+def turn_embed_text(speaker: str, text: str, day: str | None, events: list[EventDate]) -> str:
+    """What gets embedded and indexed: the date, who spoke, the words, and resolved times."""
+    rendered = render_event_dates(events)
+    prefix = f"[{day}] " if day else ""
+    return f"{prefix}{speaker}: {text}" + (f" {rendered}" if rendered else "")
+
+
+@dataclass
+class SessionRecords:
+    turns: list[MemoryRecord]
+    session: MemoryRecord | None
+
+
+def build_session_records(
+    session: Session,
+    *,
+    user_id: str,
+    agent_id: str | None,
+    category: Category,
+    recorded_at: str,
+    default_date: datetime,
+    metadata: dict[str, Any] | None = None,
+    resolve_dates: bool = True,
+    session_memory: bool = True,
+) -> SessionRecords:
+    """Records for one session. Relative times are resolved against the turn's own timestamp, else
+    the session date, else `default_date` (the moment of ingestion, for live chats)."""
+    session_id = session.session_id or f"session-{uuid.uuid4().hex[:12]}"
+    session_dt = parse_session_date(session.date) if session.date else default_date
+    shared = {**(session.metadata or {}), **(metadata or {})}
+    turns: list[MemoryRecord] = []
+    for index, turn in enumerate(session.turns):
+        anchor = parse_session_date(turn.timestamp) if turn.timestamp else session_dt
+        text = turn_text(turn)
+        events = resolve_expressions(text, anchor) if resolve_dates else []
+        turn_meta = {**shared, **turn.metadata}
+        if turn.turn_id:
+            turn_meta["turn_id"] = turn.turn_id
+        if turn.role:
+            turn_meta["role"] = turn.role
+        turns.append(MemoryRecord(
+            id=new_id(), user_id=user_id, agent_id=agent_id, category=category, node_type=NodeType.TURN.value,
+            text=text, embed_text=turn_embed_text(turn.speaker, text, anchor.date().isoformat(), events),
+            speaker=turn.speaker, session_id=session_id, session_date=session_dt.isoformat(),
+            turn_index=index, recorded_at=recorded_at, event_dates=events, metadata=turn_meta,
+        ))
+    whole = None
+    if session_memory and len(turns) > 1:
+        transcript = "\n".join(f"{r.speaker}: {r.text}" for r in turns)
+        events = [e for r in turns for e in r.event_dates]
+        whole = MemoryRecord(
+            id=new_id(), user_id=user_id, agent_id=agent_id, category=category, node_type=NodeType.SESSION.value,
+            text=transcript, embed_text=f"[{session_dt.date().isoformat()}]\n{transcript}",
+            speaker=None, session_id=session_id, session_date=session_dt.isoformat(), turn_index=None,
+            recorded_at=recorded_at, event_dates=events,
+            metadata={**shared, "turns": len(turns), "turn_ids": [r.id for r in turns]},
+        )
+    return SessionRecords(turns=turns, session=whole)
+
+
+def session_vector(turn_vectors: np.ndarray) -> np.ndarray:
+    """A session's vector: the normalized mean of its turns' vectors, so it costs no model call."""
+    mean = turn_vectors.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return (mean / norm if norm > 0 else mean).astype(np.float32)

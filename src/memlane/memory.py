@@ -1,0 +1,381 @@
+"""Memory: the public face of memlane, in the shape mem0 users know."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from memlane.config import EmbedderConfig, MemoryConfig
+from memlane.embed import Embedder, make_embedder
+from memlane.errors import InputError, ModelMismatchError, NotFoundError
+from memlane.ingest.build import build_session_records, session_vector, turn_embed_text
+from memlane.ingest.dates import parse_session_date
+from memlane.ingest.formats import Conversation, parse_messages
+from memlane.ingest.temporal import resolve_expressions
+from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
+from memlane.retrieve.pipeline import Retriever
+from memlane.store import StoreStats
+from memlane.store.sqlite import SQLiteStore
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class Page:
+    """One page of get_all; pass `next_cursor` back to get the next."""
+
+    records: list[MemoryRecord]
+    next_cursor: str | None
+
+
+@dataclass
+class IngestReport:
+    sessions: int
+    turns: int
+    memories: int
+    seconds: float
+    embed_seconds: float
+    embedded_texts: int
+
+    @property
+    def turns_per_second(self) -> float:
+        return self.turns / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class ReindexReport:
+    model: str
+    dims: int
+    memories: int
+    seconds: float
+    resumed: bool
+
+
+def _require_user(user_id: Any) -> str:
+    if not isinstance(user_id, str) or not user_id.strip():
+        raise InputError(f"user_id must be a non-empty string, got {user_id!r}", field="user_id",
+                         fix="pass user_id='alice' (every memory belongs to exactly one user)")
+    return user_id
+
+
+class Memory:
+    """A long-term memory store in one SQLite file.
+
+    >>> m = Memory("memories.db")
+    >>> m.add([{"role": "user", "content": "I moved to Lisbon last month"}], user_id="ana")
+    >>> m.search("Where does Ana live?", user_id="ana")
+    """
+
+    def __init__(self, path: str | Path = "memlane.db", config: MemoryConfig | None = None, *,
+                 embedder: Embedder | None = None) -> None:
+        self.config = config or MemoryConfig()
+        self.path = str(path)
+        self._embedder = embedder or make_embedder(self.config.embedder)
+        self._store = SQLiteStore(self.path)
+        try:
+            self._check_model()
+        except Exception:
+            self._store.close()
+            raise
+        self._retriever = Retriever(self._store, self._embedder, self.config.retrieval)
+
+    def _check_model(self) -> None:
+        index = self._store.active_index()
+        if index is None:
+            return
+        if index.model == self._embedder.name and index.dims == self._embedder.dims:
+            return
+        if self._store.stats().memories == 0:
+            return  # nothing to mix; the first write re-creates the index
+        raise ModelMismatchError(index.model, index.dims, self._embedder.name, self._embedder.dims)
+
+    def _ensure_index(self) -> None:
+        index = self._store.active_index()
+        if index is not None and index.model == self._embedder.name and index.dims == self._embedder.dims:
+            return
+        if index is not None:  # an empty store switching models
+            new = self._store.create_index(self._embedder.name, self._embedder.dims)
+            self._store.activate_index(new)
+        else:
+            self._store.create_index(self._embedder.name, self._embedder.dims, active=True)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        messages: str | Sequence[dict[str, Any]] | Session,
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        session_date: str | date | datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+        category: str | Category = Category.EPISODIC,
+    ) -> list[MemoryRecord]:
+        """Remember a conversation (a list of chat messages, a string, or a Session).
+
+        Every turn becomes a memory, and a multi-turn session also becomes one memory as a whole.
+        Relative times ("yesterday") are resolved against `session_date` (default: now).
+        Returns the new records; nothing is stored if anything is invalid.
+        """
+        if isinstance(messages, Session):
+            session = messages
+            if session_id or session_date:
+                session = Session(turns=session.turns, session_id=session_id or session.session_id,
+                                  date=_iso(session_date) or session.date, metadata=session.metadata)
+        else:
+            if isinstance(messages, str):
+                messages = [{"role": "user", "content": messages}]
+            session = Session(turns=parse_messages(list(messages)), session_id=session_id, date=_iso(session_date))
+        report_records: list[MemoryRecord] = []
+        self.ingest([session], user_id=user_id, agent_id=agent_id, metadata=metadata, category=category,
+                    collect=report_records)
+        return report_records
+
+    def ingest(
+        self,
+        sessions: Iterable[Session],
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        category: str | Category = Category.EPISODIC,
+        on_progress: Progress | None = None,
+        collect: list[MemoryRecord] | None = None,
+    ) -> IngestReport:
+        """Remember many sessions of one user in one transaction: all of them are stored, or none."""
+        return self._ingest([(user_id, list(sessions))], agent_id=agent_id, metadata=metadata,
+                            category=category, on_progress=on_progress, collect=collect)
+
+    def ingest_conversations(
+        self,
+        conversations: Iterable[Conversation],
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        on_progress: Progress | None = None,
+    ) -> IngestReport:
+        """Remember conversations read by `load_conversations`, in one transaction. Each goes to
+        `user_id`, or, when it is None, to a user named after the conversation's id."""
+        batches = [(user_id or c.conversation_id, c.sessions) for c in conversations]
+        return self._ingest(batches, agent_id=agent_id, on_progress=on_progress)
+
+    def _ingest(
+        self,
+        batches: list[tuple[str, list[Session]]],
+        *,
+        agent_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        category: str | Category = Category.EPISODIC,
+        on_progress: Progress | None = None,
+        collect: list[MemoryRecord] | None = None,
+    ) -> IngestReport:
+        for user_id, _ in batches:
+            _require_user(user_id)
+        category = Category.parse(category)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InputError(f"metadata must be a dict, got {type(metadata).__name__}", field="metadata",
+                             fix="pass metadata={'key': 'value'}")
+        started = time.perf_counter()
+        now = _utc_now()
+        recorded_at = now.isoformat(timespec="seconds") + "Z"
+        built = [
+            build_session_records(
+                s, user_id=user_id, agent_id=agent_id, category=category, recorded_at=recorded_at,
+                default_date=now, metadata=metadata, resolve_dates=self.config.ingest.resolve_dates,
+                session_memory=self.config.ingest.session_memories,
+            )
+            for user_id, sessions in batches
+            for s in sessions
+        ]
+        turn_records = [r for b in built for r in b.turns]
+        if not turn_records:
+            raise InputError("nothing to remember: no turns were given", field="messages",
+                             fix="pass at least one message with non-empty content")
+        embed_started = time.perf_counter()
+        turn_vectors = self._encode_documents([r.embed_text for r in turn_records], on_progress)
+        embed_seconds = time.perf_counter() - embed_started
+
+        records: list[MemoryRecord] = []
+        vectors: list[np.ndarray] = []
+        offset = 0
+        for b in built:
+            block = turn_vectors[offset:offset + len(b.turns)]
+            offset += len(b.turns)
+            records.extend(b.turns)
+            vectors.extend(block)
+            if b.session is not None:
+                records.append(b.session)
+                vectors.append(session_vector(block))
+        events = [HistoryEvent(r.id, "ADD", None, r.text, recorded_at) for r in records]
+        self._ensure_index()
+        self._store.write(records, np.asarray(vectors, dtype=np.float32), events)
+        if collect is not None:
+            collect.extend(records)
+        return IngestReport(
+            sessions=len(built), turns=len(turn_records), memories=len(records),
+            seconds=time.perf_counter() - started, embed_seconds=embed_seconds, embedded_texts=len(turn_records),
+        )
+
+    def _encode_documents(self, texts: list[str], on_progress: Progress | None) -> np.ndarray:
+        batch = max(self.config.embedder.batch_size * 4, 1)
+        parts = []
+        for start in range(0, len(texts), batch):
+            parts.append(self._embedder.encode(texts[start:start + batch], purpose="document"))
+            if on_progress:
+                on_progress(min(start + batch, len(texts)), len(texts))
+        return np.vstack(parts) if parts else np.zeros((0, self._embedder.dims), dtype=np.float32)
+
+    def update(self, memory_id: str, text: str, *, user_id: str | None = None) -> MemoryRecord:
+        """Replace a memory's text (dates are resolved again, the vector recomputed); kept in history."""
+        if not isinstance(text, str) or not text.strip():
+            raise InputError("the new text is empty", field="text", fix="pass the memory's new, non-empty text")
+        record = self._require(memory_id, user_id)
+        old_text = record.text
+        anchor = parse_session_date(record.session_date) if record.session_date else _utc_now()
+        record.text = text
+        record.event_dates = resolve_expressions(text, anchor) if self.config.ingest.resolve_dates else []
+        if record.node_type == NodeType.TURN.value:
+            record.embed_text = turn_embed_text(record.speaker or "user", text, anchor.date().isoformat(), record.event_dates)
+        else:
+            record.embed_text = text
+        vector = self._embedder.encode([record.embed_text], purpose="document")[0]
+        at = _utc_now().isoformat(timespec="seconds") + "Z"
+        self._store.replace(record, vector, HistoryEvent(record.id, "UPDATE", old_text, text, at))
+        return record
+
+    def delete(self, memory_id: str, *, user_id: str | None = None) -> None:
+        record = self._require(memory_id, user_id)
+        at = _utc_now().isoformat(timespec="seconds") + "Z"
+        self._store.delete(record.user_id, [record.id], [HistoryEvent(record.id, "DELETE", record.text, None, at)])
+
+    def delete_all(self, user_id: str) -> int:
+        """Forget every memory of one user; returns how many were deleted."""
+        _require_user(user_id)
+        return self._store.delete_user(user_id, _utc_now().isoformat(timespec="seconds") + "Z")
+
+    def reset(self) -> None:
+        """Forget everything, for every user."""
+        self._store.clear()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 10,
+        filters: dict[str, Any] | None = None,
+        now: str | date | datetime | None = None,
+        explain: bool = False,
+    ) -> list[Hit]:
+        """Find a user's memories relevant to `query`. `now` anchors times in the question ("last week")."""
+        _require_user(user_id)
+        if not isinstance(query, str) or not query.strip():
+            raise InputError("the query is empty", field="query", fix="pass the question to search for")
+        if not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be a positive integer, got {limit!r}", field="limit", fix="pass limit=10")
+        if filters is not None and not isinstance(filters, dict):
+            raise InputError("filters must be a dict", field="filters", fix="pass filters={'node_type': 'turn'}")
+        anchor = parse_session_date(now) if now is not None else _utc_now()
+        if self._store.active_index() is None:
+            return []
+        return self._retriever.search(user_id, query, limit=limit, filters=filters, now=anchor, explain=explain)
+
+    def get(self, memory_id: str, *, user_id: str | None = None) -> MemoryRecord | None:
+        """One memory by id, or None. With `user_id`, only that user's memory is returned."""
+        return self._store.get(user_id, memory_id)
+
+    def get_all(self, user_id: str, limit: int = 100, cursor: str | None = None,
+                filters: dict[str, Any] | None = None) -> Page:
+        _require_user(user_id)
+        records, next_cursor = self._store.list(user_id, limit, cursor, filters)
+        return Page(records, next_cursor)
+
+    def history(self, memory_id: str, *, user_id: str | None = None) -> list[HistoryEvent]:
+        """Every ADD, UPDATE and DELETE of a memory, oldest first (kept after deletion)."""
+        return self._store.history(user_id, memory_id)
+
+    def stats(self) -> StoreStats:
+        return self._store.stats()
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    def _require(self, memory_id: str, user_id: str | None) -> MemoryRecord:
+        record = self._store.get(user_id, memory_id)
+        if record is None:
+            owner = f" for user '{user_id}'" if user_id else ""
+            raise NotFoundError(f"no memory with id {memory_id}{owner}")
+        return record
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "Memory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _iso(value: str | date | datetime | None) -> str | None:
+    if value is None:
+        return None
+    return parse_session_date(value).isoformat()
+
+
+def reindex(
+    path: str | Path,
+    embedder_config: EmbedderConfig | None = None,
+    *,
+    embedder: Embedder | None = None,
+    batch_size: int = 256,
+    on_progress: Progress | None = None,
+) -> ReindexReport:
+    """Embed every memory of a store with another model into a new index, then swap atomically.
+
+    Until the swap the old index keeps answering searches; an interrupted run leaves the old index
+    active and is resumed by running reindex again with the same model.
+    """
+    started = time.perf_counter()
+    embedder = embedder or make_embedder(embedder_config or EmbedderConfig())
+    store = SQLiteStore(path)
+    try:
+        resumed_index = store.building_index(embedder.name, embedder.dims)
+        index = resumed_index or store.create_index(embedder.name, embedder.dims)
+        total = store.stats().memories
+        done = 0
+        # Turns first; a session's vector is then the mean of its turns' new vectors, as at ingest.
+        for sessions in (False, True):
+            while batch := store.missing_from_index(index, batch_size, sessions=sessions):
+                if sessions:
+                    vectors = [_session_vector_from(store, index, embedder, text, meta) for _, text, meta in batch]
+                else:
+                    vectors = list(embedder.encode([text for _, text, _ in batch], purpose="document"))
+                store.put_index_vectors(index, [rowid for rowid, _, _ in batch], np.asarray(vectors, dtype=np.float32))
+                done += len(batch)
+                if on_progress:
+                    on_progress(min(done, total), total)
+        store.activate_index(index)
+        return ReindexReport(embedder.name, embedder.dims, total, time.perf_counter() - started, resumed_index is not None)
+    finally:
+        store.close()
+
+
+def _session_vector_from(store: SQLiteStore, index, embedder: Embedder, text: str, metadata: dict) -> np.ndarray:
+    turn_vectors = store.index_vectors(index, metadata.get("turn_ids", []))
+    if len(turn_vectors):
+        return session_vector(turn_vectors)
+    return embedder.encode([text], purpose="document")[0]

@@ -1,0 +1,1 @@
+"""Finding memories: query analysis, candidate strategies, fusion and diversification."""

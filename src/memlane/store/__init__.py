@@ -1,0 +1,68 @@
+"""Where memories live. The retrieval pipeline talks to a store only through `Store`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from memlane.records import HistoryEvent, MemoryRecord
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """The embedding model a vector index was built with."""
+
+    name: str
+    model: str
+    dims: int
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    memories: int
+    users: int
+    by_node_type: dict[str, int]
+    by_category: dict[str, int]
+    index: IndexInfo | None
+    file_bytes: int
+
+
+class Store(Protocol):
+    """The handful of operations memlane needs from a backend."""
+
+    def active_index(self) -> IndexInfo | None: ...
+
+    def create_index(self, model: str, dims: int) -> IndexInfo: ...
+
+    def write(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent]) -> None:
+        """Insert records with their vectors and history events, all or nothing."""
+
+    def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None: ...
+
+    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent]) -> int: ...
+
+    def delete_user(self, user_id: str, at: str) -> int: ...
+
+    def get(self, user_id: str | None, memory_id: str) -> MemoryRecord | None: ...
+
+    def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]: ...
+
+    def list(self, user_id: str, limit: int, cursor: str | None, filters: dict[str, Any] | None) -> tuple[list[MemoryRecord], str | None]: ...
+
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]: ...
+
+    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]: ...
+
+    def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]: ...
+
+    def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]: ...
+
+    def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray: ...
+
+    def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]: ...
+
+    def stats(self) -> StoreStats: ...
+
+    def close(self) -> None: ...

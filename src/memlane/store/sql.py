@@ -1,0 +1,68 @@
+"""SQL built by pure functions, so tests can read exactly what a query asks for."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from memlane.errors import InputError
+
+FILTER_FIELDS = ("node_type", "category", "agent_id", "session_id", "speaker", "date_from", "date_to")
+_LIST_FIELDS = ("node_type", "category", "agent_id", "session_id", "speaker")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def filter_sql(filters: dict[str, Any] | None, alias: str = "m") -> tuple[str, list[Any]]:
+    """Translate search filters into a SQL condition (always true when empty) and its parameters.
+
+    Equality fields take a value or a list of values. `date_from`/`date_to` (ISO dates, inclusive)
+    keep a memory when its resolved event range or its session date overlaps the range.
+    """
+    if not filters:
+        return "1", []
+    unknown = sorted(set(filters) - set(FILTER_FIELDS))
+    if unknown:
+        raise InputError(
+            f"unknown filter {', '.join(repr(u) for u in unknown)}",
+            field="filters",
+            fix="use any of: " + ", ".join(FILTER_FIELDS),
+        )
+    clauses: list[str] = []
+    params: list[Any] = []
+    for name in _LIST_FIELDS:
+        if name not in filters or filters[name] is None:
+            continue
+        value = filters[name]
+        values = list(value) if isinstance(value, (list, tuple, set)) else [value]
+        values = [v.value if hasattr(v, "value") else v for v in values]
+        clauses.append(f"{alias}.{name} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+    start, end = filters.get("date_from"), filters.get("date_to")
+    for key, value in (("date_from", start), ("date_to", end)):
+        if value is not None and not (isinstance(value, str) and _ISO_DATE.match(value)):
+            raise InputError(f"filter {key}={value!r} is not an ISO date", field=key, fix="write it as YYYY-MM-DD")
+    if start is not None or end is not None:
+        lo = (start or "0000-01-01")[:10]
+        hi = (end or "9999-12-31")[:10]
+        clauses.append(
+            f"((COALESCE({alias}.event_start, '9999') <= ? AND COALESCE({alias}.event_end, '0000') >= ?)"
+            f" OR (substr({alias}.session_date, 1, 10) BETWEEN ? AND ?))"
+        )
+        params.extend([hi, lo, lo, hi])
+    return (" AND ".join(clauses) or "1"), params
+
+
+def fts_query(terms: Sequence[str]) -> str:
+    """An FTS5 MATCH expression that ORs the terms, each quoted so no term is read as syntax."""
+    quoted = ['"' + t.replace('"', '""') + '"' for t in terms if t]
+    return " OR ".join(quoted)
+
+
+def lexical_sql(filter_clause: str) -> str:
+    """BM25 candidates for one user, best first (FTS5's bm25() is lower-is-better)."""
+    return (
+        "SELECT m.id, bm25(memories_fts) AS score FROM memories_fts "
+        "JOIN memories m ON m.rowid = memories_fts.rowid "
+        f"WHERE memories_fts MATCH ? AND m.user_id = ? AND {filter_clause} "
+        "ORDER BY score LIMIT ?"
+    )

@@ -1,0 +1,500 @@
+"""The default store: one SQLite file holding records, an FTS5 index and float32 vectors.
+
+Vectors live in plain tables (one per embedding model) and are scored with numpy, so no
+loadable SQLite extension is needed. Every write is one transaction; WAL lets readers go on
+while a writer works, which is how a reindex keeps answering searches until its swap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from memlane.errors import StoreError
+from memlane.records import Category, EventDate, HistoryEvent, MemoryRecord
+from memlane.store import IndexInfo, StoreStats
+from memlane.store.sql import filter_sql, fts_query, lexical_sql
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS memories (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    agent_id TEXT,
+    category TEXT NOT NULL,
+    node_type TEXT NOT NULL,
+    text TEXT NOT NULL,
+    embed_text TEXT NOT NULL,
+    speaker TEXT,
+    session_id TEXT,
+    session_date TEXT,
+    turn_index INTEGER,
+    recorded_at TEXT NOT NULL,
+    event_start TEXT,
+    event_end TEXT,
+    event_dates TEXT NOT NULL DEFAULT '[]',
+    metadata TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS memories_by_user ON memories (user_id, rowid);
+CREATE INDEX IF NOT EXISTS memories_by_session ON memories (user_id, session_id, turn_index);
+CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
+    embed_text, content='memories', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER IF NOT EXISTS memories_fts_insert AFTER INSERT ON memories BEGIN
+    INSERT INTO memories_fts (rowid, embed_text) VALUES (new.rowid, new.embed_text);
+END;
+CREATE TRIGGER IF NOT EXISTS memories_fts_delete AFTER DELETE ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, embed_text) VALUES ('delete', old.rowid, old.embed_text);
+END;
+CREATE TRIGGER IF NOT EXISTS memories_fts_update AFTER UPDATE OF embed_text ON memories BEGIN
+    INSERT INTO memories_fts (memories_fts, rowid, embed_text) VALUES ('delete', old.rowid, old.embed_text);
+    INSERT INTO memories_fts (rowid, embed_text) VALUES (new.rowid, new.embed_text);
+END;
+CREATE TABLE IF NOT EXISTS vector_indexes (
+    name TEXT PRIMARY KEY, model TEXT NOT NULL, dims INTEGER NOT NULL, state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY,
+    memory_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    old_text TEXT,
+    new_text TEXT,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_memory ON history (memory_id, seq);
+"""
+
+_COLUMNS = (
+    "id, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id, "
+    "session_date, turn_index, recorded_at, event_start, event_end, event_dates, metadata"
+)
+
+
+def _row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
+    (mid, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id,
+     session_date, turn_index, recorded_at, _start, _end, event_dates, metadata) = tuple(row)
+    return MemoryRecord(
+        id=mid, user_id=user_id, agent_id=agent_id, category=Category(category), node_type=node_type,
+        text=text, embed_text=embed_text, speaker=speaker, session_id=session_id,
+        session_date=session_date, turn_index=turn_index, recorded_at=recorded_at,
+        event_dates=[EventDate(**e) for e in json.loads(event_dates)], metadata=json.loads(metadata),
+    )
+
+
+def _record_params(r: MemoryRecord) -> tuple:
+    starts = [e.start for e in r.event_dates]
+    ends = [e.end for e in r.event_dates]
+    return (
+        r.id, r.user_id, r.agent_id, r.category.value, r.node_type, r.text, r.embed_text, r.speaker,
+        r.session_id, r.session_date, r.turn_index, r.recorded_at,
+        min(starts) if starts else None, max(ends) if ends else None,
+        json.dumps([vars(e) for e in r.event_dates]), json.dumps(r.metadata, ensure_ascii=False),
+    )
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+class SQLiteStore:
+    """memlane's embedded store. Thread-safe for one process; other processes may read concurrently."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot create store {self.path}: folder {parent} does not exist")
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+            if self._meta("schema_version") is None:
+                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}. Is it a memlane SQLite file?") from None
+        self._lock = threading.RLock()
+        self._dense_cache: dict[str, tuple[int, str, np.ndarray, np.ndarray]] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                yield self._conn
+                self._conn.execute(
+                    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) "
+                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"write to {self.path} failed and was rolled back: {exc}") from None
+                raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"read from {self.path} failed: {exc}") from None
+
+    def _meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _generation(self) -> int:
+        rows = self._query("SELECT value FROM meta WHERE key = 'generation'")
+        return int(rows[0][0]) if rows else 0
+
+    # -- vector indexes -----------------------------------------------------------------------
+
+    def active_index(self) -> IndexInfo | None:
+        rows = self._query("SELECT name, model, dims FROM vector_indexes WHERE state = 'active'")
+        return IndexInfo(*rows[0]) if rows else None
+
+    def building_index(self, model: str, dims: int) -> IndexInfo | None:
+        """An unfinished index for this model (left by an interrupted reindex), to resume."""
+        rows = self._query(
+            "SELECT name, model, dims FROM vector_indexes WHERE state = 'building' AND model = ? AND dims = ?",
+            (model, dims),
+        )
+        return IndexInfo(*rows[0]) if rows else None
+
+    def create_index(self, model: str, dims: int, *, active: bool = False) -> IndexInfo:
+        name = "vectors_" + uuid.uuid4().hex[:12]
+        with self._transaction() as conn:
+            if active and self.active_index() is not None:
+                raise StoreError("this store already has an active vector index")
+            conn.execute(f"CREATE TABLE {name} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)")
+            conn.execute(
+                "INSERT INTO vector_indexes VALUES (?, ?, ?, ?)",
+                (name, model, dims, "active" if active else "building"),
+            )
+        return IndexInfo(name, model, dims)
+
+    def missing_from_index(self, index: IndexInfo, limit: int, *, sessions: bool) -> list[tuple[int, str, dict]]:
+        """(rowid, embed_text, metadata) of memories with no vector in `index` yet: session
+        memories when `sessions`, every other kind otherwise."""
+        op = "=" if sessions else "!="
+        rows = self._query(
+            f"SELECT m.rowid, m.embed_text, m.metadata FROM memories m LEFT JOIN {index.name} v ON v.rowid = m.rowid "
+            f"WHERE v.rowid IS NULL AND m.node_type {op} 'session' ORDER BY m.rowid LIMIT ?",
+            (limit,),
+        )
+        return [(r, t, json.loads(meta)) for r, t, meta in rows]
+
+    def index_vectors(self, index: IndexInfo, memory_ids: Sequence[str]) -> np.ndarray:
+        """Vectors of `index` for the given memories that have one (any user: for maintenance only)."""
+        if not memory_ids:
+            return np.zeros((0, index.dims), dtype=np.float32)
+        rows = self._query(
+            f"SELECT v.vec FROM memories m JOIN {index.name} v ON v.rowid = m.rowid "
+            f"WHERE m.id IN ({', '.join('?' * len(memory_ids))})",
+            tuple(memory_ids),
+        )
+        return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), index.dims)
+
+    def put_index_vectors(self, index: IndexInfo, rowids: Sequence[int], vectors: np.ndarray) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)",
+                [(int(r), _blob(v)) for r, v in zip(rowids, vectors)],
+            )
+
+    def activate_index(self, index: IndexInfo) -> None:
+        """Swap `index` in as the one searches use, in one transaction, and drop the old one.
+
+        Refuses while any memory lacks a vector in `index`, so the swap never loses a memory.
+        """
+        with self._transaction() as conn:
+            missing = conn.execute(
+                f"SELECT COUNT(*) FROM memories m LEFT JOIN {index.name} v ON v.rowid = m.rowid WHERE v.rowid IS NULL"
+            ).fetchone()[0]
+            if missing:
+                raise StoreError(f"index {index.name} still lacks {missing} vectors; finish embedding before the swap")
+            old = conn.execute("SELECT name FROM vector_indexes WHERE state = 'active'").fetchall()
+            for (name,) in old:
+                conn.execute(f"DROP TABLE IF EXISTS {name}")
+                conn.execute("DELETE FROM vector_indexes WHERE name = ?", (name,))
+            # Unfinished indexes of other models are stale now.
+            for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE state = 'building' AND name != ?", (index.name,)).fetchall():
+                conn.execute(f"DROP TABLE IF EXISTS {name}")
+                conn.execute("DELETE FROM vector_indexes WHERE name = ?", (name,))
+            conn.execute("UPDATE vector_indexes SET state = 'active' WHERE name = ?", (index.name,))
+        self._dense_cache.clear()
+
+    def _require_index(self) -> IndexInfo:
+        index = self.active_index()
+        if index is None:
+            raise StoreError(f"store {self.path} has no vector index yet; add memories first")
+        return index
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent]) -> None:
+        if len(records) != len(vectors):
+            raise StoreError(f"{len(records)} records but {len(vectors)} vectors")
+        if not records and not events:
+            return
+        index = self._require_index()
+        with self._transaction() as conn:
+            for record, vector in zip(records, vectors):
+                cur = conn.execute(
+                    f"INSERT INTO memories ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", _record_params(record)
+                )
+                conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, _blob(vector)))
+            self._write_events(conn, events)
+
+    def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None:
+        index = self._require_index()
+        with self._transaction() as conn:
+            row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (record.id, record.user_id)).fetchone()
+            if row is None:
+                raise StoreError(f"memory {record.id} vanished before its update")
+            params = _record_params(record)
+            assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
+            conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*params, row[0]))
+            conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (row[0], _blob(vector)))
+            self._write_events(conn, [event])
+
+    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent]) -> int:
+        index = self.active_index()
+        with self._transaction() as conn:
+            deleted = 0
+            for memory_id in ids:
+                row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id)).fetchone()
+                if row is None:
+                    continue
+                conn.execute("DELETE FROM memories WHERE rowid = ?", row)
+                self._delete_vectors(conn, [row[0]], index)
+                deleted += 1
+            self._write_events(conn, events)
+        return deleted
+
+    def delete_user(self, user_id: str, at: str) -> int:
+        index = self.active_index()
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT rowid, id, text FROM memories WHERE user_id = ?", (user_id,)).fetchall()
+            conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+            self._delete_vectors(conn, [r[0] for r in rows], index)
+            self._write_events(conn, [HistoryEvent(mid, "DELETE", text, None, at) for _, mid, text in rows], user_id=user_id)
+        return len(rows)
+
+    def _delete_vectors(self, conn: sqlite3.Connection, rowids: list[int], index: IndexInfo | None) -> None:
+        names = [r[0] for r in conn.execute("SELECT name FROM vector_indexes").fetchall()]
+        for name in names:
+            conn.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
+
+    def _write_events(self, conn: sqlite3.Connection, events: Sequence[HistoryEvent], user_id: str | None = None) -> None:
+        owners: dict[str, str] = {}
+        rows = []
+        for e in events:
+            owner = user_id or owners.get(e.memory_id)
+            if owner is None:
+                found = conn.execute(
+                    "SELECT user_id FROM memories WHERE id = ? UNION ALL "
+                    "SELECT user_id FROM history WHERE memory_id = ? LIMIT 1", (e.memory_id, e.memory_id)
+                ).fetchone()
+                if found is None:
+                    raise StoreError(f"history event for unknown memory {e.memory_id}")
+                owner = owners[e.memory_id] = found[0]
+            rows.append((e.memory_id, owner, e.event, e.old_text, e.new_text, e.at))
+        conn.executemany(
+            "INSERT INTO history (memory_id, user_id, event, old_text, new_text, at) VALUES (?, ?, ?, ?, ?, ?)", rows
+        )
+
+    def clear(self) -> None:
+        """Remove every memory, vector and history event (the vector index keeps its model)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM memories")
+            conn.execute("DELETE FROM history")
+            for (name,) in conn.execute("SELECT name FROM vector_indexes").fetchall():
+                conn.execute(f"DELETE FROM {name}")
+        self._dense_cache.clear()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, user_id: str | None, memory_id: str) -> MemoryRecord | None:
+        if user_id is None:
+            rows = self._query(f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,))
+        else:
+            rows = self._query(f"SELECT {_COLUMNS} FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id))
+        return _row_to_record(rows[0]) if rows else None
+
+    def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        """Records in the order of `ids`; ids of other users or unknown ids are skipped."""
+        found: dict[str, MemoryRecord] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._query(
+                f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND id IN ({', '.join('?' * len(chunk))})",
+                (user_id, *chunk),
+            )
+            found.update((r[0], _row_to_record(r)) for r in rows)
+        return [found[i] for i in ids if i in found]
+
+    def list(self, user_id: str, limit: int, cursor: str | None, filters: dict[str, Any] | None) -> tuple[list[MemoryRecord], str | None]:
+        clause, params = filter_sql(filters)
+        after = int(cursor) if cursor else 0
+        rows = self._query(
+            f"SELECT m.rowid, {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM memories m "
+            f"WHERE m.user_id = ? AND m.rowid > ? AND {clause} ORDER BY m.rowid LIMIT ?",
+            (user_id, after, *params, limit + 1),
+        )
+        page = rows[:limit]
+        next_cursor = str(page[-1][0]) if len(rows) > limit else None
+        return [_row_to_record(r[1:]) for r in page], next_cursor
+
+    def session_memories(self, user_id: str, session_id: str) -> list[MemoryRecord]:
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND session_id = ? ORDER BY turn_index, rowid",
+            (user_id, session_id),
+        )
+        return [_row_to_record(r) for r in rows]
+
+    def _user_matrix(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """All of one user's vectors as a matrix, cached until the store changes."""
+        index = self._require_index()
+        generation = self._generation()
+        cached = self._dense_cache.get(user_id)
+        if cached and cached[0] == generation and cached[1] == index.name:
+            return cached[2], cached[3]
+        rows = self._query(
+            f"SELECT m.rowid, v.vec FROM memories m JOIN {index.name} v ON v.rowid = m.rowid "
+            "WHERE m.user_id = ? ORDER BY m.rowid",
+            (user_id,),
+        )
+        rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), index.dims)
+                  if rows else np.zeros((0, index.dims), dtype=np.float32))
+        self._dense_cache[user_id] = (generation, index.name, rowids, matrix)
+        return rowids, matrix
+
+    def _rowids_to_ids(self, user_id: str, rowids: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        rowids = [int(r) for r in rowids]
+        for start in range(0, len(rowids), 500):
+            chunk = rowids[start:start + 500]
+            rows = self._query(
+                f"SELECT rowid, id FROM memories WHERE user_id = ? AND rowid IN ({', '.join('?' * len(chunk))})",
+                (user_id, *chunk),
+            )
+            out.update(rows)
+        return out
+
+    def _allowed_rowids(self, user_id: str, filters: dict[str, Any] | None) -> np.ndarray | None:
+        if not filters:
+            return None
+        clause, params = filter_sql(filters)
+        rows = self._query(f"SELECT m.rowid FROM memories m WHERE m.user_id = ? AND {clause}", (user_id, *params))
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
+        rowids, matrix = self._user_matrix(user_id)
+        if len(rowids) == 0:
+            return []
+        scores = matrix @ np.asarray(query, dtype=np.float32)
+        allowed = self._allowed_rowids(user_id, filters)
+        if allowed is not None:
+            scores = np.where(np.isin(rowids, allowed), scores, -np.inf)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.isfinite(scores[top])]
+        names = self._rowids_to_ids(user_id, rowids[top])
+        return [(names[int(rowids[i])], float(scores[i])) for i in top if int(rowids[i]) in names]
+
+    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
+        match = fts_query(terms)
+        if not match:
+            return []
+        clause, params = filter_sql(filters)
+        rows = self._query(lexical_sql(clause), (match, user_id, *params, k))
+        # bm25() is negative, lower is better; report the usual positive score.
+        return [(mid, -float(score)) for mid, score in rows]
+
+    def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many of the user's memories contain each term, and how many memories the user has."""
+        total = self._query("SELECT COUNT(*) FROM memories WHERE user_id = ?", (user_id,))[0][0]
+        freqs: dict[str, int] = {}
+        for term in dict.fromkeys(terms):
+            rows = self._query(
+                "SELECT COUNT(*) FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+                "WHERE memories_fts MATCH ? AND m.user_id = ?",
+                (fts_query([term]), user_id),
+            )
+            freqs[term] = rows[0][0]
+        return freqs, total
+
+    def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]:
+        """(memory id, needle) for memories whose text or id contains a needle, case-insensitively."""
+        clause, params = filter_sql(filters)
+        out: list[tuple[str, str]] = []
+        for needle in dict.fromkeys(needles):
+            rows = self._query(
+                f"SELECT m.id FROM memories m WHERE m.user_id = ? AND {clause} AND "
+                "(m.id = ? OR instr(lower(m.text), lower(?)) > 0) ORDER BY m.rowid LIMIT ?",
+                (user_id, *params, needle, needle, k),
+            )
+            out.extend((r[0], needle) for r in rows)
+        return out
+
+    def speakers(self, user_id: str) -> list[str]:
+        rows = self._query("SELECT DISTINCT speaker FROM memories WHERE user_id = ? AND speaker IS NOT NULL", (user_id,))
+        return [r[0] for r in rows]
+
+    def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray:
+        index = self._require_index()
+        if not ids:
+            return np.zeros((0, index.dims), dtype=np.float32)
+        found: dict[str, bytes] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._query(
+                f"SELECT m.id, v.vec FROM memories m JOIN {index.name} v ON v.rowid = m.rowid "
+                f"WHERE m.user_id = ? AND m.id IN ({', '.join('?' * len(chunk))})",
+                (user_id, *chunk),
+            )
+            found.update(rows)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise StoreError(f"no vector for memories {missing[:3]} of user {user_id}")
+        return np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(len(ids), index.dims)
+
+    def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]:
+        sql = "SELECT memory_id, event, old_text, new_text, at FROM history WHERE memory_id = ?"
+        params: tuple = (memory_id,)
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params += (user_id,)
+        return [HistoryEvent(*r) for r in self._query(sql + " ORDER BY seq", params)]
+
+    def stats(self) -> StoreStats:
+        by_node = dict(self._query("SELECT node_type, COUNT(*) FROM memories GROUP BY node_type"))
+        by_category = dict(self._query("SELECT category, COUNT(*) FROM memories GROUP BY category"))
+        users = self._query("SELECT COUNT(DISTINCT user_id) FROM memories")[0][0]
+        size = os.path.getsize(self.path) if self.path != ":memory:" and os.path.exists(self.path) else 0
+        return StoreStats(sum(by_node.values()), users, by_node, by_category, self.active_index(), size)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,39 @@
+import pytest
+
+from memlane.errors import InputError
+from memlane.store.sql import filter_sql, fts_query, lexical_sql
+
+
+def test_no_filters_is_always_true():
+    assert filter_sql(None) == ("1", [])
+
+
+def test_equality_filters_accept_values_and_lists():
+    sql, params = filter_sql({"node_type": "turn", "speaker": ["Ana", "Bo"]})
+    assert sql == "m.node_type IN (?) AND m.speaker IN (?, ?)"
+    assert params == ["turn", "Ana", "Bo"]
+
+
+def test_date_range_matches_event_dates_or_session_date():
+    sql, params = filter_sql({"date_from": "2023-05-01", "date_to": "2023-05-31"})
+    assert "m.event_start" in sql and "m.session_date" in sql
+    assert params == ["2023-05-31", "2023-05-01", "2023-05-01", "2023-05-31"]
+
+
+def test_unknown_filter_names_the_valid_ones():
+    with pytest.raises(InputError, match="unknown filter 'colour'.*node_type"):
+        filter_sql({"colour": "red"})
+
+
+def test_bad_date_filter_says_the_format():
+    with pytest.raises(InputError, match="YYYY-MM-DD"):
+        filter_sql({"date_from": "last week"})
+
+
+def test_fts_query_quotes_every_term():
+    assert fts_query(["dog", 'say "hi"', "OR"]) == '"dog" OR "say ""hi""" OR "OR"'
+
+
+def test_lexical_sql_is_scoped_to_one_user():
+    sql = lexical_sql("1")
+    assert "m.user_id = ?" in sql and "MATCH ?" in sql and "ORDER BY score" in sql

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from memlane.errors import StoreError
+from memlane.records import HistoryEvent, MemoryRecord
+from memlane.store.sqlite import SQLiteStore
+
+
+def _record(i, user="ana", text=None):
+    return MemoryRecord(id=f"m{i}", user_id=user, text=text or f"memory {i}", embed_text=text or f"memory {i}",
+                        recorded_at="2023-01-01T00:00:00Z")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SQLiteStore(tmp_path / "s.db")
+    s.create_index("toy", 2, active=True)
+    yield s
+    s.close()
+
+
+def test_a_failed_write_leaves_the_store_as_it_was(store):
+    store.write([_record(1)], np.ones((1, 2), np.float32), [])
+    with pytest.raises(StoreError, match="rolled back"):
+        store.write([_record(2), _record(1)], np.ones((2, 2), np.float32), [])  # duplicate id
+    assert store.stats().memories == 1
+    assert store.get("ana", "m2") is None
+
+
+def test_dense_candidates_rank_by_cosine_within_one_user(store):
+    vectors = np.array([[1, 0], [0, 1], [0.8, 0.6]], np.float32)
+    store.write([_record(1), _record(2), _record(3, user="bo")], vectors, [])
+    ranked = store.dense_candidates("ana", np.array([1, 0], np.float32), 5, None)
+    assert [mid for mid, _ in ranked] == ["m1", "m2"]
+    assert ranked[0][1] == pytest.approx(1.0)
+
+
+def test_lexical_candidates_use_bm25_and_stemming(store):
+    store.write([_record(1, text="we went hiking in the alps"), _record(2, text="a quiet day at home")],
+                np.ones((2, 2), np.float32), [])
+    assert [mid for mid, _ in store.lexical_candidates("ana", ["hikes"], 5, None)] == ["m1"]
+
+
+def test_history_keeps_events_after_delete(store):
+    store.write([_record(1)], np.ones((1, 2), np.float32), [HistoryEvent("m1", "ADD", None, "memory 1", "t0")])
+    store.delete("ana", ["m1"], [HistoryEvent("m1", "DELETE", "memory 1", None, "t1")])
+    assert [e.event for e in store.history("ana", "m1")] == ["ADD", "DELETE"]
+
+
+def test_opening_a_file_that_is_not_a_store_is_a_clear_error(tmp_path):
+    bad = tmp_path / "not-a-db.db"
+    bad.write_bytes(b"hello, this is no database" * 100)
+    with pytest.raises(StoreError, match="memlane SQLite file"):
+        SQLiteStore(bad)
+
+
+def test_a_missing_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        SQLiteStore(tmp_path / "nope" / "s.db")
