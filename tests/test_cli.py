@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from memlane.cli import app
 
-from conftest import FIXTURES
+from _support import FIXTURES
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import memlane
 from memlane.cli import app
 from memlane.config import MemoryConfig
 
-from conftest import REPO
+from _support import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 

@@ -7,7 +7,7 @@ import pytest
 from memlane import Category, InputError, Memory, ModelMismatchError, NotFoundError, Session, Turn
 from memlane.embed import HashEmbedder
 
-from conftest import CHAT
+from _support import CHAT
 
 
 def test_add_stores_every_turn_and_the_session(memory):
@@ -158,3 +158,36 @@ def test_the_store_is_one_sqlite_file_in_wal_mode(tmp_path, memory):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"memories", "memories_fts", "history", "vector_indexes"} <= tables
+
+
+def test_a_file_that_breaks_at_its_last_record_leaves_the_store_as_it_was(memory, tmp_path):
+    from memlane.ingest.formats import load_conversations
+
+    memory.add("an earlier memory", user_id="ana")
+    before = memory.stats()
+    lines = [f'{{"role": "user", "content": "message {i}", "session_id": "s{i // 3}"}}' for i in range(30)]
+    lines.append('{"role": "user", "content": "the last one", "mood": "happy"}')
+    bad = tmp_path / "history.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"history.jsonl.*line 31.*'mood'"):
+        memory.ingest_conversations(load_conversations(bad), user_id="ana")
+    assert memory.stats() == before
+
+
+def test_an_embedder_failing_mid_ingest_leaves_the_store_as_it_was(tmp_path, config):
+    class FailsOnSecondBatch(HashEmbedder):
+        calls = 0
+
+        def encode(self, texts, purpose="document"):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError("embedding server went away")
+            return super().encode(texts, purpose)
+
+    config.embedder.batch_size = 1  # four texts per encode call
+    with Memory(tmp_path / "m.db", config, embedder=FailsOnSecondBatch(dims=256)) as m:
+        sessions = [Session(turns=[Turn(text=f"turn {i}", speaker="a") for i in range(5)], session_id=f"s{j}")
+                    for j in range(3)]
+        with pytest.raises(RuntimeError):
+            m.ingest(sessions, user_id="ana")
+        assert m.stats().memories == 0

@@ -5,7 +5,7 @@ import pytest
 from memlane import Memory, ModelMismatchError, reindex
 from memlane.embed import HashEmbedder
 
-from conftest import CHAT
+from _support import CHAT
 
 
 class Crashing(HashEmbedder):

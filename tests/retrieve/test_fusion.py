@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from memlane.retrieve.fusion import adaptive_weights, idf, min_max, mmr, query_specificity, reciprocal_rank_fusion
+from memlane.retrieve.fusion import adaptive_weights, idf, informative_terms, min_max, mmr, query_specificity, reciprocal_rank_fusion
 
 
 def test_rrf_sums_weighted_reciprocal_ranks():
@@ -27,6 +27,7 @@ def test_specificity_is_one_for_a_term_found_once_and_lower_for_common_terms():
     assert query_specificity({"beagle": 1}, 1000) == pytest.approx(1.0)
     common = query_specificity({"good": 500, "day": 400}, 1000)
     assert 0 < common < 0.2
+    assert query_specificity({"beagle": 1, "good": 500}, 1000) == pytest.approx(1.0)
 
 
 def test_specificity_ignores_absent_terms():
@@ -61,3 +62,11 @@ def test_mmr_drops_near_duplicates():
 def test_min_max_scales_and_handles_constants():
     assert list(min_max([1, 3, 2])) == [0.0, 1.0, 0.5]
     assert list(min_max([4, 4])) == [1.0, 1.0]
+
+
+def test_informative_terms_drop_terms_found_in_most_memories():
+    assert informative_terms({"caroline": 60, "research": 2, "zzz": 0}, 100) == ["research"]
+
+
+def test_informative_terms_keep_common_terms_when_nothing_else_is_left():
+    assert informative_terms({"caroline": 60, "zzz": 0}, 100) == ["caroline"]

@@ -31,18 +31,26 @@ def idf(document_frequency: int, total_documents: int) -> float:
 
 
 def query_specificity(document_frequencies: Mapping[str, int], total_documents: int) -> float:
-    """How rare the query's rarest terms are, in [0, 1]: 1 when a term occurs in one memory.
+    """How rare the query's rarest term is, in [0, 1]: 1 when a term occurs in one memory.
 
-    The mean of the two highest idfs, each divided by the idf of a term found once. Terms that
-    occur nowhere are ignored: they cannot help lexical search.
+    max idf(term) / idf(a term found once). One rare word (a name, a title) is enough to make
+    exact matching worth more. Terms that occur nowhere are ignored: they cannot help lexical search.
     """
     if total_documents <= 1:
         return 0.5
-    present = sorted((idf(df, total_documents) for df in document_frequencies.values() if df > 0), reverse=True)
+    present = [idf(df, total_documents) for df in document_frequencies.values() if df > 0]
     if not present:
         return 0.0
-    top = present[:2]
-    return min(1.0, (sum(top) / len(top)) / idf(1, total_documents))
+    return min(1.0, max(present) / idf(1, total_documents))
+
+
+def informative_terms(document_frequencies: Mapping[str, int], total_documents: int, max_share: float = 0.5) -> list[str]:
+    """The terms worth a lexical search: found somewhere, and in less than `max_share` of the
+    memories. A term in most memories (a speaker's name in a two-person chat) ranks nothing and
+    only lets short memories float up; if every term is that common, keep those found at all."""
+    found = [t for t, df in document_frequencies.items() if df > 0]
+    rare = [t for t in found if document_frequencies[t] < max_share * total_documents]
+    return rare or found
 
 
 def adaptive_weights(specificity: float, spread: float = 0.5) -> dict[str, float]:

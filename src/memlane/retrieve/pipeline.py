@@ -8,7 +8,14 @@ from typing import Any
 from memlane.config import RetrievalConfig
 from memlane.embed import Embedder
 from memlane.records import Explanation, Hit, MemoryRecord, StrategyHit
-from memlane.retrieve.fusion import adaptive_weights, min_max, mmr, query_specificity, reciprocal_rank_fusion
+from memlane.retrieve.fusion import (
+    adaptive_weights,
+    informative_terms,
+    min_max,
+    mmr,
+    query_specificity,
+    reciprocal_rank_fusion,
+)
 from memlane.retrieve.query import QueryAnalysis, analyze_query
 from memlane.store import Store
 
@@ -36,10 +43,13 @@ class Retriever:
         analysis = analyze_query(query, now, self._known_entities(user_id))
         query_vector = self.embedder.encode([query], purpose="query")[0]
 
+        frequencies, total = (self.store.document_frequencies(user_id, analysis.terms)
+                              if analysis.terms else ({}, 0))
         dense = self.store.dense_candidates(user_id, query_vector, n, filters)
-        lexical = self.store.lexical_candidates(user_id, analysis.terms, n, filters)
+        lexical = self.store.lexical_candidates(user_id, informative_terms(frequencies, total), n, filters)
         rankings: dict[str, list[tuple[str, float]]] = {"dense": dense, "bm25": lexical}
-        weights = self._lexical_dense_weights(user_id, analysis)
+        weights = ({"bm25": 1.0, "dense": 1.0} if not cfg.adaptive_weights or not analysis.terms
+                   else adaptive_weights(query_specificity(frequencies, total)))
 
         if analysis.needles:
             found = self.store.substring_matches(user_id, analysis.needles, n, filters)
@@ -52,9 +62,9 @@ class Retriever:
             rankings["temporal"] = self.store.dense_candidates(user_id, query_vector, n, in_range)
             weights["temporal"] = cfg.temporal_boost
         if analysis.entities and cfg.entity_weight > 0:
-            rankings["entity"] = self._entity_ranking(user_id, analysis, dense, n, filters)
+            base = reciprocal_rank_fusion({k: [mid for mid, _ in rankings[k]] for k in ("dense", "bm25")}, weights, k=cfg.rrf_k)
+            rankings["entity"] = self._entity_ranking(user_id, analysis, base, n, filters)
             weights["entity"] = cfg.entity_weight
-
         ordered = {name: [mid for mid, _ in ranked] for name, ranked in rankings.items()}
         fused = reciprocal_rank_fusion(ordered, weights, k=cfg.rrf_k)
         if not fused:
@@ -83,25 +93,15 @@ class Retriever:
         names = speakers(user_id) if speakers else []
         return [s for s in names if s.lower() not in {"user", "assistant", "system", "tool"}]
 
-    def _lexical_dense_weights(self, user_id: str, analysis: QueryAnalysis) -> dict[str, float]:
-        if not self.config.adaptive_weights or not analysis.terms:
-            return {"bm25": 1.0, "dense": 1.0}
-        frequencies, total = self.store.document_frequencies(user_id, analysis.terms)
-        return adaptive_weights(query_specificity(frequencies, total))
-
     def _entity_ranking(
-        self, user_id: str, analysis: QueryAnalysis, dense: list[tuple[str, float]], n: int,
+        self, user_id: str, analysis: QueryAnalysis, base: dict[str, float], n: int,
         filters: dict[str, Any] | None,
     ) -> list[tuple[str, float]]:
-        """Memories that mention a name in the question (or are said by it), in dense order."""
-        pool_ids = [mid for mid, _ in dense]
-        dense_score = dict(dense)
+        """Memories said by or mentioning a name in the question: first those the dense and
+        lexical strategies found, in their fused order, then other mentions."""
+        pool = sorted(base, key=lambda mid: -base[mid])
         lowered = [e.lower() for e in analysis.entities]
-        ranked: list[tuple[str, float]] = []
-        for record in self.store.get_many(user_id, pool_ids):
-            if _mentions(record, lowered):
-                ranked.append((record.id, dense_score[record.id]))
-        ranked.sort(key=lambda item: -item[1])
+        ranked = [(r.id, base[r.id]) for r in self.store.get_many(user_id, pool) if _mentions(r, lowered)]
         seen = {mid for mid, _ in ranked}
         for mid, _needle in self.store.substring_matches(user_id, analysis.entities, n, filters):
             if mid not in seen:

