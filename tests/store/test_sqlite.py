@@ -57,3 +57,10 @@ def test_opening_a_file_that_is_not_a_store_is_a_clear_error(tmp_path):
 def test_a_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(StoreError, match="does not exist"):
         SQLiteStore(tmp_path / "nope" / "s.db")
+
+
+def test_lexical_queries_walk_the_fts_matches_first(store):
+    from memlane.store.sql import lexical_sql
+
+    plan = store._conn.execute("EXPLAIN QUERY PLAN " + lexical_sql("1"), ('"x"', "ana", 5)).fetchall()
+    assert "memories_fts" in plan[0][3]  # probing FTS once per user row is quadratic

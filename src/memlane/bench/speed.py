@@ -94,16 +94,17 @@ def run_speed_benchmark(
     embedder = make_embedder(config.embedder)
 
     status(f"raw encode of {encode_sample} turns")
-    sample = [
-        turn_embed_text(t.speaker, t.text, (s.date or "")[:10], [])
-        for s in corpus.sessions for t in s.turns
-    ][:encode_sample]
+    everything = [turn_embed_text(t.speaker, t.text, (s.date or "")[:10], []) for s in corpus.sessions for t in s.turns]
+    # Evenly spaced over the corpus, so the sample has the same mix of short and long turns as the ingest.
+    step = max(1, len(everything) // encode_sample)
+    sample = everything[::step][:encode_sample]
     embedder.encode(sample[:16])  # load the model outside the timing
     started = time.perf_counter()
     embedder.encode(sample)
     encode_seconds = time.perf_counter() - started
     count_tokens = getattr(getattr(embedder, "inner", embedder), "count_tokens", None)
     sample_tokens = count_tokens(sample) if count_tokens else None
+    corpus_tokens = count_tokens(everything) if count_tokens else None
 
     with tempfile.TemporaryDirectory() as tmp:
         memory = Memory(Path(tmp) / "speed.db", config, embedder=embedder)
@@ -139,6 +140,8 @@ def run_speed_benchmark(
             "seconds": report.seconds,
             "embed_seconds": report.embed_seconds,
             "turns_per_second": report.turns_per_second,
+            "tokens": corpus_tokens,
+            "embedding_tokens_per_second": (corpus_tokens / report.embed_seconds) if corpus_tokens else None,
             "non_embedding_seconds": non_embedding,
             "non_embedding_share": non_embedding / report.seconds,
         },
@@ -148,6 +151,10 @@ def run_speed_benchmark(
             "latency_ms": percentiles(latencies),
         },
     }
+
+
+def _rate(tokens_per_second: float | None) -> str:
+    return f"{tokens_per_second:.0f} tokens/s" if tokens_per_second else "tokens not counted"
 
 
 def speed_markdown(result: dict, command: str) -> str:
@@ -165,7 +172,7 @@ Model: `{result['model']}`, vector cache off (every vector computed).
 |---|---|
 | raw encode, {e['texts']} turns | {e['texts_per_second']:.1f} turns/s ({tokens}) |
 | ingest, {i['turns']} turns in {i['sessions']} sessions ({i['memories']} memories) | {i['turns_per_second']:.1f} turns/s, {i['seconds']:.1f} s |
-| of which embedding | {i['embed_seconds']:.1f} s |
+| of which embedding | {i['embed_seconds']:.1f} s ({_rate(i.get('embedding_tokens_per_second'))}) |
 | of which everything else (date resolution, records, SQLite + FTS5 writes) | {i['non_embedding_seconds']:.1f} s ({100 * i['non_embedding_share']:.1f}%) |
 | search latency on {s['store_memories']} memories, {s['queries']} questions | p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, p99 {lat['p99']:.1f} ms |
 """

@@ -7,7 +7,7 @@ from typing import Any
 
 from memlane.config import RetrievalConfig
 from memlane.embed import Embedder
-from memlane.records import Explanation, Hit, MemoryRecord, StrategyHit
+from memlane.records import Explanation, Hit, StrategyHit
 from memlane.retrieve.fusion import (
     adaptive_weights,
     informative_terms,
@@ -89,8 +89,7 @@ class Retriever:
         return hits
 
     def _known_entities(self, user_id: str) -> list[str]:
-        speakers = getattr(self.store, "speakers", None)
-        names = speakers(user_id) if speakers else []
+        names = self.store.speakers(user_id)
         return [s for s in names if s.lower() not in {"user", "assistant", "system", "tool"}]
 
     def _entity_ranking(
@@ -100,8 +99,8 @@ class Retriever:
         """Memories said by or mentioning a name in the question: first those the dense and
         lexical strategies found, in their fused order, then other mentions."""
         pool = sorted(base, key=lambda mid: -base[mid])
-        lowered = [e.lower() for e in analysis.entities]
-        ranked = [(r.id, base[r.id]) for r in self.store.get_many(user_id, pool) if _mentions(r, lowered)]
+        said_or_mentioned = self.store.mentioning(user_id, pool, analysis.entities)
+        ranked = [(mid, base[mid]) for mid in pool if mid in said_or_mentioned]
         seen = {mid for mid, _ in ranked}
         for mid, _needle in self.store.substring_matches(user_id, analysis.entities, n, filters):
             if mid not in seen:
@@ -129,10 +128,4 @@ class Retriever:
         if analysis.needles:
             notes.append("exact strings: " + ", ".join(analysis.needles))
         return Explanation(strategies=strategies, fused_score=fused, weights=dict(weights), notes=notes)
-
-
-def _mentions(record: MemoryRecord, lowered_entities: list[str]) -> bool:
-    text = record.text.lower()
-    speaker = (record.speaker or "").lower()
-    return any(e in text or e == speaker for e in lowered_entities)
 

@@ -62,7 +62,8 @@ def lexical_sql(filter_clause: str) -> str:
     """BM25 candidates for one user, best first (FTS5's bm25() is lower-is-better)."""
     return (
         "SELECT m.id, bm25(memories_fts) AS score FROM memories_fts "
-        "JOIN memories m ON m.rowid = memories_fts.rowid "
+        # CROSS JOIN makes SQLite walk the FTS matches first instead of probing FTS per user row.
+        "CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
         f"WHERE memories_fts MATCH ? AND m.user_id = ? AND {filter_clause} "
         "ORDER BY score LIMIT ?"
     )

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -108,6 +109,40 @@ def _blob(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
+@dataclass
+class UserView:
+    """A snapshot of one user's memories for searching, valid for one store generation."""
+
+    generation: int
+    index: str
+    rowids: np.ndarray
+    ids: list[str]
+    position: dict[str, int]
+    node_types: np.ndarray
+    speakers: list[str]  # lower-cased
+    speaker_names: set[str]
+    session_ids: list[str | None]
+    turn_index: list[int | None]
+    texts: list[str]  # lower-cased
+    matrix: np.ndarray
+
+    @classmethod
+    def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
+        ids = [r[1] for r in rows]
+        matrix = (np.frombuffer(b"".join(r[7] for r in rows), dtype=np.float32).reshape(len(rows), dims)
+                  if rows else np.zeros((0, dims), dtype=np.float32))
+        return cls(
+            generation=generation, index=index,
+            rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            ids=ids, position={mid: i for i, mid in enumerate(ids)},
+            node_types=np.array([r[2] for r in rows], dtype=object),
+            speakers=[(r[3] or "").lower() for r in rows],
+            speaker_names={r[3] for r in rows if r[3]},
+            session_ids=[r[4] for r in rows], turn_index=[r[5] for r in rows],
+            texts=[r[6].lower() for r in rows], matrix=matrix,
+        )
+
+
 class SQLiteStore:
     """memlane's embedded store. Thread-safe for one process; other processes may read concurrently."""
 
@@ -127,7 +162,7 @@ class SQLiteStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}. Is it a memlane SQLite file?") from None
         self._lock = threading.RLock()
-        self._dense_cache: dict[str, tuple[int, str, np.ndarray, np.ndarray]] = {}
+        self._views: dict[str, UserView] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -238,7 +273,7 @@ class SQLiteStore:
                 conn.execute(f"DROP TABLE IF EXISTS {name}")
                 conn.execute("DELETE FROM vector_indexes WHERE name = ?", (name,))
             conn.execute("UPDATE vector_indexes SET state = 'active' WHERE name = ?", (index.name,))
-        self._dense_cache.clear()
+        self._views.clear()
 
     def _require_index(self) -> IndexInfo:
         index = self.active_index()
@@ -327,7 +362,7 @@ class SQLiteStore:
             conn.execute("DELETE FROM history")
             for (name,) in conn.execute("SELECT name FROM vector_indexes").fetchall():
                 conn.execute(f"DELETE FROM {name}")
-        self._dense_cache.clear()
+        self._views.clear()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -345,7 +380,7 @@ class SQLiteStore:
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             rows = self._query(
-                f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND id IN ({', '.join('?' * len(chunk))})",
+                f"SELECT {_COLUMNS} FROM memories WHERE +user_id = ? AND id IN ({', '.join('?' * len(chunk))})",
                 (user_id, *chunk),
             )
             found.update((r[0], _row_to_record(r)) for r in rows)
@@ -370,57 +405,49 @@ class SQLiteStore:
         )
         return [_row_to_record(r) for r in rows]
 
-    def _user_matrix(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """All of one user's vectors as a matrix, cached until the store changes."""
+    def _view(self, user_id: str) -> "UserView":
+        """One user's memories as arrays (vectors, ids, speakers, texts), cached until the store
+        changes: dense search, vector fetches and name checks then need no SQL."""
         index = self._require_index()
         generation = self._generation()
-        cached = self._dense_cache.get(user_id)
-        if cached and cached[0] == generation and cached[1] == index.name:
-            return cached[2], cached[3]
+        cached = self._views.get(user_id)
+        if cached and cached.generation == generation and cached.index == index.name:
+            return cached
         rows = self._query(
-            f"SELECT m.rowid, v.vec FROM memories m JOIN {index.name} v ON v.rowid = m.rowid "
-            "WHERE m.user_id = ? ORDER BY m.rowid",
+            f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, m.text, v.vec "
+            f"FROM memories m JOIN {index.name} v ON v.rowid = m.rowid WHERE m.user_id = ? ORDER BY m.rowid",
             (user_id,),
         )
-        rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = (np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), index.dims)
-                  if rows else np.zeros((0, index.dims), dtype=np.float32))
-        self._dense_cache[user_id] = (generation, index.name, rowids, matrix)
-        return rowids, matrix
+        view = UserView.build(generation, index.name, index.dims, rows)
+        if len(self._views) >= 64:  # bound memory on servers with many users
+            self._views.pop(next(iter(self._views)))
+        self._views[user_id] = view
+        return view
 
-    def _rowids_to_ids(self, user_id: str, rowids: Sequence[int]) -> dict[int, str]:
-        out: dict[int, str] = {}
-        rowids = [int(r) for r in rowids]
-        for start in range(0, len(rowids), 500):
-            chunk = rowids[start:start + 500]
-            rows = self._query(
-                f"SELECT rowid, id FROM memories WHERE user_id = ? AND rowid IN ({', '.join('?' * len(chunk))})",
-                (user_id, *chunk),
-            )
-            out.update(rows)
-        return out
-
-    def _allowed_rowids(self, user_id: str, filters: dict[str, Any] | None) -> np.ndarray | None:
+    def _allowed_mask(self, user_id: str, view: "UserView", filters: dict[str, Any] | None) -> np.ndarray | None:
         if not filters:
             return None
+        if set(filters) <= {"node_type"}:  # the common case, answered from the view
+            wanted = filters["node_type"]
+            wanted = set(wanted) if isinstance(wanted, (list, tuple, set)) else {wanted}
+            return np.isin(view.node_types, [getattr(w, "value", w) for w in wanted])
         clause, params = filter_sql(filters)
         rows = self._query(f"SELECT m.rowid FROM memories m WHERE m.user_id = ? AND {clause}", (user_id, *params))
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
     def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
-        rowids, matrix = self._user_matrix(user_id)
-        if len(rowids) == 0:
+        view = self._view(user_id)
+        if len(view.ids) == 0:
             return []
-        scores = matrix @ np.asarray(query, dtype=np.float32)
-        allowed = self._allowed_rowids(user_id, filters)
-        if allowed is not None:
-            scores = np.where(np.isin(rowids, allowed), scores, -np.inf)
+        scores = view.matrix @ np.asarray(query, dtype=np.float32)
+        mask = self._allowed_mask(user_id, view, filters)
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         top = top[np.isfinite(scores[top])]
-        names = self._rowids_to_ids(user_id, rowids[top])
-        return [(names[int(rowids[i])], float(scores[i])) for i in top if int(rowids[i]) in names]
+        return [(view.ids[i], float(scores[i])) for i in top]
 
     def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
         match = fts_query(terms)
@@ -437,7 +464,7 @@ class SQLiteStore:
         freqs: dict[str, int] = {}
         for term in dict.fromkeys(terms):
             rows = self._query(
-                "SELECT COUNT(*) FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+                "SELECT COUNT(*) FROM memories_fts CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
                 "WHERE memories_fts MATCH ? AND m.user_id = ?",
                 (fts_query([term]), user_id),
             )
@@ -445,40 +472,44 @@ class SQLiteStore:
         return freqs, total
 
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]:
-        """(memory id, needle) for memories whose text or id contains a needle, case-insensitively."""
-        clause, params = filter_sql(filters)
+        """(memory id, needle) for memories whose id equals a needle or whose text contains it,
+        case-insensitively, oldest first."""
+        view = self._view(user_id)
+        mask = self._allowed_mask(user_id, view, filters)
         out: list[tuple[str, str]] = []
         for needle in dict.fromkeys(needles):
-            rows = self._query(
-                f"SELECT m.id FROM memories m WHERE m.user_id = ? AND {clause} AND "
-                "(m.id = ? OR instr(lower(m.text), lower(?)) > 0) ORDER BY m.rowid LIMIT ?",
-                (user_id, *params, needle, needle, k),
-            )
-            out.extend((r[0], needle) for r in rows)
+            lowered = needle.lower()
+            found = 0
+            for i, (mid, text) in enumerate(zip(view.ids, view.texts)):
+                if (mid == needle or lowered in text) and (mask is None or mask[i]):
+                    out.append((mid, needle))
+                    found += 1
+                    if found >= k:
+                        break
+        return out
+
+    def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]:
+        """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
+        view = self._view(user_id)
+        lowered = [n.lower() for n in names]
+        out = set()
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is None:
+                continue
+            if view.speakers[i] in lowered or any(n in view.texts[i] for n in lowered):
+                out.add(mid)
         return out
 
     def speakers(self, user_id: str) -> list[str]:
-        rows = self._query("SELECT DISTINCT speaker FROM memories WHERE user_id = ? AND speaker IS NOT NULL", (user_id,))
-        return [r[0] for r in rows]
+        return sorted(self._view(user_id).speaker_names)
 
     def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray:
-        index = self._require_index()
-        if not ids:
-            return np.zeros((0, index.dims), dtype=np.float32)
-        found: dict[str, bytes] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = self._query(
-                f"SELECT m.id, v.vec FROM memories m JOIN {index.name} v ON v.rowid = m.rowid "
-                f"WHERE m.user_id = ? AND m.id IN ({', '.join('?' * len(chunk))})",
-                (user_id, *chunk),
-            )
-            found.update(rows)
-        missing = [i for i in ids if i not in found]
+        view = self._view(user_id)
+        missing = [i for i in ids if i not in view.position]
         if missing:
             raise StoreError(f"no vector for memories {missing[:3]} of user {user_id}")
-        return np.frombuffer(b"".join(found[i] for i in ids), dtype=np.float32).reshape(len(ids), index.dims)
+        return view.matrix[[view.position[i] for i in ids]] if ids else np.zeros((0, view.matrix.shape[1]), np.float32)
 
     def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]:
         sql = "SELECT memory_id, event, old_text, new_text, at FROM history WHERE memory_id = ?"
