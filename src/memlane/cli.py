@@ -255,6 +255,54 @@ def bench_speed(
     console.print(markdown)
 
 
+RetrieverOption = typer.Option("full", "--retriever", help="full | hybrid | dense | bm25 (ablations).")
+OutOption = typer.Option(..., "--out", help="JSON report; a .md and PNG plots are written beside it.")
+
+
+def _bench_config(config: Optional[Path], retriever: str, model: Optional[str] = None):
+    cfg = _config(config)
+    cfg.retrieval.mode = retriever
+    if model:
+        cfg.embedder.model = model
+    return cfg
+
+
+def _finish(result: dict, out: Path) -> None:
+    from memlane.bench.report import rich_table, write_report
+
+    command = "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_report(result, out, command)
+    console.print(rich_table(result))
+    console.print(f"wrote {out}, {out.with_suffix('.md')} and plots")
+
+
+@bench_app.command("locomo")
+def bench_locomo(
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder of LoCoMo files (one conversation each), or one file [default: ../shared/data/locomo]."),
+    out: Path = OutOption,
+    retriever: str = RetrieverOption,
+    conversations: Optional[str] = typer.Option(None, "--conversations", help="Comma-separated conversation ids (file stems)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many questions."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """LoCoMo: evidence-turn and session recall@k, NDCG@10 per category, latency."""
+    from memlane.bench.datasets import find_data_dir, locomo_files
+    from memlane.bench.locomo import load_locomo, run_locomo
+
+    with _errors():
+        cfg = _bench_config(config, retriever)
+        if data is not None and data.is_file():
+            paths = [data]
+        else:
+            paths = locomo_files(find_data_dir(data) if data is None else data)
+        chosen = load_locomo(paths, conversations.split(",") if conversations else None)
+        with _progress("questions") as update:
+            result = run_locomo(chosen, cfg, limit=limit, on_progress=update,
+                                status=lambda s: err.print(f"[dim]{s}[/]"))
+    result["retriever"] = retriever
+    _finish(result, out)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

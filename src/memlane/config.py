@@ -56,6 +56,10 @@ class IngestConfig(_Strict):
 class RetrievalConfig(_Strict):
     """How search finds and orders memories."""
 
+    mode: Literal["full", "hybrid", "dense", "bm25"] = Field(
+        "full",
+        description="full: every strategy below; hybrid: plain BM25 + dense RRF; dense or bm25 alone (ablations).",
+    )
     candidates: int = Field(100, ge=1, description="Candidates each strategy contributes before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant k in 1/(k + rank).")
     adaptive_weights: bool = Field(True, description="Shift weight between BM25 and dense by the query's term IDF.")
