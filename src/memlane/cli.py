@@ -303,6 +303,52 @@ def bench_locomo(
     _finish(result, out)
 
 
+@bench_app.command("longmemeval")
+def bench_longmemeval(
+    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval .json or .json.xz [default: ../shared/data/longmemeval/longmemeval_s_cleaned_dev.json.xz]."),
+    out: Path = OutOption,
+    retriever: str = RetrieverOption,
+    split: str = typer.Option("all", "--split", help="dev | holdout | all: a stratified 80/20 split on question_type (seed 42)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions of the split."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """LongMemEval: session recall_any/all@k, NDCG@10, turn recall per question type, latency."""
+    from memlane.bench.datasets import find_data_dir
+    from memlane.bench.longmemeval import load_longmemeval, run_longmemeval
+
+    with _errors():
+        cfg = _bench_config(config, retriever)
+        path = data or find_data_dir(None) / "longmemeval" / "longmemeval_s_cleaned_dev.json.xz"
+        err.print(f"[dim]loading {path}[/]")
+        chosen = load_longmemeval(path, split, limit)
+        with _progress("questions") as update:
+            result = run_longmemeval(chosen, cfg, on_progress=update, status=lambda s: err.print(f"[dim]{s}[/]"))
+    result["retriever"] = retriever
+    result["split"] = split
+    _finish(result, out)
+
+
+@bench_app.command("compare")
+def bench_compare(
+    a: Path = typer.Argument(..., help="Baseline report JSON."),
+    b: Path = typer.Argument(..., help="Candidate report JSON (same dataset and questions)."),
+    resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples."),
+    seed: int = typer.Option(42, "--seed", help="Bootstrap seed."),
+) -> None:
+    """Paired bootstrap confidence interval of B − A for each headline metric."""
+    from memlane.bench.compare import compare_reports
+
+    with _errors():
+        rows = compare_reports(json.loads(a.read_text()), json.loads(b.read_text()), resamples=resamples, seed=seed)
+    table = Table(title=f"{b.name} − {a.name} (paired bootstrap, {resamples} resamples, seed {seed})")
+    for column in ("metric", "A", "B", "B − A", "95% CI", "P(B ≤ A)"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for row in rows:
+        table.add_row(row["metric"], f"{row['a']:.3f}", f"{row['b']:.3f}", f"{row['delta']:+.3f}",
+                      f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]", f"{row['p_not_better']:.3f}")
+    console.print(table)
+
+
 def main() -> None:  # pragma: no cover
     app()
 
