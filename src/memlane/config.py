@@ -43,6 +43,7 @@ class EmbedderConfig(_Strict):
         description="SQLite file caching vectors by (model, content hash), shared across stores. "
         "Default: $MEMLANE_CACHE_DIR/vectors.sqlite or ~/.cache/memlane/vectors.sqlite. 'off' disables it.",
     )
+    cache_queries: bool = Field(False, description="Also cache query vectors (off: a new question is always encoded, so latency is honest).")
     timeout_s: float = Field(60.0, gt=0, description="http provider: request timeout in seconds.")
 
 
@@ -65,6 +66,9 @@ class RetrievalConfig(_Strict):
     adaptive_weights: bool = Field(True, description="Shift weight between BM25 and dense by the query's term IDF.")
     mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only, 0 = diversity only.")
     dedupe_threshold: float = Field(0.97, gt=0.0, le=1.0, description="Cosine above which a hit is dropped as a near-duplicate of a better one.")
+    neighbour_weight: float = Field(0.5, ge=0.0, description="How much a turn's neighbours in its session count in the context strategies.")
+    context_weight: float = Field(1.0, ge=0.0, description="Weight of the context strategies (dense and BM25 over a turn with its neighbours).")
+    session_weight: float = Field(1.0, ge=0.0, description="Weight of the session prior: turns ranked by how well their whole session matches.")
     temporal_boost: float = Field(1.0, ge=0.0, description="Weight of the time-range strategy when the question names a time.")
     entity_weight: float = Field(0.5, ge=0.0, description="Weight of the entity-anchor strategy.")
     lookup_weight: float = Field(2.0, ge=0.0, description="Weight of direct lookup (ids, emails, numbers, quoted strings).")

@@ -52,7 +52,7 @@ def test_different_fingerprints_do_not_share_entries(tmp_path, make_counting):
 
 def test_query_and_document_of_the_same_text_have_different_keys(tmp_path, make_counting):
     inner = make_counting(query_prefix="query: ")
-    embedder = CachedEmbedder(inner, VectorCache(tmp_path / "v.sqlite"))
+    embedder = CachedEmbedder(inner, VectorCache(tmp_path / "v.sqlite"), cache_queries=True)
     as_doc = embedder.encode(["where is my passport"], purpose="document")
     as_query = embedder.encode(["where is my passport"], purpose="query")
     assert inner.encoded == ["where is my passport", "where is my passport"]
@@ -125,3 +125,11 @@ def test_an_unopenable_path_raises_store_error(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="cache_path"):
         VectorCache(blocker / "v.sqlite")
+
+
+def test_queries_are_not_cached_unless_asked(tmp_path, make_counting):
+    counting = make_counting()
+    embedder = CachedEmbedder(counting, VectorCache(tmp_path / "v.sqlite"))
+    embedder.encode(["where is my passport"], purpose="query")
+    embedder.encode(["where is my passport"], purpose="query")
+    assert embedder.cache.count() == 0

@@ -81,10 +81,10 @@ def run_locomo(
                 turn_hits = memory.search(qa["question"], user_id=conversation.conversation_id, limit=depth,
                                           now=now, filters={"node_type": "turn"})
                 latencies.append((time.perf_counter() - started) * 1000)
-                session_hits = memory.search(qa["question"], user_id=conversation.conversation_id,
-                                             limit=max(SESSION_KS), now=now, filters={"node_type": "session"})
+                # Sessions in the order memlane surfaces them: turn and session memories together.
+                mixed_hits = memory.search(qa["question"], user_id=conversation.conversation_id, limit=depth, now=now)
                 ranked_turns = [h.record.metadata.get("turn_id") for h in turn_hits]
-                ranked_sessions = [h.record.session_id for h in session_hits]
+                ranked_sessions = list(dict.fromkeys(h.record.session_id for h in mixed_hits))
                 per_question.append({
                     "id": f"{conversation.conversation_id}/{index}",
                     "category": int(qa.get("category", 0)),

@@ -92,7 +92,7 @@ def make_embedder(config: EmbedderConfig) -> Embedder:
     if config.cache_path == "off":
         return embedder
     path = config.cache_path or default_cache_path()
-    return CachedEmbedder(embedder, VectorCache(path))
+    return CachedEmbedder(embedder, VectorCache(path), cache_queries=config.cache_queries)
 
 
 __all__ = [

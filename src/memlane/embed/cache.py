@@ -134,9 +134,11 @@ class CachedEmbedder:
     `hits` and `misses` count distinct texts per call, summed over calls.
     """
 
-    def __init__(self, inner: Embedder, cache: VectorCache) -> None:
+    def __init__(self, inner: Embedder, cache: VectorCache, *, cache_queries: bool = False) -> None:
         self.inner = inner
         self.cache = cache
+        # Questions are rarely asked twice; caching them would only flatter search latency.
+        self.cache_queries = cache_queries
         self.hits = 0
         self.misses = 0
 
@@ -164,6 +166,8 @@ class CachedEmbedder:
         dims = self.dims
         if len(texts) == 0:
             return np.zeros((0, dims), dtype=np.float32)
+        if purpose == "query" and not self.cache_queries:
+            return np.asarray(self.inner.encode(texts, purpose=purpose), dtype=np.float32)
         fingerprint = self.fingerprint
         prefix = self._prefix(purpose)
         key_of = {text: cache_key(text, purpose, prefix) for text in dict.fromkeys(texts)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
+
 from memlane.config import RetrievalConfig
 from memlane.embed import Embedder
 from memlane.records import Explanation, Hit, StrategyHit
@@ -45,12 +47,57 @@ class Retriever:
 
         frequencies, total = (self.store.document_frequencies(user_id, analysis.terms)
                               if analysis.terms else ({}, 0))
-        dense = self.store.dense_candidates(user_id, query_vector, n, filters)
-        lexical = self.store.lexical_candidates(user_id, informative_terms(frequencies, total), n, filters)
-        rankings: dict[str, list[tuple[str, float]]] = {"dense": dense, "bm25": lexical}
-        weights = ({"bm25": 1.0, "dense": 1.0} if not cfg.adaptive_weights or not analysis.terms
-                   else adaptive_weights(query_specificity(frequencies, total)))
+        rankings: dict[str, list[tuple[str, float]]] = {}
+        weights: dict[str, float] = {}
+        if cfg.mode != "bm25":
+            rankings["dense"] = self.store.dense_candidates(user_id, query_vector, n, filters)
+            weights["dense"] = 1.0
+        if cfg.mode != "dense":
+            terms = informative_terms(frequencies, total) if cfg.mode == "full" else analysis.terms
+            rankings["bm25"] = self.store.lexical_candidates(user_id, terms, n, filters)
+            weights["bm25"] = 1.0
+        if cfg.mode == "full":
+            self._add_full_strategies(user_id, analysis, query_vector, frequencies, total, n, filters, rankings, weights)
+        ordered = {name: [mid for mid, _ in ranked] for name, ranked in rankings.items()}
+        fused = reciprocal_rank_fusion(ordered, weights, k=cfg.rrf_k)
+        if not fused:
+            return []
+        ranked = sorted(fused, key=lambda mid: -fused[mid])
+        if cfg.mode == "full":
+            pool = ranked[: limit * 3]
+            picked = mmr(min_max([fused[mid] for mid in pool]), self.store.vectors(user_id, pool), limit,
+                         trade_off=cfg.mmr_lambda, duplicate_threshold=cfg.dedupe_threshold)
+            chosen = [pool[i] for i in picked]
+        else:
+            chosen = ranked[:limit]
+        records = {r.id: r for r in self.store.get_many(user_id, chosen)}
+        hits = []
+        for mid in chosen:
+            if mid not in records:  # deleted between candidate search and fetch
+                continue
+            explanation = self._explain(mid, rankings, weights, fused[mid], analysis) if explain else None
+            hits.append(Hit(record=records[mid], score=fused[mid], explanation=explanation))
+        return hits
 
+    def _add_full_strategies(
+        self, user_id: str, analysis: QueryAnalysis, query_vector: np.ndarray, frequencies: dict[str, int],
+        total: int, n: int, filters: dict[str, Any] | None,
+        rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
+    ) -> None:
+        """Adaptive BM25/dense weights, then the candidate sources only the full retriever uses."""
+        cfg = self.config
+        if cfg.adaptive_weights and analysis.terms:
+            weights.update(adaptive_weights(query_specificity(frequencies, total)))
+        if cfg.context_weight > 0 and cfg.neighbour_weight > 0:
+            rankings["dense_context"] = self.store.dense_candidates(
+                user_id, query_vector, n, filters, context=cfg.neighbour_weight)
+            weights["dense_context"] = cfg.context_weight
+            rankings["bm25_context"] = self._lexical_context(user_id, rankings["bm25"], n)
+            weights["bm25_context"] = cfg.context_weight
+        if cfg.session_weight > 0 and _allows_turns(filters):
+            terms = informative_terms(frequencies, total)
+            rankings["session"] = self._session_prior(user_id, query_vector, terms, rankings, weights, n, filters)
+            weights["session"] = cfg.session_weight
         if analysis.needles:
             found = self.store.substring_matches(user_id, analysis.needles, n, filters)
             rankings["lookup"] = [(mid, 1.0) for mid, _ in found]
@@ -65,28 +112,51 @@ class Retriever:
             base = reciprocal_rank_fusion({k: [mid for mid, _ in rankings[k]] for k in ("dense", "bm25")}, weights, k=cfg.rrf_k)
             rankings["entity"] = self._entity_ranking(user_id, analysis, base, n, filters)
             weights["entity"] = cfg.entity_weight
-        ordered = {name: [mid for mid, _ in ranked] for name, ranked in rankings.items()}
-        fused = reciprocal_rank_fusion(ordered, weights, k=cfg.rrf_k)
-        if not fused:
-            return []
-        pool = sorted(fused, key=lambda mid: -fused[mid])[: max(limit * 3, limit)]
-        vectors = self.store.vectors(user_id, pool)
-        picked = mmr(
-            min_max([fused[mid] for mid in pool]),
-            vectors,
-            limit,
-            trade_off=cfg.mmr_lambda,
-            duplicate_threshold=cfg.dedupe_threshold,
+
+    def _session_prior(
+        self, user_id: str, query_vector: np.ndarray, terms: list[str],
+        rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float], n: int,
+        filters: dict[str, Any] | None,
+    ) -> list[tuple[str, float]]:
+        """Candidate turns ordered by their session's rank (dense + BM25 over whole sessions),
+        then by their own fused rank: a turn in the right conversation beats a lookalike elsewhere."""
+        session_filter = {**(filters or {}), "node_type": "session"}
+        sessions = reciprocal_rank_fusion({
+            "dense": [mid for mid, _ in self.store.dense_candidates(user_id, query_vector, n, session_filter)],
+            "bm25": [mid for mid, _ in self.store.lexical_candidates(user_id, terms, n, session_filter)],
+        }, weights, k=self.config.rrf_k)
+        best_first = sorted(sessions, key=lambda mid: -sessions[mid])
+        session_of = self.store.session_ids(user_id, best_first)
+        session_rank: dict[str, int] = {}
+        for mid in best_first:
+            if mid in session_of:
+                session_rank.setdefault(session_of[mid], len(session_rank))
+        base = reciprocal_rank_fusion({k: [mid for mid, _ in v] for k, v in rankings.items()}, weights, k=self.config.rrf_k)
+        turn_sessions = self.store.session_ids(user_id, list(base))
+        ordered = sorted(
+            (mid for mid in base if turn_sessions.get(mid) in session_rank),
+            key=lambda mid: (session_rank[turn_sessions[mid]], -base[mid]),
         )
-        chosen = [pool[i] for i in picked]
-        records = {r.id: r for r in self.store.get_many(user_id, chosen)}
-        hits = []
-        for mid in chosen:
-            if mid not in records:  # deleted between candidate search and fetch
-                continue
-            explanation = self._explain(mid, rankings, weights, fused[mid], analysis) if explain else None
-            hits.append(Hit(record=records[mid], score=fused[mid], explanation=explanation))
-        return hits
+        return [(mid, 1.0 / (1 + session_rank[turn_sessions[mid]])) for mid in ordered[:n]]
+
+    def _lexical_context(self, user_id: str, lexical: list[tuple[str, float]], n: int) -> list[tuple[str, float]]:
+        """BM25 over a turn with its neighbours: its score plus the neighbour weight times theirs
+        (scores of turns outside the lexical candidates count as zero)."""
+        scores = dict(lexical)
+        neighbours = self.store.neighbours(user_id, list(scores))
+        w = self.config.neighbour_weight
+        context: dict[str, float] = {}
+        for mid, (before, after) in neighbours.items():
+            for target, own in ((mid, scores[mid]), (before, 0.0), (after, 0.0)):
+                if target is None:
+                    continue
+                if target == mid:
+                    context[target] = context.get(target, 0.0) + own
+                else:
+                    context[target] = context.get(target, 0.0) + w * scores[mid]
+        for mid, score in scores.items():  # sessions and other memories without neighbours
+            context.setdefault(mid, score)
+        return sorted(context.items(), key=lambda item: -item[1])[:n]
 
     def _known_entities(self, user_id: str) -> list[str]:
         names = self.store.speakers(user_id)
@@ -129,3 +199,10 @@ class Retriever:
             notes.append("exact strings: " + ", ".join(analysis.needles))
         return Explanation(strategies=strategies, fused_score=fused, weights=dict(weights), notes=notes)
 
+
+
+def _allows_turns(filters: dict[str, Any] | None) -> bool:
+    wanted = (filters or {}).get("node_type")
+    if wanted is None:
+        return True
+    return "turn" in (wanted if isinstance(wanted, (list, tuple, set)) else [wanted])

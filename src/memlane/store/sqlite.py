@@ -125,10 +125,34 @@ class UserView:
     turn_index: list[int | None]
     texts: list[str]  # lower-cased
     matrix: np.ndarray
+    previous: np.ndarray  # index of the turn before each turn in its session, -1 if none
+    following: np.ndarray  # index of the turn after, -1 if none
+    _context: np.ndarray | None = None
+    _context_weight: float = 0.0
+
+    def context_matrix(self, neighbour_weight: float) -> np.ndarray:
+        """Each turn's vector plus its neighbours', weighted and renormalized (other rows as they are)."""
+        if self._context is None or self._context_weight != neighbour_weight:
+            padded = np.vstack([self.matrix, np.zeros((1, self.matrix.shape[1]), np.float32)])
+            summed = self.matrix + neighbour_weight * (padded[self.previous] + padded[self.following])
+            norms = np.linalg.norm(summed, axis=1, keepdims=True)
+            self._context = summed / np.where(norms > 0, norms, 1.0)
+            self._context_weight = neighbour_weight
+        return self._context
 
     @classmethod
     def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
         ids = [r[1] for r in rows]
+        previous = np.full(len(rows), -1, dtype=np.int64)
+        following = np.full(len(rows), -1, dtype=np.int64)
+        sessions: dict[str, list[tuple[int, int]]] = {}
+        for i, r in enumerate(rows):
+            if r[2] == "turn" and r[4] is not None and r[5] is not None:
+                sessions.setdefault(r[4], []).append((r[5], i))
+        for turns in sessions.values():
+            order = [i for _, i in sorted(turns)]
+            previous[order[1:]] = order[:-1]
+            following[order[:-1]] = order[1:]
         matrix = (np.frombuffer(b"".join(r[7] for r in rows), dtype=np.float32).reshape(len(rows), dims)
                   if rows else np.zeros((0, dims), dtype=np.float32))
         return cls(
@@ -140,6 +164,7 @@ class UserView:
             speaker_names={r[3] for r in rows if r[3]},
             session_ids=[r[4] for r in rows], turn_index=[r[5] for r in rows],
             texts=[r[6].lower() for r in rows], matrix=matrix,
+            previous=previous, following=following,
         )
 
 
@@ -435,11 +460,15 @@ class SQLiteStore:
         rows = self._query(f"SELECT m.rowid FROM memories m WHERE m.user_id = ? AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
-    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None,
+                         *, context: float = 0.0) -> list[tuple[str, float]]:
+        """Top k by cosine. With `context` > 0 a turn is scored together with its neighbours in
+        the session (their vectors added with that weight), so a reply is found by its question."""
         view = self._view(user_id)
         if len(view.ids) == 0:
             return []
-        scores = view.matrix @ np.asarray(query, dtype=np.float32)
+        matrix = view.context_matrix(context) if context > 0 else view.matrix
+        scores = matrix @ np.asarray(query, dtype=np.float32)
         mask = self._allowed_mask(user_id, view, filters)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
@@ -500,6 +529,24 @@ class SQLiteStore:
             if view.speakers[i] in lowered or any(n in view.texts[i] for n in lowered):
                 out.add(mid)
         return out
+
+    def neighbours(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """For each turn id: the ids of the turns just before and after it in its session."""
+        view = self._view(user_id)
+        out = {}
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is None:
+                continue
+            before, after = view.previous[i], view.following[i]
+            out[mid] = (view.ids[before] if before >= 0 else None, view.ids[after] if after >= 0 else None)
+        return out
+
+    def session_ids(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """memory id -> its session id, for those that have one."""
+        view = self._view(user_id)
+        return {mid: view.session_ids[view.position[mid]] for mid in ids
+                if mid in view.position and view.session_ids[view.position[mid]] is not None}
 
     def speakers(self, user_id: str) -> list[str]:
         return sorted(self._view(user_id).speaker_names)
