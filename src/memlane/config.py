@@ -43,6 +43,12 @@ class EmbedderConfig(_Strict):
         description="SQLite file caching vectors by (model, content hash), shared across stores. "
         "Default: $MEMLANE_CACHE_DIR/vectors.sqlite or ~/.cache/memlane/vectors.sqlite. 'off' disables it.",
     )
+    first_stage: Literal["none", "static"] = Field(
+        "none",
+        description="none: every memory is embedded by the model. static: memories are embedded by a static "
+        "model distilled from it (hundreds of times faster), and the model re-scores only each search's best "
+        "candidates, its vectors cached. For importing long histories on a CPU.",
+    )
     cache_queries: bool = Field(False, description="Also cache query vectors (off: a new question is always encoded, so latency is honest).")
     timeout_s: float = Field(60.0, gt=0, description="http provider: request timeout in seconds.")
 
@@ -69,6 +75,7 @@ class RetrievalConfig(_Strict):
     neighbour_weight: float = Field(0.5, ge=0.0, description="How much a turn's neighbours in its session count in the context strategies.")
     context_weight: float = Field(1.0, ge=0.0, description="Weight of the context strategies (dense and BM25 over a turn with its neighbours).")
     session_weight: float = Field(1.0, ge=0.0, description="Weight of the session prior: turns ranked by how well their whole session matches.")
+    rescore_candidates: int = Field(40, ge=1, description="With a static first stage: candidates per strategy (dense, BM25) that the full model re-scores.")
     temporal_boost: float = Field(1.0, ge=0.0, description="Weight of the time-range strategy when the question names a time.")
     entity_weight: float = Field(0.5, ge=0.0, description="Weight of the entity-anchor strategy.")
     lookup_weight: float = Field(2.0, ge=0.0, description="Weight of direct lookup (ids, emails, numbers, quoted strings).")

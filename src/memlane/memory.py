@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from memlane.config import EmbedderConfig, MemoryConfig
-from memlane.embed import Embedder, make_embedder
+from memlane.embed import Embedder, make_embedders
 from memlane.errors import InputError, ModelMismatchError, NotFoundError
 from memlane.ingest.build import build_session_records, session_vector, turn_embed_text
 from memlane.ingest.dates import parse_session_date
@@ -79,14 +79,17 @@ class Memory:
                  embedder: Embedder | None = None) -> None:
         self.config = config or MemoryConfig()
         self.path = str(path)
-        self._embedder = embedder or make_embedder(self.config.embedder)
+        if embedder is not None:
+            self._embedder, rescorer = embedder, None
+        else:
+            self._embedder, rescorer = make_embedders(self.config.embedder)
         self._store = SQLiteStore(self.path)
         try:
             self._check_model()
         except Exception:
             self._store.close()
             raise
-        self._retriever = Retriever(self._store, self._embedder, self.config.retrieval)
+        self._retriever = Retriever(self._store, self._embedder, self.config.retrieval, rescorer=rescorer)
 
     def _check_model(self) -> None:
         index = self._store.active_index()
@@ -350,7 +353,7 @@ def reindex(
     active and is resumed by running reindex again with the same model.
     """
     started = time.perf_counter()
-    embedder = embedder or make_embedder(embedder_config or EmbedderConfig())
+    embedder = embedder or make_embedders(embedder_config or EmbedderConfig())[0]
     store = SQLiteStore(path)
     try:
         resumed_index = store.building_index(embedder.name, embedder.dims)

@@ -46,6 +46,26 @@ class Embedder(Protocol):
         ...
 
 
+def make_embedders(config: EmbedderConfig) -> tuple[Embedder, Embedder | None]:
+    """(the embedder memories are indexed with, the embedder that re-scores candidates or None).
+
+    With `first_stage = "static"` the index gets a static model distilled from the configured
+    local model, and the configured model (cached) re-scores candidates at search time.
+    """
+    full = make_embedder(config)
+    if config.first_stage == "none":
+        return full, None
+    from memlane.embed.static import StaticEmbedder
+
+    inner = getattr(full, "inner", full)
+    if not isinstance(inner, SentenceTransformerEmbedder):
+        raise ConfigError(
+            f"embedder.first_stage 'static' needs a local model to distill, not provider '{config.provider}'. "
+            "Fix: set embedder.provider = 'local', or embedder.first_stage = 'none'."
+        )
+    return StaticEmbedder(inner), full
+
+
 def make_embedder(config: EmbedderConfig) -> Embedder:
     """Build the configured embedder, wrapped in the vector cache unless `cache_path` is 'off'.
 
@@ -104,4 +124,5 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "VectorCache",
     "make_embedder",
+    "make_embedders",
 ]

@@ -25,9 +25,11 @@ from memlane.store import Store
 class Retriever:
     """Runs one search for one user. Knows the store only through its protocol."""
 
-    def __init__(self, store: Store, embedder: Embedder, config: RetrievalConfig) -> None:
+    def __init__(self, store: Store, embedder: Embedder, config: RetrievalConfig, *,
+                 rescorer: Embedder | None = None) -> None:
         self.store = store
-        self.embedder = embedder
+        self.embedder = embedder  # the model the store's vectors come from
+        self.rescorer = rescorer  # a stronger model that re-scores candidates (tiered path)
         self.config = config
 
     def search(
@@ -56,6 +58,8 @@ class Retriever:
             terms = informative_terms(frequencies, total) if cfg.mode == "full" else analysis.terms
             rankings["bm25"] = self.store.lexical_candidates(user_id, terms, n, filters)
             weights["bm25"] = 1.0
+        if self.rescorer is not None and "dense" in rankings:
+            self._rescore(user_id, query, rankings, weights)
         if cfg.mode == "full":
             self._add_full_strategies(user_id, analysis, query_vector, frequencies, total, n, filters, rankings, weights)
         ordered = {name: [mid for mid, _ in ranked] for name, ranked in rankings.items()}
@@ -112,6 +116,23 @@ class Retriever:
             base = reciprocal_rank_fusion({k: [mid for mid, _ in rankings[k]] for k in ("dense", "bm25")}, weights, k=cfg.rrf_k)
             rankings["entity"] = self._entity_ranking(user_id, analysis, base, n, filters)
             weights["entity"] = cfg.entity_weight
+
+    def _rescore(self, user_id: str, query: str, rankings: dict[str, list[tuple[str, float]]],
+                 weights: dict[str, float]) -> None:
+        """Tiered path: the full model re-scores the first stage's best turns (static dense and
+        BM25), and its order becomes the dense ranking; the static order stays as a weaker vote."""
+        m = self.config.rescore_candidates
+        pool = list(dict.fromkeys(mid for name in ("dense", "bm25") for mid, _ in rankings.get(name, [])[:m]))
+        records = [r for r in self.store.get_many(user_id, pool) if r.node_type == "turn"]
+        if not records:
+            return
+        query_vector = self.rescorer.encode([query], purpose="query")[0]
+        vectors = self.rescorer.encode([r.embed_text for r in records], purpose="document")
+        scores = vectors @ query_vector
+        order = np.argsort(-scores, kind="stable")
+        rankings["dense_static"] = rankings["dense"]
+        weights["dense_static"] = 0.5 * weights["dense"]
+        rankings["dense"] = [(records[i].id, float(scores[i])) for i in order]
 
     def _session_prior(
         self, user_id: str, query_vector: np.ndarray, terms: list[str],
