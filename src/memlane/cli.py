@@ -328,6 +328,49 @@ def bench_longmemeval(
     _finish(result, out)
 
 
+@bench_app.command("models")
+def bench_models(
+    models: str = typer.Option(..., "--models", help="Comma-separated model names or paths; 'static:NAME' is NAME's distilled static model."),
+    dataset: str = typer.Option("locomo", "--dataset", help="locomo | longmemeval"),
+    out: Path = OutOption,
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder or file."),
+    retriever: str = RetrieverOption,
+    conversations: Optional[str] = typer.Option(None, "--conversations", help="LoCoMo: comma-separated conversation ids."),
+    split: str = typer.Option("all", "--split", help="LongMemEval: dev | holdout | all."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only this many questions."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """The same benchmark per embedding model, per memory category, with and without a query prefix."""
+    from memlane.bench.datasets import find_data_dir, locomo_files
+    from memlane.bench.models import models_markdown, run_models
+
+    with _errors():
+        base = _bench_config(config, retriever)
+        if dataset == "locomo":
+            from memlane.bench.locomo import load_locomo, run_locomo
+
+            paths = [data] if data is not None and data.is_file() else locomo_files(find_data_dir(data))
+            chosen = load_locomo(paths, conversations.split(",") if conversations else None)
+            run = lambda cfg: run_locomo(chosen, cfg, limit=limit)  # noqa: E731
+        elif dataset == "longmemeval":
+            from memlane.bench.longmemeval import load_longmemeval, run_longmemeval
+
+            path = data if data is not None and data.is_file() else find_data_dir(data) / "longmemeval" / "longmemeval_s_cleaned_dev.json.xz"
+            chosen = load_longmemeval(path, split, limit)
+            run = lambda cfg: run_longmemeval(chosen, cfg)  # noqa: E731
+        else:
+            raise typer.BadParameter(f"unknown dataset '{dataset}'; choose locomo or longmemeval")
+        report = run_models([m.strip() for m in models.split(",") if m.strip()], run, base,
+                            status=lambda s: err.print(f"[dim]{s}[/]"))
+    command = "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    report["command"] = command
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    markdown = models_markdown(report, command)
+    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    console.print(markdown)
+
+
 @bench_app.command("compare")
 def bench_compare(
     a: Path = typer.Argument(..., help="Baseline report JSON."),

@@ -52,11 +52,17 @@ def make_embedders(config: EmbedderConfig) -> tuple[Embedder, Embedder | None]:
     With `first_stage = "static"` the index gets a static model distilled from the configured
     local model, and the configured model (cached) re-scores candidates at search time.
     """
+    from memlane.embed.static import StaticEmbedder
+
+    if config.model.startswith("static:"):  # the static model alone, no re-scoring
+        base = config.model_copy(update={"model": config.model.removeprefix("static:"), "cache_path": "off"})
+        inner = make_embedder(base)
+        if not isinstance(inner, SentenceTransformerEmbedder):
+            raise ConfigError(f"'{config.model}' needs a local model to distill. Fix: name a local model after 'static:'.")
+        return StaticEmbedder(inner), None
     full = make_embedder(config)
     if config.first_stage == "none":
         return full, None
-    from memlane.embed.static import StaticEmbedder
-
     inner = getattr(full, "inner", full)
     if not isinstance(inner, SentenceTransformerEmbedder):
         raise ConfigError(
