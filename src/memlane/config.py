@@ -68,7 +68,7 @@ class RetrievalConfig(_Strict):
         description="full: every strategy below; hybrid: plain BM25 + dense RRF; dense or bm25 alone (ablations).",
     )
     candidates: int = Field(100, ge=1, description="Candidates each strategy contributes before fusion.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant k in 1/(k + rank).")
+    rrf_k: int = Field(20, ge=1, description="Reciprocal rank fusion constant k in 1/(k + rank).")
     adaptive_weights: bool = Field(True, description="Shift weight between BM25 and dense by the query's term IDF.")
     mmr_lambda: float = Field(0.8, ge=0.0, le=1.0, description="MMR trade-off: 1 = relevance only, 0 = diversity only.")
     dedupe_threshold: float = Field(0.97, gt=0.0, le=1.0, description="Cosine above which a hit is dropped as a near-duplicate of a better one.")
