@@ -371,6 +371,29 @@ def bench_models(
     console.print(markdown)
 
 
+@bench_app.command("misses")
+def bench_misses(
+    report: Path = typer.Argument(..., help="A LoCoMo report JSON from `memlane bench locomo`."),
+    out: Path = typer.Option(..., "--out", help="Markdown file for the analysis."),
+    data: Optional[Path] = typer.Option(None, "--data", help="LoCoMo data folder [default: ../shared/data/locomo]."),
+    k: int = typer.Option(10, "--k", help="A miss is an evidence turn not in the top k."),
+) -> None:
+    """Sort LoCoMo's missed evidence turns into causes per category, with examples."""
+    from memlane.bench.datasets import find_data_dir, locomo_files
+    from memlane.bench.locomo import load_locomo
+    from memlane.bench.misses import miss_analysis, misses_markdown
+
+    with _errors():
+        result = json.loads(report.read_text())
+        conversations = load_locomo(locomo_files(find_data_dir(data)), result.get("conversations"))
+        analysis = miss_analysis(result, conversations, k=k)
+    command = "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    text = misses_markdown(analysis, command)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    console.print(text[:3000], highlight=False)
+
+
 @bench_app.command("compare")
 def bench_compare(
     a: Path = typer.Argument(..., help="Baseline report JSON."),

@@ -107,3 +107,20 @@ def test_memory_category_scores_weight_by_questions():
         "1": {"questions": 10, "turn_recall@10": 0.2}, "4": {"questions": 30, "turn_recall@10": 0.6},
         "2": {"questions": 5, "turn_recall@10": 1.0}, "5": {"questions": 9, "turn_recall@10": 0.0}}}
     assert memory_category_scores(result) == {"episodic": 1.0, "semantic": pytest.approx(0.5)}
+
+
+def test_miss_analysis_sorts_missed_evidence_into_causes(hash_config):
+    from memlane.bench.misses import CAUSES, classify, miss_analysis, misses_markdown
+
+    assert classify(12, "What did Ana paint?", "anything") == "near"
+    assert classify(None, "What did Ana paint?", "I painted a lake") == "no_overlap"  # 'paint' vs 'painted': no stemming
+    assert classify(None, "What lake did Ana paint?", "I painted a lake") == "weak_overlap"
+    conversations = load_locomo([DATA / "locomo" / "26.json"])
+    report = run_locomo(conversations, hash_config, limit=40)
+    analysis = miss_analysis(report, conversations)
+    missed = sum(sum(v.values()) for v in analysis["misses"].values())
+    in_top = sum(1 for q in report["per_question"] if q["category"] in (1, 2, 3, 4)
+                 for r in q["evidence_ranks"].values() if r is not None and r <= 10)
+    assert missed + in_top == sum(analysis["totals"].values())
+    text = misses_markdown(analysis, "memlane bench misses r.json --out m.md")
+    assert all(cause in text for cause in CAUSES)

@@ -1,0 +1,66 @@
+"""Retriever modes and the tiered path, with deterministic embedders."""
+
+import numpy as np
+import pytest
+
+from memlane import Memory
+from memlane.embed import HashEmbedder
+from memlane.retrieve.pipeline import Retriever
+
+from _support import CHAT
+
+
+class Recording(HashEmbedder):
+    """A 'full model' that records what it was asked to embed."""
+
+    def __init__(self):
+        super().__init__(dims=256)
+        self.seen = []
+
+    def encode(self, texts, purpose="document"):
+        self.seen.append((purpose, list(texts)))
+        return super().encode(texts, purpose)
+
+
+@pytest.fixture
+def filled(memory):
+    for i in range(3):
+        memory.add(CHAT, user_id="ana", session_id=f"s{i}", session_date=f"2023-05-0{i + 1}")
+    memory.add([{"role": "user", "content": "Totally unrelated words about sailing boats."}], user_id="ana")
+    return memory
+
+
+@pytest.mark.parametrize("mode, strategies", [
+    ("bm25", {"bm25"}), ("dense", {"dense"}), ("hybrid", {"bm25", "dense"}),
+])
+def test_ablation_modes_use_only_their_strategies(filled, mode, strategies):
+    config = filled.config.retrieval.model_copy(update={"mode": mode})
+    retriever = Retriever(filled._store, filled.embedder, config)
+    hits = retriever.search("ana", "beagle puppy Biscuit", limit=3, explain=True)
+    used = {s.strategy for h in hits for s in h.explanation.strategies}
+    assert used <= strategies and used
+
+
+def test_full_mode_adds_context_and_session_strategies(filled):
+    hit = filled.search("beagle puppy Biscuit", user_id="ana", limit=1, explain=True, filters={"node_type": "turn"})[0]
+    used = {s.strategy for s in hit.explanation.strategies}
+    assert {"dense", "bm25", "dense_context", "bm25_context", "session"} <= used
+
+
+def test_the_rescorer_sees_only_first_stage_turn_candidates(filled):
+    rescorer = Recording()
+    config = filled.config.retrieval.model_copy(update={"rescore_candidates": 3})
+    retriever = Retriever(filled._store, filled.embedder, config, rescorer=rescorer)
+    hits = retriever.search("ana", "beagle puppy Biscuit", limit=2, explain=True, filters={"node_type": "turn"})
+    documents = [texts for purpose, texts in rescorer.seen if purpose == "document"]
+    assert len(documents) == 1 and 0 < len(documents[0]) <= 6  # at most 3 dense + 3 BM25
+    assert "Biscuit" in hits[0].text
+    assert "dense_static" in {s.strategy for s in hits[0].explanation.strategies}
+
+
+def test_context_vectors_mix_in_the_neighbours(filled):
+    view = filled._store._view("ana")
+    context = view.context_matrix(0.5)
+    i = next(i for i, t in enumerate(view.node_types) if t == "turn" and view.previous[i] >= 0 and view.following[i] >= 0)
+    expected = view.matrix[i] + 0.5 * (view.matrix[view.previous[i]] + view.matrix[view.following[i]])
+    assert np.allclose(context[i], expected / np.linalg.norm(expected), atol=1e-5)
