@@ -62,3 +62,9 @@ def test_searching_with_the_wrong_model_names_reindex(env, monkeypatch):
     result = runner.invoke(app, ["search", "pottery class", "--user", "ana"])
     assert result.exit_code == 2
     assert "memlane reindex" in result.output
+
+
+def test_a_bad_option_value_is_a_config_error_listing_choices(env):
+    result = runner.invoke(app, ["bench", "locomo", "--retriever", "magic", "--out", str(env / "x.json")])
+    assert result.exit_code == 2
+    assert "retrieval.mode" in result.output and "hybrid" in result.output

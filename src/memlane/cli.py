@@ -164,8 +164,9 @@ def reindex(
     from memlane.memory import reindex as run_reindex
 
     with _errors():
-        cfg = _config(config)
-        cfg.embedder.model = model
+        data = _config(config).model_dump()
+        data["embedder"]["model"] = model
+        cfg = MemoryConfig.from_dict(data, source="--model")
         with _progress(f"reindexing with {model}") as update:
             report = run_reindex(_store_path(store), cfg.embedder, on_progress=update)
     resumed = " (resumed an interrupted run)" if report.resumed else ""
@@ -257,14 +258,15 @@ def bench_speed(
 
 RetrieverOption = typer.Option("full", "--retriever", help="full | hybrid | dense | bm25 (ablations).")
 OutOption = typer.Option(..., "--out", help="JSON report; a .md and PNG plots are written beside it.")
+FirstStageOption = typer.Option(None, "--first-stage", help="none | static: the tiered path (static first stage, full model re-scores candidates) [default: from config].")
 
 
-def _bench_config(config: Optional[Path], retriever: str, model: Optional[str] = None):
-    cfg = _config(config)
-    cfg.retrieval.mode = retriever
-    if model:
-        cfg.embedder.model = model
-    return cfg
+def _bench_config(config: Optional[Path], retriever: str, first_stage: Optional[str] = None):
+    data = _config(config).model_dump()
+    data["retrieval"]["mode"] = retriever
+    if first_stage:
+        data["embedder"]["first_stage"] = first_stage
+    return MemoryConfig.from_dict(data, source="command-line options")
 
 
 def _finish(result: dict, out: Path) -> None:
@@ -283,6 +285,7 @@ def bench_locomo(
     retriever: str = RetrieverOption,
     conversations: Optional[str] = typer.Option(None, "--conversations", help="Comma-separated conversation ids (file stems)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many questions."),
+    first_stage: Optional[str] = FirstStageOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """LoCoMo: evidence-turn and session recall@k, NDCG@10 per category, latency."""
@@ -290,7 +293,7 @@ def bench_locomo(
     from memlane.bench.locomo import load_locomo, run_locomo
 
     with _errors():
-        cfg = _bench_config(config, retriever)
+        cfg = _bench_config(config, retriever, first_stage)
         if data is not None and data.is_file():
             paths = [data]
         else:
@@ -310,6 +313,7 @@ def bench_longmemeval(
     retriever: str = RetrieverOption,
     split: str = typer.Option("all", "--split", help="dev | holdout | all: a stratified 80/20 split on question_type (seed 42)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N questions of the split."),
+    first_stage: Optional[str] = FirstStageOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """LongMemEval: session recall_any/all@k, NDCG@10, turn recall per question type, latency."""
@@ -317,7 +321,7 @@ def bench_longmemeval(
     from memlane.bench.longmemeval import load_longmemeval, run_longmemeval
 
     with _errors():
-        cfg = _bench_config(config, retriever)
+        cfg = _bench_config(config, retriever, first_stage)
         path = data or find_data_dir(None) / "longmemeval" / "longmemeval_s_cleaned_dev.json.xz"
         err.print(f"[dim]loading {path}[/]")
         chosen = load_longmemeval(path, split, limit)
@@ -338,6 +342,7 @@ def bench_models(
     conversations: Optional[str] = typer.Option(None, "--conversations", help="LoCoMo: comma-separated conversation ids."),
     split: str = typer.Option("all", "--split", help="LongMemEval: dev | holdout | all."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only this many questions."),
+    first_stage: Optional[str] = FirstStageOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """The same benchmark per embedding model, per memory category, with and without a query prefix."""
@@ -345,7 +350,7 @@ def bench_models(
     from memlane.bench.models import models_markdown, run_models
 
     with _errors():
-        base = _bench_config(config, retriever)
+        base = _bench_config(config, retriever, first_stage)
         if dataset == "locomo":
             from memlane.bench.locomo import load_locomo, run_locomo
 
