@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from memlane.bench.metrics import gold_ranks, ndcg_at_k, percentiles, recall_at_k
+from memlane.bench.metrics import gold_ranks, mean_of, ndcg_at_k, percentiles, recall_at_k
 from memlane.config import MemoryConfig
 from memlane.ingest.formats import Conversation, load_conversations
 
@@ -117,11 +117,6 @@ def question_metrics(q: dict) -> dict[str, float]:
     return out
 
 
-def _mean(rows: list[dict[str, float]], key: str) -> float:
-    values = [r[key] for r in rows if r[key] == r[key]]  # NaN: a question without usable evidence
-    return sum(values) / len(values) if values else float("nan")
-
-
 def summarize(per_question: list[dict]) -> dict:
     """Headline metrics over categories 1–4, and every metric per category (5 apart)."""
     scored = [(q, question_metrics(q)) for q in per_question if q["evidence_ranks"]]
@@ -132,13 +127,13 @@ def summarize(per_question: list[dict]) -> dict:
         per_category[str(category)] = {
             "name": CATEGORIES.get(category, str(category)),
             "questions": len(rows),
-            **{key: _mean(rows, key) for key in rows[0]},
+            **{key: mean_of(rows, key) for key in rows[0]},
         }
     return {
         "questions": len(headline),
         "questions_without_evidence": sum(1 for q in per_question if not q["evidence_ranks"]),
-        "turn_recall": {str(k): _mean(headline, f"turn_recall@{k}") for k in TURN_KS},
-        "session_recall": {str(k): _mean(headline, f"session_recall@{k}") for k in SESSION_KS},
-        "ndcg@10": _mean(headline, "ndcg@10"),
+        "turn_recall": {str(k): mean_of(headline, f"turn_recall@{k}") for k in TURN_KS},
+        "session_recall": {str(k): mean_of(headline, f"session_recall@{k}") for k in SESSION_KS},
+        "ndcg@10": mean_of(headline, "ndcg@10"),
         "per_category": per_category,
     }

@@ -10,7 +10,15 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-from memlane.bench.metrics import gold_ranks, ndcg_at_k, percentiles, recall_all_at_k, recall_any_at_k, recall_at_k
+from memlane.bench.metrics import (
+    gold_ranks,
+    mean_of,
+    ndcg_at_k,
+    percentiles,
+    recall_all_at_k,
+    recall_any_at_k,
+    recall_at_k,
+)
 from memlane.config import MemoryConfig
 from memlane.ingest.dates import parse_session_date
 from memlane.ingest.formats import Conversation, load_conversations
@@ -118,11 +126,6 @@ def question_metrics(q: dict) -> dict[str, float]:
     return out
 
 
-def _mean(rows: list[dict[str, float]], key: str) -> float:
-    values = [r[key] for r in rows if r[key] == r[key]]
-    return sum(values) / len(values) if values else float("nan")
-
-
 def summarize(per_question: list[dict]) -> dict:
     """Means over answerable questions; abstention questions are counted and left out."""
     scored = [(q, question_metrics(q)) for q in per_question if not q["abstention"] and q["session_ranks"]]
@@ -130,14 +133,14 @@ def summarize(per_question: list[dict]) -> dict:
     per_type = {}
     for qtype in sorted({q["question_type"] for q, _ in scored}):
         typed = [m for q, m in scored if q["question_type"] == qtype]
-        per_type[qtype] = {"name": qtype, "questions": len(typed), **{k: _mean(typed, k) for k in typed[0]}}
+        per_type[qtype] = {"name": qtype, "questions": len(typed), **{k: mean_of(typed, k) for k in typed[0]}}
     return {
         "questions": len(rows),
         "abstention_questions": sum(1 for q in per_question if q["abstention"]),
-        "session_recall_any": {str(k): _mean(rows, f"recall_any@{k}") for k in KS},
-        "session_recall_all": {str(k): _mean(rows, f"recall_all@{k}") for k in KS},
-        "session_recall": {str(k): _mean(rows, f"session_recall@{k}") for k in KS},
-        "ndcg@10": _mean(rows, "ndcg@10"),
-        "turn_recall": {str(k): _mean(rows, f"turn_recall@{k}") for k in KS},
+        "session_recall_any": {str(k): mean_of(rows, f"recall_any@{k}") for k in KS},
+        "session_recall_all": {str(k): mean_of(rows, f"recall_all@{k}") for k in KS},
+        "session_recall": {str(k): mean_of(rows, f"session_recall@{k}") for k in KS},
+        "ndcg@10": mean_of(rows, "ndcg@10"),
+        "turn_recall": {str(k): mean_of(rows, f"turn_recall@{k}") for k in KS},
         "per_category": per_type,
     }

@@ -16,6 +16,12 @@ def percentiles(values: Sequence[float], points: Sequence[int] = (50, 95, 99)) -
     return {f"p{p}": float(np.percentile(array, p)) for p in points}
 
 
+def mean_of(rows: Sequence[dict[str, float]], key: str) -> float:
+    """Mean of one metric over per-question rows, skipping NaN (a question it does not apply to)."""
+    values = [r[key] for r in rows if r[key] == r[key]]
+    return sum(values) / len(values) if values else float("nan")
+
+
 def gold_ranks(ranked: Sequence[str], gold: Collection[str]) -> dict[str, int | None]:
     """The 1-based rank of each gold item in `ranked`, or None when it is absent."""
     position = {}

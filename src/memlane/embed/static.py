@@ -27,6 +27,9 @@ class StaticEmbedder:
     def __init__(self, base: SentenceTransformerEmbedder, cache_dir: str | Path | None = None,
                  max_tokens: int = 512) -> None:
         self.base = base
+        # The same instruction prefixes as the model it was distilled from.
+        self.query_prefix = base.query_prefix
+        self.document_prefix = base.document_prefix
         self.name = f"static:{base.name}"
         self.fingerprint = f"static-v1:{base.fingerprint}"
         self.max_tokens = max_tokens
@@ -70,7 +73,8 @@ class StaticEmbedder:
         out = np.zeros((len(texts), self.dims), dtype=np.float32)
         if not texts:
             return out
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        prefix = self.query_prefix if purpose == "query" else self.document_prefix
+        encodings = self._tokenizer.encode_batch([prefix + t for t in texts], add_special_tokens=False)
         for row, encoding in enumerate(encodings):
             ids = np.asarray(encoding.ids[: self.max_tokens], dtype=np.int64)
             if ids.size == 0:

@@ -45,7 +45,8 @@ class Retriever:
         cfg = self.config
         n = max(cfg.candidates, limit)
         analysis = analyze_query(query, now, self._known_entities(user_id))
-        query_vector = self.embedder.encode([query], purpose="query")[0]
+        # BM25 alone needs no query vector; encoding one would only add latency to the ablation.
+        query_vector = self.embedder.encode([query], purpose="query")[0] if cfg.mode != "bm25" else None
 
         frequencies, total = (self.store.document_frequencies(user_id, analysis.terms)
                               if analysis.terms else ({}, 0))
