@@ -289,16 +289,12 @@ def bench_locomo(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """LoCoMo: evidence-turn and session recall@k, NDCG@10 per category, latency."""
-    from memlane.bench.datasets import find_data_dir, locomo_files
+    from memlane.bench.datasets import locomo_paths
     from memlane.bench.locomo import load_locomo, run_locomo
 
     with _errors():
         cfg = _bench_config(config, retriever, first_stage)
-        if data is not None and data.is_file():
-            paths = [data]
-        else:
-            paths = locomo_files(find_data_dir(data) if data is None else data)
-        chosen = load_locomo(paths, conversations.split(",") if conversations else None)
+        chosen = load_locomo(locomo_paths(data), conversations.split(",") if conversations else None)
         with _progress("questions") as update:
             result = run_locomo(chosen, cfg, limit=limit, on_progress=update,
                                 status=lambda s: err.print(f"[dim]{s}[/]"))
@@ -317,12 +313,12 @@ def bench_longmemeval(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """LongMemEval: session recall_any/all@k, NDCG@10, turn recall per question type, latency."""
-    from memlane.bench.datasets import find_data_dir
+    from memlane.bench.datasets import longmemeval_file
     from memlane.bench.longmemeval import load_longmemeval, run_longmemeval
 
     with _errors():
         cfg = _bench_config(config, retriever, first_stage)
-        path = data or find_data_dir(None) / "longmemeval" / "longmemeval_s_cleaned_dev.json.xz"
+        path = longmemeval_file(data)
         err.print(f"[dim]loading {path}[/]")
         chosen = load_longmemeval(path, split, limit)
         with _progress("questions") as update:
@@ -346,7 +342,7 @@ def bench_models(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """The same benchmark per embedding model, per memory category, with and without a query prefix."""
-    from memlane.bench.datasets import find_data_dir, locomo_files
+    from memlane.bench.datasets import locomo_paths, longmemeval_file
     from memlane.bench.models import models_markdown, run_models
 
     with _errors():
@@ -354,14 +350,12 @@ def bench_models(
         if dataset == "locomo":
             from memlane.bench.locomo import load_locomo, run_locomo
 
-            paths = [data] if data is not None and data.is_file() else locomo_files(find_data_dir(data))
-            chosen = load_locomo(paths, conversations.split(",") if conversations else None)
+            chosen = load_locomo(locomo_paths(data), conversations.split(",") if conversations else None)
             run = lambda cfg: run_locomo(chosen, cfg, limit=limit)  # noqa: E731
         elif dataset == "longmemeval":
             from memlane.bench.longmemeval import load_longmemeval, run_longmemeval
 
-            path = data if data is not None and data.is_file() else find_data_dir(data) / "longmemeval" / "longmemeval_s_cleaned_dev.json.xz"
-            chosen = load_longmemeval(path, split, limit)
+            chosen = load_longmemeval(longmemeval_file(data), split, limit)
             run = lambda cfg: run_longmemeval(chosen, cfg)  # noqa: E731
         else:
             raise typer.BadParameter(f"unknown dataset '{dataset}'; choose locomo or longmemeval")
@@ -384,13 +378,13 @@ def bench_misses(
     k: int = typer.Option(10, "--k", help="A miss is an evidence turn not in the top k."),
 ) -> None:
     """Sort LoCoMo's missed evidence turns into causes per category, with examples."""
-    from memlane.bench.datasets import find_data_dir, locomo_files
+    from memlane.bench.datasets import locomo_paths
     from memlane.bench.locomo import load_locomo
     from memlane.bench.misses import miss_analysis, misses_markdown
 
     with _errors():
         result = json.loads(report.read_text())
-        conversations = load_locomo(locomo_files(find_data_dir(data)), result.get("conversations"))
+        conversations = load_locomo(locomo_paths(data), result.get("conversations"))
         analysis = miss_analysis(result, conversations, k=k)
     command = "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     text = misses_markdown(analysis, command)

@@ -124,3 +124,11 @@ def test_miss_analysis_sorts_missed_evidence_into_causes(hash_config):
     assert missed + in_top == sum(analysis["totals"].values())
     text = misses_markdown(analysis, "memlane bench misses r.json --out m.md")
     assert all(cause in text for cause in CAUSES)
+
+
+def test_locomo_paths_accept_a_file_or_a_folder_of_files(tmp_path):
+    from memlane.bench.datasets import locomo_paths
+
+    assert locomo_paths(DATA / "locomo" / "26.json") == [DATA / "locomo" / "26.json"]
+    assert len(locomo_paths(DATA / "locomo")) == 7
+    assert len(locomo_paths(DATA)) == 7

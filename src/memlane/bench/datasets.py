@@ -32,3 +32,18 @@ def locomo_files(data_dir: Path) -> list[Path]:
     if not files:
         raise ConfigError(f"no LoCoMo .json files in {folder}")
     return files
+
+
+def longmemeval_file(data: Path | None) -> Path:
+    """`data` when it names a file, else the S dev file in the shared data folder."""
+    if data is not None and data.is_file():
+        return data
+    return find_data_dir(data) / "longmemeval" / "longmemeval_s_cleaned_dev.json.xz"
+
+
+def locomo_paths(data: Path | None) -> list[Path]:
+    """`data` when it names a file; the LoCoMo files in `data` when it names a folder (or its
+    `locomo/` subfolder); else those of the shared data folder."""
+    if data is not None and data.is_file():
+        return [data]
+    return locomo_files(data if data is not None else find_data_dir(None))
