@@ -120,3 +120,12 @@ def test_prefixes_change_the_vector_by_purpose(minilm):
     text = ["where do I keep my passport"]
     assert np.array_equal(prefixed.encode(text, "document"), minilm.encode(text, "document"))
     assert not np.allclose(prefixed.encode(text, "query"), minilm.encode(text, "query"))
+
+
+@pytest.mark.model
+def test_embedders_of_the_same_weights_share_one_loaded_model():
+    first = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    second = SentenceTransformerEmbedder("sentence-transformers/all-MiniLM-L6-v2")
+    first.encode(["load"])
+    second.encode(["load"])
+    assert first.model is second.model

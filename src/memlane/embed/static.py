@@ -21,6 +21,11 @@ from memlane.embed._common import Purpose, check_purpose
 from memlane.embed.local import SentenceTransformerEmbedder
 
 
+# Distilled tables and tokenizers, shared read-only by every static embedder of this process.
+_TABLES: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_TOKENIZERS: dict[str, object] = {}
+
+
 class StaticEmbedder:
     """Token-vector averaging distilled from `base`. Name: 'static:<base name>'."""
 
@@ -51,20 +56,27 @@ class StaticEmbedder:
             return
         from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_file(str(self.base.path / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
+        tokenizer_file = str(self.base.path / "tokenizer.json")
+        tokenizer = _TOKENIZERS.get(tokenizer_file)
+        if tokenizer is None:
+            tokenizer = _TOKENIZERS[tokenizer_file] = Tokenizer.from_file(tokenizer_file)
+            tokenizer.no_padding()
+            tokenizer.no_truncation()
         self._tokenizer = tokenizer
         path = self._file()
+        if str(path) in _TABLES:  # shared by every store of this process, read-only
+            self._table, self._weights = _TABLES[str(path)]
+            return
         if path.exists():
             stored = np.load(path)
             self._table, self._weights = stored["table"], stored["weights"]
-            return
-        self._table, self._weights = distill(self.base, tokenizer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".tmp.npz")
-        np.savez(partial, table=self._table, weights=self._weights)
-        partial.replace(path)  # atomic: a crash never leaves a half-written table
+        else:
+            self._table, self._weights = distill(self.base, tokenizer)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".tmp.npz")
+            np.savez(partial, table=self._table, weights=self._weights)
+            partial.replace(path)  # atomic: a crash never leaves a half-written table
+        _TABLES[str(path)] = (self._table, self._weights)
 
     def encode(self, texts: Sequence[str], purpose: Purpose = "document") -> np.ndarray:
         check_purpose(purpose)
