@@ -50,19 +50,21 @@ class Retriever:
 
         frequencies, total = (self.store.document_frequencies(user_id, analysis.terms)
                               if analysis.terms else ({}, 0))
+        # Full mode drops terms found in most memories; the plain ablations keep every term.
+        terms = informative_terms(frequencies, total) if cfg.mode == "full" else analysis.terms
         rankings: dict[str, list[tuple[str, float]]] = {}
         weights: dict[str, float] = {}
         if cfg.mode != "bm25":
             rankings["dense"] = self.store.dense_candidates(user_id, query_vector, n, filters)
             weights["dense"] = 1.0
         if cfg.mode != "dense":
-            terms = informative_terms(frequencies, total) if cfg.mode == "full" else analysis.terms
             rankings["bm25"] = self.store.lexical_candidates(user_id, terms, n, filters)
             weights["bm25"] = 1.0
         if self.rescorer is not None and "dense" in rankings:
             self._rescore(user_id, query, rankings, weights)
         if cfg.mode == "full":
-            self._add_full_strategies(user_id, analysis, query_vector, frequencies, total, n, filters, rankings, weights)
+            self._add_full_strategies(user_id, analysis, query_vector, frequencies, total, terms, n, filters,
+                                      rankings, weights)
         ordered = {name: [mid for mid, _ in ranked] for name, ranked in rankings.items()}
         fused = reciprocal_rank_fusion(ordered, weights, k=cfg.rrf_k)
         if not fused:
@@ -86,7 +88,7 @@ class Retriever:
 
     def _add_full_strategies(
         self, user_id: str, analysis: QueryAnalysis, query_vector: np.ndarray, frequencies: dict[str, int],
-        total: int, n: int, filters: dict[str, Any] | None,
+        total: int, terms: list[str], n: int, filters: dict[str, Any] | None,
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
     ) -> None:
         """Adaptive BM25/dense weights, then the candidate sources only the full retriever uses."""
@@ -100,7 +102,6 @@ class Retriever:
             rankings["bm25_context"] = self._lexical_context(user_id, rankings["bm25"], n)
             weights["bm25_context"] = cfg.context_weight
         if cfg.session_weight > 0 and _allows_turns(filters):
-            terms = informative_terms(frequencies, total)
             rankings["session"] = self._session_prior(user_id, query_vector, terms, rankings, weights, n, filters)
             weights["session"] = cfg.session_weight
         if analysis.needles:
