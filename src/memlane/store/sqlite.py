@@ -335,29 +335,27 @@ class SQLiteStore:
             self._write_events(conn, [event])
 
     def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent]) -> int:
-        index = self.active_index()
         with self._transaction() as conn:
-            deleted = 0
+            rowids = []
             for memory_id in ids:
                 row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id)).fetchone()
-                if row is None:
-                    continue
-                conn.execute("DELETE FROM memories WHERE rowid = ?", row)
-                self._delete_vectors(conn, [row[0]], index)
-                deleted += 1
+                if row is not None:
+                    conn.execute("DELETE FROM memories WHERE rowid = ?", row)
+                    rowids.append(row[0])
+            self._delete_vectors(conn, rowids)
             self._write_events(conn, events)
-        return deleted
+        return len(rowids)
 
     def delete_user(self, user_id: str, at: str) -> int:
-        index = self.active_index()
         with self._transaction() as conn:
             rows = conn.execute("SELECT rowid, id, text FROM memories WHERE user_id = ?", (user_id,)).fetchall()
             conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
-            self._delete_vectors(conn, [r[0] for r in rows], index)
+            self._delete_vectors(conn, [r[0] for r in rows])
             self._write_events(conn, [HistoryEvent(mid, "DELETE", text, None, at) for _, mid, text in rows], user_id=user_id)
         return len(rows)
 
-    def _delete_vectors(self, conn: sqlite3.Connection, rowids: list[int], index: IndexInfo | None) -> None:
+    def _delete_vectors(self, conn: sqlite3.Connection, rowids: list[int]) -> None:
+        """Drop these rows from every vector index, the one being built by a reindex included."""
         names = [r[0] for r in conn.execute("SELECT name FROM vector_indexes").fetchall()]
         for name in names:
             conn.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
