@@ -1,13 +1,15 @@
-"""Shared fixtures: a deterministic embedder for unit tests, and fresh stores."""
+"""Shared fixtures: a deterministic embedder for unit tests, fresh stores, a scripted HTTP server."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import threading
 
 import pytest
+from _support import ScriptedServer
 
 from memlane import Memory, MemoryConfig
 from memlane.embed import HashEmbedder
+
 
 @pytest.fixture
 def config(tmp_path) -> MemoryConfig:
@@ -23,3 +25,14 @@ def memory(tmp_path, config) -> Memory:
     m = Memory(tmp_path / "store.db", config, embedder=HashEmbedder(dims=256))
     yield m
     m.close()
+
+
+@pytest.fixture
+def server() -> ScriptedServer:
+    """A local OpenAI-compatible server that plays scripted answers (see _support.ScriptedServer)."""
+    srv = ScriptedServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()

@@ -24,6 +24,9 @@ app = typer.Typer(help="memlane: long-term memory for LLM agents and chat assist
 bench_app = typer.Typer(help="Measure memlane: speed now; retrieval quality on LoCoMo and LongMemEval.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+tune_app = typer.Typer(help="Fine-tune the embedder stage by stage: labels, synth, mine, train, gate.",
+                       no_args_is_help=True)
+app.add_typer(tune_app, name="tune")
 console = Console()
 err = Console(stderr=True)
 
@@ -73,14 +76,18 @@ def ingest(
     file: Path = typer.Argument(..., help="LoCoMo conversation, LongMemEval JSON (.json/.json.xz) or chat-message JSONL."),
     user: Optional[str] = typer.Option(None, "--user", "-u", help="Store everything for this user [default: one user per conversation id]."),
     agent: Optional[str] = typer.Option(None, "--agent", help="agent_id to record on every memory."),
+    split: str = typer.Option("all", "--split", help="LongMemEval files: only the dev or holdout questions of the stratified 80/20 split (seed 42)."),
     store: Optional[Path] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Remember the conversations in FILE, all or nothing."""
+    from memlane.bench.longmemeval import SPLITS, split_conversations
     from memlane.ingest.formats import load_conversations
 
     with _errors():
-        conversations = load_conversations(file)
+        if split not in SPLITS:
+            raise typer.BadParameter(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
+        conversations = split_conversations(load_conversations(file), split)
         memory = _open(store, config)
         with _progress(f"embedding {file.name}") as update:
             report = memory.ingest_conversations(conversations, user_id=user, agent_id=agent, on_progress=update)
@@ -156,7 +163,11 @@ def stats(store: Optional[Path] = StoreOption, config: Optional[Path] = ConfigOp
 
 @app.command()
 def reindex(
-    model: str = typer.Option(..., "--model", "-m", help="Model name or local path to embed everything with."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m",
+        help="Model name, local path or checkpoint to embed everything with [default: the config's active "
+             "model: fine_tune.checkpoint_path when fine_tune.enabled, else embedder.model].",
+    ),
     store: Optional[Path] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -164,11 +175,14 @@ def reindex(
     from memlane.memory import reindex as run_reindex
 
     with _errors():
-        data = _config(config).model_dump()
-        data["embedder"]["model"] = model
-        cfg = MemoryConfig.from_dict(data, source="--model")
-        with _progress(f"reindexing with {model}") as update:
-            report = run_reindex(_store_path(store), cfg.embedder, on_progress=update)
+        cfg = _config(config)
+        embedder = cfg.active_embedder()
+        if model is not None:
+            embedder = MemoryConfig.from_dict(
+                {**cfg.model_dump(), "embedder": {**cfg.embedder.model_dump(), "model": model}}, source="--model"
+            ).embedder
+        with _progress(f"reindexing with {embedder.model}") as update:
+            report = run_reindex(_store_path(store), embedder, on_progress=update)
     resumed = " (resumed an interrupted run)" if report.resumed else ""
     console.print(f"reindexed {report.memories} memories with {report.model} ({report.dims} dims) "
                   f"in {report.seconds:.1f} s{resumed}")
@@ -412,6 +426,187 @@ def bench_compare(
         table.add_row(row["metric"], f"{row['a']:.3f}", f"{row['b']:.3f}", f"{row['delta']:+.3f}",
                       f"[{row['ci_low']:+.3f}, {row['ci_high']:+.3f}]", f"{row['p_not_better']:.3f}")
     console.print(table)
+
+
+# -- fine-tuning -------------------------------------------------------------------------------
+
+MinGainOption = typer.Option(None, "--min-gain", help="Accept only if held-out NDCG@10 rises by at least this [default: fine_tune.min_gain].")
+EvalQueriesOption = typer.Option(..., "--eval-queries", help="Held-out JSONL: query, user_id, positive_ids or positive_turn_ids (never trained on).")
+
+
+def _split_list(value: Optional[str]) -> Optional[list[str]]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@contextmanager
+def _training_progress() -> Iterator:
+    columns = [TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=err) as progress:
+        task = progress.add_task("training", total=None, loss="-")
+
+        def update(step: int, total: int, loss: float) -> None:
+            progress.update(task, completed=step, total=total, loss=f"{loss:.4f}")
+
+        yield update
+
+
+def _print_gate(report) -> None:
+    table = Table(title="eval gate: " + ("[green]PASSED[/]" if report.passed else "[red]REFUSED[/]"))
+    for column in ("metric", "before", "after", "delta", "95% CI"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric, d in report.deltas.items():
+        table.add_row(metric, f"{report.before[metric]:.4f}", f"{report.after[metric]:.4f}", f"{d['delta']:+.4f}",
+                      f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
+    console.print(table)
+    console.print(report.reason)
+    if report.checkpoint:
+        console.print(f"checkpoint: {report.checkpoint}\ndeploy: set \\[fine_tune] enabled = true, checkpoint_path = "
+                      f"{json.dumps(report.checkpoint)} and run `memlane reindex`", highlight=False)
+
+
+@app.command()
+def retrain(
+    store: Optional[Path] = StoreOption,
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Labeled JSONL: query, user_id, positive_ids or positive_turn_ids."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="Generate training queries from the store (LLM if llm.base_url is set, else rules)."),
+    eval_queries: Path = EvalQueriesOption,
+    min_gain: Optional[float] = MinGainOption,
+    out: Path = typer.Option(..., "--out", "-o", help="Working folder; rerun with the same one to resume."),
+    users: Optional[str] = typer.Option(None, "--users", help="With --synthetic: only these users (comma-separated)."),
+    eval_store: Optional[Path] = typer.Option(None, "--eval-store", help="Store the held-out queries are asked of [default: --store]."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Fine-tune the embedder on this store and keep it only if held-out retrieval improves (resumable)."""
+    from memlane.tune.pipeline import retrain as run_retrain
+
+    with _errors():
+        cfg = _config(config)
+        with _training_progress() as on_step:
+            result = run_retrain(
+                _store_path(store), cfg, out, eval_queries=eval_queries, labels=labels, synthetic=synthetic,
+                users=_split_list(users), eval_store=eval_store, min_gain=min_gain, config_path=config,
+                status=lambda s: err.print(f"[dim]{s}[/]"), on_step=on_step,
+            )
+    if result.dropped_overlapping:
+        err.print(f"[yellow]left out {result.dropped_overlapping} training queries that are also held-out queries[/]")
+    _print_gate(result.gate)
+    if result.gate.passed and config is not None:
+        console.print(f"recorded in {config}; run `memlane reindex --config {config}` to deploy")
+    if not result.gate.passed:
+        raise typer.Exit(1)
+
+
+@tune_app.command("labels")
+def tune_labels(
+    dataset: str = typer.Option(..., "--dataset", help="locomo | longmemeval"),
+    out: Path = typer.Option(..., "--out", "-o", help="Label JSONL to write."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark file or folder [default: ../shared/data]."),
+    conversations: Optional[str] = typer.Option(None, "--conversations", help="LoCoMo: comma-separated conversation ids."),
+    split: str = typer.Option("all", "--split", help="LongMemEval: dev | holdout | all (stratified 80/20, seed 42)."),
+) -> None:
+    """Write question -> evidence-turn labels from LoCoMo or LongMemEval (user = conversation or question id)."""
+    from memlane.tune.labels import locomo_labels, longmemeval_labels, write_label_rows
+
+    with _errors():
+        if dataset == "locomo":
+            from memlane.bench.datasets import locomo_paths
+            from memlane.bench.locomo import load_locomo
+
+            rows = locomo_labels(load_locomo(locomo_paths(data), _split_list(conversations)))
+        elif dataset == "longmemeval":
+            from memlane.bench.datasets import longmemeval_file
+            from memlane.bench.longmemeval import load_longmemeval
+
+            rows = longmemeval_labels(load_longmemeval(longmemeval_file(data), split))
+        else:
+            raise typer.BadParameter(f"unknown dataset '{dataset}'; choose locomo or longmemeval")
+        count = write_label_rows(out, rows)
+    console.print(f"wrote {count} labeled queries to {out}")
+
+
+@tune_app.command("synth")
+def tune_synth(
+    out: Path = typer.Option(..., "--out", "-o", help="Examples JSONL to write."),
+    users: Optional[str] = typer.Option(None, "--users", help="Comma-separated users [default: all]."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Write synthetic (query, positive) examples for a store's memories: by the LLM if configured, else by rules."""
+    from memlane.tune.examples import write_examples
+    from memlane.tune.pipeline import synthesize
+
+    with _errors():
+        examples = synthesize(_store_path(store), _config(config), _split_list(users), status=lambda s: err.print(f"[dim]{s}[/]"))
+        count = write_examples(out, examples)
+    console.print(f"wrote {count} synthetic examples to {out}")
+
+
+@tune_app.command("mine")
+def tune_mine(
+    examples: Path = typer.Option(..., "--examples", help="Labels or examples JSONL (positives by id or turn id)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Examples JSONL with hard negatives to write."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Add hard negatives: the retriever's top non-positive memories, minus likely false negatives (margin)."""
+    from memlane.tune.examples import write_examples
+    from memlane.tune.mine import mine
+    from memlane.tune.pipeline import load_labels
+
+    with _errors():
+        cfg = _config(config)
+        resolved = load_labels(_store_path(store), examples)
+        with _progress("mining") as update:
+            mined = mine(str(_store_path(store)), resolved, cfg, on_progress=update)
+        write_examples(out, mined)
+    with_negatives = sum(1 for e in mined if e.negatives)
+    console.print(f"wrote {len(mined)} examples ({with_negatives} with hard negatives) to {out}")
+
+
+@tune_app.command("train")
+def tune_train(
+    examples: Path = typer.Option(..., "--examples", help="Examples JSONL (from tune mine, or tune synth)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model (OUT/model); rerun to resume."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Contrastive training (InfoNCE, in-batch + hard negatives) of the configured embedder, on CPU."""
+    from memlane.tune.examples import read_examples
+    from memlane.tune.train import train
+
+    with _errors():
+        cfg = _config(config)
+        with _training_progress() as on_step:
+            report = train(read_examples(examples), cfg.active_embedder(), cfg.fine_tune, out, on_step=on_step)
+    resumed = f", resumed at step {report.resumed_at_step}" if report.resumed_at_step else ""
+    console.print(f"trained {report.steps} steps on {report.examples} examples in {report.seconds:.0f} s{resumed}; "
+                  f"loss {report.first_loss:.3f} -> {report.last_loss:.3f}; model: {report.model_path}")
+
+
+@tune_app.command("gate")
+def tune_gate(
+    candidate: Path = typer.Option(..., "--candidate", help="The trained model folder (tune train's OUT/model)."),
+    eval_queries: Path = EvalQueriesOption,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for gate.json/gate.md and, if it passes, checkpoint-N."),
+    min_gain: Optional[float] = MinGainOption,
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Score base and candidate on held-out queries; keep the candidate only if NDCG@10 improves."""
+    from memlane.tune.gate import gate
+    from memlane.tune.pipeline import load_labels, record_checkpoint
+
+    with _errors():
+        cfg = _config(config)
+        held_out = load_labels(_store_path(store), eval_queries)
+        with _progress("queries") as update:
+            report = gate(_store_path(store), held_out, cfg, candidate, out, min_gain=min_gain,
+                          status=lambda s: err.print(f"[dim]{s}[/]"), on_progress=update)
+        if report.passed and config is not None:
+            record_checkpoint(config, report.checkpoint)
+    _print_gate(report)
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover

@@ -81,12 +81,62 @@ class RetrievalConfig(_Strict):
     lookup_weight: float = Field(2.0, ge=0.0, description="Weight of direct lookup (ids, emails, numbers, quoted strings).")
 
 
+class LLMConfig(_Strict):
+    """An OpenAI-compatible chat-completions endpoint (OpenAI, Ollama, vLLM, llama.cpp server...)."""
+
+    base_url: str | None = Field(None, description="Server base URL, e.g. http://localhost:11434/v1. Unset: no LLM is used.")
+    model: str = Field("", description="Model name the server knows, e.g. gpt-4o-mini or llama3.1:8b.")
+    api_key: str | None = Field(None, description="Bearer token, if the server needs one.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    max_tokens: int = Field(512, ge=1, description="Upper bound on tokens per answer.")
+    timeout_s: float = Field(60.0, gt=0, description="Request timeout in seconds.")
+    max_retries: int = Field(4, ge=0, description="Retries on timeouts, 429 and 5xx, with exponential backoff.")
+    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url)
+
+
+class FineTuneConfig(_Strict):
+    """Domain fine-tuning of the embedder (`memlane retrain`, `memlane tune ...`) and its deployment."""
+
+    enabled: bool = Field(False, description="Embed with checkpoint_path instead of embedder.model. Changing it needs `memlane reindex`.")
+    checkpoint_path: str | None = Field(None, description="A checkpoint that passed the eval gate (written by `memlane retrain`).")
+    epochs: int = Field(1, ge=1, description="Training epochs.")
+    learning_rate: float = Field(2e-5, gt=0, description="AdamW learning rate (linear warm-up, then linear decay).")
+    warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="Share of training steps spent warming up the learning rate.")
+    batch_size: int = Field(32, ge=2, description="Pairs per training step; every other pair's positive is an in-batch negative.")
+    temperature: float = Field(0.02, gt=0, description="InfoNCE temperature tau; the loss scales cosines by 1/tau (0.02 -> 50).")
+    seed: int = Field(42, description="Seed for shuffling, sampling and initialization: the same seed gives the same checkpoint.")
+    max_seq_length: int = Field(128, ge=8, description="Tokens per text during training (longer texts are truncated).")
+    hard_negatives: int = Field(3, ge=0, description="Mined hard negatives kept per training pair.")
+    mine_depth: int = Field(30, ge=1, description="How deep the retriever's ranking is read when mining negatives.")
+    margin: float = Field(0.95, gt=0, le=1.0, description="A candidate more similar to the query than margin x the positive's similarity is dropped as a likely false negative.")
+    min_gain: float = Field(0.0, description="The gate accepts a checkpoint only if held-out NDCG@10 rises by more than 0 and by at least this.")
+    synthetic_per_user: int = Field(300, ge=1, description="Memories per user that the synthetic query generator writes queries for.")
+    save_every: int = Field(50, ge=1, description="Training steps between resumable checkpoints.")
+
+
 class MemoryConfig(_Strict):
     """Everything memlane can be told. Load with MemoryConfig.load()."""
 
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)
+
+    def active_embedder(self) -> EmbedderConfig:
+        """The embedder stores use: embedder, with the fine-tuned checkpoint as its model when enabled."""
+        if not self.fine_tune.enabled:
+            return self.embedder
+        if not self.fine_tune.checkpoint_path:
+            raise ConfigError(
+                "fine_tune.enabled is true but fine_tune.checkpoint_path is not set. "
+                "Fix: set fine_tune.checkpoint_path to a checkpoint that passed `memlane retrain`, or set fine_tune.enabled = false."
+            )
+        return self.embedder.model_copy(update={"model": self.fine_tune.checkpoint_path})
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: dict[str, str] | None = None) -> "MemoryConfig":
@@ -108,6 +158,15 @@ class MemoryConfig(_Strict):
             section, _, name = key[len(ENV_PREFIX):].lower().partition("__")
             data.setdefault(section, {})[name] = value
         return cls.from_dict(data, source=str(path) if path else "environment")
+
+    @classmethod
+    def load_text(cls, text: str, source: str = "config") -> "MemoryConfig":
+        """A config from TOML text alone (no environment), e.g. to check a file before writing it."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=source)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "MemoryConfig":

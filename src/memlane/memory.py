@@ -82,7 +82,7 @@ class Memory:
         if embedder is not None:
             self._embedder, rescorer = embedder, None
         else:
-            self._embedder, rescorer = make_embedders(self.config.embedder)
+            self._embedder, rescorer = make_embedders(self.config.active_embedder())
         self._store = SQLiteStore(self.path)
         try:
             self._check_model()

@@ -49,8 +49,13 @@ def model_copy(tmp_path):
 def test_a_local_directory_is_named_by_its_absolute_path(model_copy):
     embedder = SentenceTransformerEmbedder(str(model_copy))
     assert embedder.name == str(model_copy.resolve())
-    assert embedder.fingerprint.startswith(embedder.name)
     assert embedder.dims == 384 and not embedder.loaded
+
+
+def test_the_fingerprint_follows_the_weights_not_the_folder(model_copy):
+    before = SentenceTransformerEmbedder(str(model_copy)).fingerprint
+    moved = model_copy.rename(model_copy.with_name("moved"))
+    assert SentenceTransformerEmbedder(str(moved)).fingerprint == before
 
 
 def test_the_fingerprint_changes_when_the_weights_change(model_copy):

@@ -64,3 +64,17 @@ def test_lexical_queries_walk_the_fts_matches_first(store):
 
     plan = store._conn.execute("EXPLAIN QUERY PLAN " + lexical_sql("1"), ('"x"', "ana", 5)).fetchall()
     assert "memories_fts" in plan[0][3]  # probing FTS once per user row is quadratic
+
+
+def test_a_copy_can_keep_only_some_users_and_leaves_the_original_alone(store, tmp_path):
+    records = [_record(1), _record(2, user="bo"), _record(3, user="cy")]
+    store.write(records, np.eye(3, 2, dtype=np.float32) + 0.1, [])
+    store.copy_to(tmp_path / "copy.db", users=["ana", "cy"])
+    copy = SQLiteStore(tmp_path / "copy.db")
+    assert copy.users() == ["ana", "cy"] and copy.get("bo", "m2") is None
+    assert copy.vectors("cy", ["m3"]).shape == (1, 2)
+    assert copy.lexical_candidates("cy", ["memory"], 5, None)[0][0] == "m3"
+    copy.close()
+    assert store.users() == ["ana", "bo", "cy"]
+    with pytest.raises(StoreError, match="exists"):
+        store.copy_to(tmp_path / "copy.db")

@@ -20,6 +20,7 @@ from memlane.bench.metrics import (
     recall_at_k,
 )
 from memlane.config import MemoryConfig
+from memlane.errors import InputError
 from memlane.ingest.dates import parse_session_date
 from memlane.ingest.formats import Conversation, load_conversations
 
@@ -50,11 +51,19 @@ def load_longmemeval(path: Path, split: str = "all", limit: int | None = None) -
     """Questions of `split` (dev / holdout / all, by `stratified_split` on question_type)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    conversations = load_conversations(path)
-    if split != "all":
-        assignment = stratified_split([(c.conversation_id, c.questions[0]["question_type"]) for c in conversations])
-        conversations = [c for c in conversations if assignment[c.conversation_id] == split]
+    conversations = split_conversations(load_conversations(path), split)
     return conversations[:limit] if limit else conversations
+
+
+def split_conversations(conversations: list[Conversation], split: str) -> list[Conversation]:
+    """The LongMemEval questions of one split (dev / holdout / all)."""
+    if split == "all":
+        return conversations
+    if not all(c.questions and "question_type" in c.questions[0] for c in conversations):
+        raise InputError(f"split '{split}' applies to LongMemEval questions only, and these are not",
+                         field="split", fix="leave out --split (or pass --split all) for other files")
+    assignment = stratified_split([(c.conversation_id, c.questions[0]["question_type"]) for c in conversations])
+    return [c for c in conversations if assignment[c.conversation_id] == split]
 
 
 def is_abstention(question_id: str) -> bool:

@@ -7,26 +7,16 @@ server said.
 
 from __future__ import annotations
 
-import http.client
-import json
-import socket
 import time
-import urllib.error
-import urllib.request
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from memlane._http import JSONPoster
 from memlane.embed._common import Purpose, check_purpose, normalize_rows
 from memlane.errors import LLMError
 
-BACKOFF_BASE_S = 0.5
-MAX_RETRY_AFTER_S = 30.0
 _DIMS_PROBE = "dimension probe"
-
-
-class _Retryable(Exception):
-    """A failure worth another try; carries the message the final LLMError will give."""
 
 
 class OpenAIHTTPEmbedder:
@@ -64,7 +54,8 @@ class OpenAIHTTPEmbedder:
         self.max_retries = max_retries
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
-        self._sleep = sleep
+        self._poster = JSONPoster(self.url, "embedding server", api_key=api_key, timeout_s=timeout_s,
+                                  max_retries=max_retries, sleep=sleep)
 
     @property
     def dims(self) -> int:
@@ -86,7 +77,7 @@ class OpenAIHTTPEmbedder:
         return normalize_rows(np.concatenate(batches, axis=0))
 
     def _embed_batch(self, inputs: list[str]) -> np.ndarray:
-        payload = self._post({"model": self.model, "input": inputs})
+        payload = self._poster.post({"model": self.model, "input": inputs})
         data = payload.get("data") if isinstance(payload, dict) else None
         if not isinstance(data, list) or len(data) != len(inputs):
             got = len(data) if isinstance(data, list) else "no 'data' list"
@@ -112,82 +103,6 @@ class OpenAIHTTPEmbedder:
                 )
         return np.stack(vectors)
 
-    def _post(self, body: dict[str, Any]) -> Any:
-        """POST JSON, retrying transient failures; return the decoded JSON answer."""
-        data = json.dumps(body).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        attempt = 0
-        while True:
-            request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
-            try:
-                return self._send(request)
-            except _Retryable as exc:
-                if attempt >= self.max_retries:
-                    raise LLMError(f"{exc} (gave up after {attempt + 1} attempts)") from None
-                delay = BACKOFF_BASE_S * 2**attempt
-                retry_after = getattr(exc, "retry_after", None)
-                if retry_after is not None:
-                    delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
-                self._sleep(delay)
-                attempt += 1
-
-    def _send(self, request: urllib.request.Request) -> Any:
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            message = _server_message(exc)
-            text = f"embedding server {self.url} answered HTTP {exc.code}: {message}"
-            if exc.code == 429 or exc.code >= 500:
-                failure = _Retryable(text)
-                failure.retry_after = _retry_after(exc)  # type: ignore[attr-defined]
-                raise failure from None
-            raise LLMError(text) from None
-        except (TimeoutError, socket.timeout) as exc:
-            raise _Retryable(f"embedding server {self.url} did not answer within {self.timeout_s} s ({exc})") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                raise _Retryable(f"embedding server {self.url} did not answer within {self.timeout_s} s") from None
-            raise _Retryable(f"cannot reach embedding server {self.url}: {exc.reason}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Retryable(f"connection to embedding server {self.url} failed: {exc}") from None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise LLMError(
-                f"embedding server {self.url} answered something that is not JSON: {raw[:200]!r}"
-            ) from None
-
     def __repr__(self) -> str:
         return f"OpenAIHTTPEmbedder({self.base_url!r}, {self.model!r}, dims={self._dims})"
 
-
-def _server_message(exc: urllib.error.HTTPError) -> str:
-    """The server's own explanation: error.message / error / detail / message of a JSON body, else the text."""
-    try:
-        raw = exc.read()
-    except OSError:
-        raw = b""
-    text = raw.decode("utf-8", errors="replace").strip()
-    try:
-        body = json.loads(text)
-    except ValueError:
-        return text[:500] or (exc.reason or "no message")
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        for field in ("error", "detail", "message"):
-            if body.get(field):
-                return str(body[field])
-    return text[:500]
-
-
-def _retry_after(exc: urllib.error.HTTPError) -> float | None:
-    value = exc.headers.get("Retry-After") if exc.headers else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None

@@ -186,7 +186,8 @@ class SentenceTransformerEmbedder:
     def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "", document_prefix: str = "") -> None:
         self.model_ref = model
         self.path, self.name = resolve_model(model)
-        self.fingerprint = self.name if self.name == BUNDLED_NAME else f"{self.name}#{weights_digest(self.path)}"
+        # The weights, not their place: a checkpoint moved by the fine-tuning gate keeps its cached vectors.
+        self.fingerprint = self.name if self.name == BUNDLED_NAME else f"weights#{weights_digest(self.path)}"
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix

@@ -421,6 +421,35 @@ class SQLiteStore:
         next_cursor = str(page[-1][0]) if len(rows) > limit else None
         return [_row_to_record(r[1:]) for r in page], next_cursor
 
+    def copy_to(self, path: str | Path, users: Sequence[str] | None = None) -> None:
+        """Write a consistent copy of this store to `path` (SQLite's online backup), keeping only
+        `users` when given. The original is never written to."""
+        target = Path(path)
+        if target.exists():
+            raise StoreError(f"cannot copy store to {target}: the file exists")
+        try:
+            with self._lock:
+                destination = sqlite3.connect(str(target))
+                self._conn.backup(destination)
+            if users is not None:
+                marks = ", ".join("?" * len(users)) or "NULL"
+                rowids = [r[0] for r in destination.execute(
+                    f"SELECT rowid FROM memories WHERE user_id NOT IN ({marks})", list(users))]
+                destination.execute("BEGIN")
+                for (name,) in destination.execute("SELECT name FROM vector_indexes").fetchall():
+                    destination.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
+                destination.execute(f"DELETE FROM memories WHERE user_id NOT IN ({marks})", list(users))
+                destination.execute(f"DELETE FROM history WHERE user_id NOT IN ({marks})", list(users))
+                destination.execute("COMMIT")
+            destination.close()
+        except sqlite3.Error as exc:
+            target.unlink(missing_ok=True)
+            raise StoreError(f"copying store {self.path} to {target} failed: {exc}") from None
+
+    def users(self) -> list[str]:
+        """Every user id with at least one memory, sorted."""
+        return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
+
     def session_memories(self, user_id: str, session_id: str) -> list[MemoryRecord]:
         rows = self._query(
             f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND session_id = ? ORDER BY turn_index, rowid",
