@@ -68,3 +68,36 @@ def test_a_bad_option_value_is_a_config_error_listing_choices(env):
     result = runner.invoke(app, ["bench", "locomo", "--retriever", "magic", "--out", str(env / "x.json")])
     assert result.exit_code == 2
     assert "retrieval.mode" in result.output and "hybrid" in result.output
+
+
+def test_tune_labels_and_synth_write_jsonl(env):
+    from _support import DATA
+
+    labels = env / "labels.jsonl"
+    result = runner.invoke(app, ["tune", "labels", "--dataset", "locomo", "--conversations", "26",
+                                 "--data", str(DATA / "locomo"), "--out", str(labels)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in labels.read_text().splitlines()]
+    assert rows and all(r["user_id"] == "26" and r["positive_turn_ids"] for r in rows)
+    assert runner.invoke(app, ["ingest", str(DATA / "locomo" / "26.json")]).exit_code == 0
+    synth = env / "synth.jsonl"
+    result = runner.invoke(app, ["tune", "synth", "--out", str(synth), "--users", "26"])
+    assert result.exit_code == 0, result.output
+    assert len(synth.read_text().splitlines()) == 300  # fine_tune.synthetic_per_user
+    result = runner.invoke(app, ["tune", "labels", "--dataset", "nope", "--out", str(labels)])
+    assert result.exit_code != 0 and "locomo or longmemeval" in result.output
+
+
+def test_ingest_split_applies_to_longmemeval_only(env):
+    result = runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana", "--split", "dev"])
+    assert result.exit_code == 2 and "LongMemEval" in result.output
+
+
+def test_nodes_show_default_prints_loadable_yaml(env):
+    from memlane.nodes.spec import default_topology, load_specs
+
+    result = runner.invoke(app, ["nodes", "show", "default"])
+    assert result.exit_code == 0
+    (env / "topology.yaml").write_text(result.output)
+    assert load_specs(env / "topology.yaml") == default_topology()
+    assert "no memory nodes yet" in runner.invoke(app, ["nodes", "list"]).output

@@ -17,6 +17,7 @@ from memlane.errors import (
     StoreError,
 )
 from memlane.memory import IngestReport, Memory, Page, ReindexReport, reindex
+from memlane.nodes.spec import NodeSpec
 from memlane.records import (
     Category,
     EventDate,
@@ -49,6 +50,7 @@ __all__ = [
     "MemoryConfig",
     "MemoryRecord",
     "ModelMismatchError",
+    "NodeSpec",
     "NodeType",
     "NotFoundError",
     "Page",

@@ -24,6 +24,9 @@ app = typer.Typer(help="memlane: long-term memory for LLM agents and chat assist
 bench_app = typer.Typer(help="Measure memlane: speed now; retrieval quality on LoCoMo and LongMemEval.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+nodes_app = typer.Typer(help="Memory nodes the LLM runs at ingestion: list, show, add or change, remove.",
+                        no_args_is_help=True)
+app.add_typer(nodes_app, name="nodes")
 tune_app = typer.Typer(help="Fine-tune the embedder stage by stage: labels, synth, mine, train, gate.",
                        no_args_is_help=True)
 app.add_typer(tune_app, name="tune")
@@ -313,6 +316,29 @@ def bench_locomo(
             result = run_locomo(chosen, cfg, limit=limit, on_progress=update,
                                 status=lambda s: err.print(f"[dim]{s}[/]"))
     result["retriever"] = retriever
+    _finish(result, out)
+
+
+@bench_app.command("locomo-qa")
+def bench_locomo_qa(
+    data: Optional[Path] = typer.Option(None, "--data", help="Folder of LoCoMo files, or one file [default: ../shared/data/locomo]."),
+    out: Path = OutOption,
+    conversations: Optional[str] = typer.Option(None, "--conversations", help="Comma-separated conversation ids (file stems)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many questions."),
+    context_k: int = typer.Option(10, "--context-k", help="Memories given to the LLM as context."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """LoCoMo answers: token F1, BLEU-1 and an LLM judge with the configured LLM; offline, answer recall@k."""
+    from memlane.bench.datasets import locomo_paths
+    from memlane.bench.locomo import load_locomo
+    from memlane.bench.locomo_qa import run_locomo_qa
+
+    with _errors():
+        cfg = _config(config)
+        chosen = load_locomo(locomo_paths(data), _split_list(conversations))
+        with _progress("questions") as update:
+            result = run_locomo_qa(chosen, cfg, context_k=context_k, limit=limit, on_progress=update,
+                                   status=lambda s: err.print(f"[dim]{s}[/]"))
     _finish(result, out)
 
 
@@ -607,6 +633,139 @@ def tune_gate(
     _print_gate(report)
     if not report.passed:
         raise typer.Exit(1)
+
+
+# -- memory nodes and lifecycle ----------------------------------------------------------------
+
+
+@nodes_app.command("list")
+def nodes_list(store: Optional[Path] = StoreOption, config: Optional[Path] = ConfigOption) -> None:
+    """The store's memory nodes (the default topology is installed on the first ingest with an LLM)."""
+    with _errors():
+        memory = _open(store, config)
+        specs = memory.nodes()
+        memory.close()
+    if not specs:
+        console.print("no memory nodes yet: they are installed on the first ingest with llm.base_url set, "
+                      "or added with `memlane nodes add FILE`")
+        return
+    table = Table(title="memory nodes")
+    for column in ("name", "category", "fields", "description"):
+        table.add_column(column)
+    for spec in specs:
+        table.add_row(spec.name, spec.category.value, ", ".join(spec.fields), spec.description)
+    console.print(table)
+
+
+@nodes_app.command("show")
+def nodes_show(
+    name: str = typer.Argument(..., help="Node name, or 'default' for the shipped topology."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Print a node definition as YAML (a starting point for your own)."""
+    import yaml
+
+    from memlane.nodes.spec import default_topology
+
+    with _errors():
+        if name == "default":
+            specs = default_topology()
+        else:
+            memory = _open(store, config)
+            specs = [s for s in memory.nodes() if s.name == name]
+            memory.close()
+            if not specs:
+                raise typer.BadParameter(f"no node named '{name}'; `memlane nodes list` shows them")
+    # Plain stdout: Rich would wrap long lines and break the YAML.
+    sys.stdout.write(yaml.safe_dump({"nodes": [s.to_data() for s in specs]}, sort_keys=False, allow_unicode=True, width=100))
+
+
+@nodes_app.command("add")
+def nodes_add(
+    file: Path = typer.Argument(..., help="YAML or JSON file with one node, a list, or {nodes: [...]}."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Add or change nodes (a new version each time; a changed template re-embeds only that node's memories)."""
+    with _errors():
+        memory = _open(store, config)
+        defined = memory.define_node(file)
+        memory.close()
+    for name, version in defined:
+        console.print(f"node {name}: version {version}")
+
+
+@nodes_app.command("remove")
+def nodes_remove(
+    name: str = typer.Argument(..., help="Node name."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Stop running a node at ingestion (its memories stay)."""
+    with _errors():
+        memory = _open(store, config)
+        memory.remove_node(name)
+        memory.close()
+    console.print(f"removed node {name}")
+
+
+@app.command()
+def consolidate(
+    user: str = typer.Option(..., "--user", "-u", help="Whose memories to consolidate."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Merge duplicate and near-duplicate extracted memories, keeping all their evidence."""
+    with _errors():
+        memory = _open(store, config)
+        merged = memory.consolidate(user)
+        memory.close()
+    console.print(f"merged {merged} duplicate memories")
+
+
+@app.command()
+def expire(
+    user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user [default: everyone]."),
+    now: Optional[str] = typer.Option(None, "--now", help="Date to measure ages from [default: today]."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Apply the retention rules: expire memories older than their category's limit (recoverable)."""
+    with _errors():
+        memory = _open(store, config)
+        count = memory.apply_retention(now=now, user_id=user)
+        memory.close()
+    console.print(f"expired {count} memories (restore with `memlane restore ID --user U`, delete with `memlane purge`)")
+
+
+@app.command()
+def restore(
+    memory_id: str = typer.Argument(..., help="Id of an expired memory."),
+    user: str = typer.Option(..., "--user", "-u", help="Its user."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Bring an expired memory back into search."""
+    with _errors():
+        memory = _open(store, config)
+        record = memory.restore(memory_id, user_id=user)
+        memory.close()
+    console.print(f"restored: {record.text}", highlight=False)
+
+
+@app.command()
+def purge(
+    user: str = typer.Option(..., "--user", "-u", help="Whose expired memories to delete for good."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Delete a user's expired memories permanently."""
+    with _errors():
+        memory = _open(store, config)
+        count = memory.purge(user)
+        memory.close()
+    console.print(f"purged {count} expired memories")
 
 
 def main() -> None:  # pragma: no cover

@@ -79,6 +79,29 @@ class RetrievalConfig(_Strict):
     temporal_boost: float = Field(1.0, ge=0.0, description="Weight of the time-range strategy when the question names a time.")
     entity_weight: float = Field(0.5, ge=0.0, description="Weight of the entity-anchor strategy.")
     lookup_weight: float = Field(2.0, ge=0.0, description="Weight of direct lookup (ids, emails, numbers, quoted strings).")
+    superseded_weight: float = Field(0.5, ge=0.0, le=1.0, description="Multiplier on the score of a fact a newer memory superseded, so the current one ranks first.")
+
+
+class ExtractionConfig(_Strict):
+    """Memory nodes run by the LLM at ingestion (see `memlane nodes`)."""
+
+    enabled: bool = Field(True, description="Run the store's memory nodes over new sessions when llm.base_url is set (verbatim turns are stored either way).")
+    nodes: str = Field("default", description="Nodes installed in a store that has never had any: 'default' (four conversation nodes) or a YAML/JSON file.")
+    router: Literal["rules", "llm", "off"] = Field("rules", description="Which nodes a question searches: rules (each node's route_keywords), llm (asks the LLM), off (all).")
+    consolidate_threshold: float = Field(0.95, gt=0.0, le=1.0, description="Cosine at or above which two memories of one node are merged by consolidate().")
+
+
+class RetentionConfig(_Strict):
+    """How long memories of each category stay searchable before they expire (recoverable until purged)."""
+
+    episodic_days: int | None = Field(None, ge=1, description="Expire episodic memories older than this many days (unset: never).")
+    semantic_days: int | None = Field(None, ge=1, description="Expire semantic memories older than this many days (unset: never).")
+    procedural_days: int | None = Field(None, ge=1, description="Expire procedural memories older than this many days (unset: never).")
+    social_days: int | None = Field(None, ge=1, description="Expire social memories older than this many days (unset: never).")
+
+    def limits(self) -> dict[str, int | None]:
+        return {"episodic": self.episodic_days, "semantic": self.semantic_days,
+                "procedural": self.procedural_days, "social": self.social_days}
 
 
 class LLMConfig(_Strict):
@@ -125,6 +148,8 @@ class MemoryConfig(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     llm: LLMConfig = Field(default_factory=LLMConfig)
+    extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)
 
     def active_embedder(self) -> EmbedderConfig:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -13,10 +14,11 @@ import numpy as np
 from memlane.config import EmbedderConfig, MemoryConfig
 from memlane.embed import Embedder, make_embedders
 from memlane.errors import InputError, ModelMismatchError, NotFoundError
-from memlane.ingest.build import build_session_records, session_vector, turn_embed_text
+from memlane.ingest.build import build_session_records, new_id, session_vector, turn_embed_text
 from memlane.ingest.dates import parse_session_date
 from memlane.ingest.formats import Conversation, parse_messages
 from memlane.ingest.temporal import resolve_expressions
+from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
 from memlane.retrieve.pipeline import Retriever
 from memlane.store import StoreStats
@@ -45,6 +47,8 @@ class IngestReport:
     seconds: float
     embed_seconds: float
     embedded_texts: int
+    extracted: int = 0  # memories the LLM's nodes produced
+    failures: list = field(default_factory=list)  # ExtractionFailure per failed node call or invalid item
 
     @property
     def turns_per_second(self) -> float:
@@ -90,6 +94,8 @@ class Memory:
             self._store.close()
             raise
         self._retriever = Retriever(self._store, self._embedder, self.config.retrieval, rescorer=rescorer)
+        self._llm: Any = None  # the LLM client, made on first use
+        self._parsed_nodes: dict[tuple[str, int], NodeSpec] = {}
 
     def _check_model(self) -> None:
         index = self._store.active_index()
@@ -204,8 +210,10 @@ class Memory:
         if not turn_records:
             raise InputError("nothing to remember: no turns were given", field="messages",
                              fix="pass at least one message with non-empty content")
+        plan, failures = self._extract(built, recorded_at)
         embed_started = time.perf_counter()
         turn_vectors = self._encode_documents([r.embed_text for r in turn_records], on_progress)
+        node_vectors = self._encode_documents([r.embed_text for r in plan.insert], None)
         embed_seconds = time.perf_counter() - embed_started
 
         records: list[MemoryRecord] = []
@@ -219,15 +227,195 @@ class Memory:
             if b.session is not None:
                 records.append(b.session)
                 vectors.append(session_vector(block))
-        events = [HistoryEvent(r.id, "ADD", None, r.text, recorded_at) for r in records]
+        events = [HistoryEvent(r.id, "ADD", None, r.text, recorded_at) for r in records] + plan.events
+        records += plan.insert
+        vectors += list(node_vectors)
         self._ensure_index()
-        self._store.write(records, np.asarray(vectors, dtype=np.float32), events)
+        self._store.write(records, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1), events,
+                          amended=plan.amended)
         if collect is not None:
             collect.extend(records)
         return IngestReport(
             sessions=len(built), turns=len(turn_records), memories=len(records),
-            seconds=time.perf_counter() - started, embed_seconds=embed_seconds, embedded_texts=len(turn_records),
+            seconds=time.perf_counter() - started, embed_seconds=embed_seconds,
+            embedded_texts=len(turn_records) + len(plan.insert), extracted=len(plan.insert), failures=failures,
         )
+
+    # -- memory nodes (LLM extraction) -------------------------------------------------------
+
+    def _extract(self, built: list, recorded_at: str):
+        """Run the store's nodes over the new sessions; (update plan, failures). No LLM: nothing to do."""
+        from memlane.nodes.extract import SessionInput, extract
+        from memlane.nodes.lifecycle import UpdatePlan, plan_updates
+
+        if not (self.config.llm.configured and self.config.extraction.enabled):
+            return UpdatePlan(), []
+        nodes = self._node_versions(install_defaults=True)
+        if not nodes:
+            return UpdatePlan(), []
+        inputs = [SessionInput(b.turns[0].user_id, b.turns[0].session_id, parse_session_date(b.turns[0].session_date), b.turns)
+                  for b in built if b.turns]
+        extracted, failures = extract(self._llm_client(), nodes, inputs, new_id=new_id, recorded_at=recorded_at)
+        specs = {spec.name: spec for spec, _ in nodes}
+        plan = UpdatePlan()
+        for user in dict.fromkeys(r.user_id for r in extracted):
+            mine = [r for r in extracted if r.user_id == user]
+            current: dict[str, MemoryRecord] = {}
+            for node in {r.node_type for r in mine}:
+                keys = sorted({r.fact_key for r in mine if r.node_type == node and r.fact_key})
+                current.update((r.fact_key, r) for r in self._store.current_facts(user, node, keys))
+            part = plan_updates(mine, current, specs, recorded_at)
+            plan.insert += part.insert
+            plan.amended += part.amended
+            plan.events += part.events
+        return plan, failures
+
+    def _llm_client(self):
+        if self._llm is None:
+            from memlane.llm import LLMClient
+
+            self._llm = LLMClient(self.config.llm)
+        return self._llm
+
+    def _node_versions(self, install_defaults: bool = False) -> list[tuple[NodeSpec, int]]:
+        rows = self._store.node_definitions()
+        if not rows and install_defaults and not self._store.nodes_ever_defined():
+            for spec in self._topology():
+                self._store.define_node(spec.name, spec.fingerprint(), _now_iso())
+            rows = self._store.node_definitions()
+        cache = self._parsed_nodes
+        out = []
+        for name, version, spec in rows:
+            if (name, version) not in cache:  # parsing checks the JSON Schema: once per version, not per search
+                cache[(name, version)] = parse_spec(json.loads(spec), f"store node {name}")
+            out.append((cache[(name, version)], version))
+        return out
+
+    def _topology(self) -> list[NodeSpec]:
+        from memlane.nodes.spec import default_topology
+
+        source = self.config.extraction.nodes
+        return default_topology() if source == "default" else load_specs(source)
+
+    def nodes(self) -> list[NodeSpec]:
+        """The memory nodes this store runs at ingestion (latest version of each)."""
+        return [spec for spec, _ in self._node_versions()]
+
+    def define_node(self, node: NodeSpec | dict | str | Path) -> list[tuple[str, int]]:
+        """Add or change memory nodes: a NodeSpec, a dict, or a YAML/JSON file of one or more.
+
+        Returns (name, version) for each. A changed template re-embeds that node's memories (and
+        only those); a changed prompt or schema applies to sessions ingested from now on.
+        """
+        if isinstance(node, NodeSpec):
+            specs = [node]
+        elif isinstance(node, dict):
+            specs = [parse_spec(node)]
+        else:
+            specs = load_specs(node)
+        out = []
+        for spec in specs:
+            version, previous = self._store.define_node(spec.name, spec.fingerprint(), _now_iso())
+            if previous is not None and json.loads(previous).get("template") != spec.template:
+                self._reembed_node(spec)
+            out.append((spec.name, version))
+        return out
+
+    def remove_node(self, name: str) -> None:
+        """Stop running a node. Its memories stay (delete them by id or with delete_all)."""
+        if not self._store.remove_node(name, _now_iso()):
+            known = ", ".join(s.name for s in self.nodes()) or "none"
+            raise NotFoundError(f"no memory node named '{name}' (defined: {known})")
+
+    def _reembed_node(self, spec: NodeSpec) -> int:
+        from memlane.nodes.spec import render
+
+        records = self._store.records_of_node(spec.name)
+        if not records:
+            return 0
+        at = _now_iso()
+        events = []
+        for record in records:
+            day = (record.session_date or record.recorded_at or "")[:10]
+            builtins = {"session_date": day, "absolute_date": record.event_dates[0].start if record.event_dates else day}
+            old_text = record.text
+            record.text = record.embed_text = render(spec.template, record.metadata.get("fields", {}), builtins)
+            events.append(HistoryEvent(record.id, "UPDATE", old_text, record.text, at))
+        vectors = self._encode_documents([r.embed_text for r in records], None)
+        self._store.replace_many(records, vectors, events)
+        return len(records)
+
+    # -- lifecycle: consolidation and retention ----------------------------------------------
+
+    def consolidate(self, user_id: str) -> int:
+        """Merge a user's duplicate and near-duplicate node memories (verbatim turns are left as said),
+        keeping every evidence turn on the oldest; returns how many memories were merged away."""
+        from memlane.nodes.lifecycle import duplicate_groups, merge_evidence
+
+        _require_user(user_id)
+        merged = 0
+        at = _now_iso()
+        for spec in self.nodes():
+            records = [r for r in self._all(user_id, {"node_type": spec.name}) if r.current]
+            if len(records) < 2:
+                continue
+            vectors = self._store.vectors(user_id, [r.id for r in records])
+            for group in duplicate_groups([r.text for r in records], vectors, self.config.extraction.consolidate_threshold):
+                keep, rest = records[group[0]], [records[i] for i in group[1:]]
+                for other in rest:
+                    merge_evidence(keep, other)
+                events = [HistoryEvent(keep.id, "MERGE", None, f"merged {len(rest)} duplicate(s)", at)]
+                events += [HistoryEvent(o.id, "DELETE", o.text, f"merged into {keep.id}", at) for o in rest]
+                self._store.write([], np.zeros((0, self._embedder.dims), np.float32), [], amended=[keep])
+                self._store.delete(user_id, [o.id for o in rest], events)
+                merged += len(rest)
+        return merged
+
+    def apply_retention(self, *, now: str | date | datetime | None = None, user_id: str | None = None) -> int:
+        """Expire memories older than their category's `retention` limit; returns how many.
+        Expired memories leave search but stay recoverable (restore) until purged."""
+        from memlane.nodes.lifecycle import expired_by_retention
+
+        limits = self.config.retention.limits()
+        if not any(limits.values()):
+            return 0
+        anchor = parse_session_date(now) if now is not None else _utc_now()
+        users = [_require_user(user_id)] if user_id else self._store.users()
+        total = 0
+        for user in users:
+            due = expired_by_retention(self._all(user, None), limits, anchor)
+            for rule in sorted({r for _, r in due}):
+                total += self._store.expire(user, [rec.id for rec, r in due if r == rule], _now_iso(), rule)
+        return total
+
+    def expired(self, user_id: str) -> list[MemoryRecord]:
+        """A user's expired memories, recoverable with restore() until purge()."""
+        _require_user(user_id)
+        return [record for record, _, _ in self._store.expired(user_id)]
+
+    def restore(self, memory_id: str, *, user_id: str) -> MemoryRecord:
+        """Bring an expired memory back into search."""
+        _require_user(user_id)
+        found = {r.id: r for r, _, _ in self._store.expired(user_id)}
+        if memory_id not in found:
+            raise NotFoundError(f"no expired memory with id {memory_id} for user '{user_id}'")
+        vector = self._embedder.encode([found[memory_id].embed_text], purpose="document")[0]
+        self._store.restore(user_id, [memory_id], _now_iso(), {memory_id: vector})
+        return found[memory_id]
+
+    def purge(self, user_id: str) -> int:
+        """Delete a user's expired memories for good; returns how many."""
+        _require_user(user_id)
+        return self._store.purge(user_id, _now_iso())
+
+    def _all(self, user_id: str, filters: dict[str, Any] | None) -> list[MemoryRecord]:
+        out: list[MemoryRecord] = []
+        cursor = None
+        while True:
+            page, cursor = self._store.list(user_id, 1000, cursor, filters)
+            out += page
+            if cursor is None:
+                return out
 
     def _encode_documents(self, texts: list[str], on_progress: Progress | None) -> np.ndarray:
         batch = max(self.config.embedder.batch_size * 4, 1)
@@ -281,8 +469,10 @@ class Memory:
         filters: dict[str, Any] | None = None,
         now: str | date | datetime | None = None,
         explain: bool = False,
+        as_of: str | date | datetime | None = None,
     ) -> list[Hit]:
-        """Find a user's memories relevant to `query`. `now` anchors times in the question ("last week")."""
+        """Find a user's memories relevant to `query`. `now` anchors times in the question ("last week");
+        `as_of` searches the state of that day: what had been said by then and was not yet superseded."""
         _require_user(user_id)
         if not isinstance(query, str) or not query.strip():
             raise InputError("the query is empty", field="query", fix="pass the question to search for")
@@ -293,7 +483,29 @@ class Memory:
         anchor = parse_session_date(now) if now is not None else _utc_now()
         if self._store.active_index() is None:
             return []
-        return self._retriever.search(user_id, query, limit=limit, filters=filters, now=anchor, explain=explain)
+        filters = dict(filters or {})
+        if as_of is not None:
+            filters["as_of"] = parse_session_date(as_of).date().isoformat()
+        notes = self._route(query, filters)
+        return self._retriever.search(user_id, query, limit=limit, filters=filters or None, now=anchor,
+                                      explain=explain, notes=notes)
+
+    def _route(self, query: str, filters: dict[str, Any]) -> list[str]:
+        """Restrict the search to the nodes the question is about (turns and sessions always count)."""
+        from memlane.nodes.router import route_by_llm, route_by_rules
+
+        if "node_type" in filters or self.config.extraction.router == "off":
+            return []
+        specs = self.nodes()
+        if not specs:
+            return []
+        if self.config.extraction.router == "llm" and self.config.llm.configured:
+            route = route_by_llm(query, specs, self._llm_client())
+        else:
+            route = route_by_rules(query, specs)
+        if len(route.nodes) < len(specs):
+            filters["node_type"] = [NodeType.TURN.value, NodeType.SESSION.value, *route.nodes]
+        return [f"routed: {route.reason}", *route.notes]
 
     def get(self, memory_id: str, *, user_id: str | None = None) -> MemoryRecord | None:
         """One memory by id, or None. With `user_id`, only that user's memory is returned."""
@@ -331,6 +543,10 @@ class Memory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _now_iso() -> str:
+    return _utc_now().isoformat(timespec="seconds") + "Z"
 
 
 def _iso(value: str | date | datetime | None) -> str | None:

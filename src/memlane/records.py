@@ -39,7 +39,8 @@ class Category(str, Enum):
 
 
 class NodeType(str, Enum):
-    """What a record is. User-defined node names come later; these two need no LLM."""
+    """The verbatim kinds of record, stored with no LLM. Memories extracted by a user-defined
+    node carry that node's name as their node_type."""
 
     TURN = "turn"
     SESSION = "session"
@@ -100,6 +101,16 @@ class MemoryRecord:
     recorded_at: str | None = None
     event_dates: list[EventDate] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Knowledge updates (extracted memories): the fact's identity, and when it held.
+    fact_key: str | None = None
+    valid_from: str | None = None
+    valid_until: str | None = None
+    superseded_by: str | None = None
+
+    @property
+    def current(self) -> bool:
+        """False once a newer memory about the same entity and attribute has superseded this one."""
+        return self.superseded_by is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +128,10 @@ class MemoryRecord:
             "recorded_at": self.recorded_at,
             "event_dates": [vars(e) for e in self.event_dates],
             "metadata": self.metadata,
+            "fact_key": self.fact_key,
+            "valid_from": self.valid_from,
+            "valid_until": self.valid_until,
+            "superseded_by": self.superseded_by,
         }
 
 
@@ -137,9 +152,11 @@ class Explanation:
     fused_score: float
     weights: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    node: str | None = None  # the node that produced the memory: turn, session, or an extraction node
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "node": self.node,
             "strategies": [vars(s) for s in self.strategies],
             "fused_score": self.fused_score,
             "weights": self.weights,
@@ -175,7 +192,7 @@ class HistoryEvent:
     """One add, update or delete of a memory."""
 
     memory_id: str
-    event: str  # ADD | UPDATE | DELETE
+    event: str  # ADD | UPDATE | DELETE | SUPERSEDE | MERGE | EXPIRE | RESTORE | PURGE
     old_text: str | None
     new_text: str | None
     at: str  # ISO datetime, UTC

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from typing import Collection, Sequence
 
 import numpy as np
@@ -83,3 +85,61 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10
     return {"a": float(a_arr.mean()) if a_arr.size else float("nan"),
             "b": float(b_arr.mean()) if b_arr.size else float("nan"),
             "delta": mean, "ci_low": low, "ci_high": high, "p_not_better": float((means <= 0).mean())}
+
+
+# -- answer-level metrics (LoCoMo QA) ---------------------------------------------------------------
+
+_ARTICLES = {"a", "an", "the"}
+_PUNCTUATION = re.compile(r"[^\w\s]")
+_ANSWER_STOPWORDS = _ARTICLES | {"and", "or", "of", "in", "on", "at", "to", "for", "with", "is", "was", "her", "his",
+                                 "their", "she", "he", "they", "it", "by", "from"}
+_NO_ANSWER = re.compile(r"\b(i don'?t know|do not know|not (mentioned|stated|specified|known|available)|"
+                        r"no (information|mention|record)|cannot (be )?(determined|answer)|unknown|unanswerable)\b")
+
+
+def normalize_answer(text: object) -> list[str]:
+    """Lower-case tokens with punctuation and articles removed (SQuAD-style normalization)."""
+    words = _PUNCTUATION.sub(" ", str(text).lower()).split()
+    return [w for w in words if w not in _ARTICLES]
+
+
+def token_f1(prediction: object, gold: object) -> float:
+    """Harmonic mean of token precision and recall between normalized answers (multiset overlap)."""
+    pred, ref = normalize_answer(prediction), normalize_answer(gold)
+    if not pred or not ref:
+        return float(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def bleu1(prediction: object, gold: object) -> float:
+    """Unigram BLEU: clipped unigram precision x brevity penalty exp(1 - r/c) when c < r."""
+    pred, ref = normalize_answer(prediction), normalize_answer(gold)
+    if not pred or not ref:
+        return 0.0
+    precision = sum((Counter(pred) & Counter(ref)).values()) / len(pred)
+    brevity = 1.0 if len(pred) >= len(ref) else math.exp(1 - len(ref) / len(pred))
+    return precision * brevity
+
+
+def answer_token_recall(gold: object, context: str) -> float:
+    """Share of the gold answer's content tokens that appear in `context` (offline answer recall)."""
+    tokens = [t for t in normalize_answer(gold) if t not in _ANSWER_STOPWORDS] or normalize_answer(gold)
+    if not tokens:
+        return float("nan")
+    present = set(normalize_answer(context))
+    return sum(1 for t in tokens if t in present) / len(tokens)
+
+
+def says_no_answer(text: object) -> bool:
+    """True for "I don't know"-style answers."""
+    return bool(_NO_ANSWER.search(str(text).lower()))
+
+
+def contains_answer(prediction: object, gold: object) -> bool:
+    """The fast judge pass: the normalized gold answer appears inside the normalized prediction."""
+    ref, pred = " ".join(normalize_answer(gold)), " ".join(normalize_answer(prediction))
+    return bool(ref) and f" {ref} " in f" {pred} "

@@ -12,6 +12,10 @@ from memlane.bench.machine import describe_machine
 
 def headline(result: dict) -> dict[str, float]:
     """The metrics a report leads with, flattened to 'name@k' keys."""
+    if result["dataset"] == "locomo-qa":
+        out = {f"answer_recall@{k}": v for k, v in result["answer_recall"].items()}
+        out.update({k: result[k] for k in ("f1", "bleu1", "judge") if k in result})
+        return out
     if result["dataset"] == "locomo":
         out = {f"turn_recall@{k}": v for k, v in result["turn_recall"].items()}
         out.update({f"session_recall@{k}": v for k, v in result["session_recall"].items()})
@@ -26,6 +30,8 @@ def headline(result: dict) -> dict[str, float]:
 
 
 def curves(result: dict) -> dict[str, dict[str, float]]:
+    if result["dataset"] == "locomo-qa":
+        return {"gold answer tokens in the top k": result["answer_recall"]}
     if result["dataset"] == "locomo":
         return {"evidence turns": result["turn_recall"], "evidence sessions": result["session_recall"]}
     return {"session recall_any": result["session_recall_any"], "session recall (fractional)": result["session_recall"],
@@ -33,6 +39,8 @@ def curves(result: dict) -> dict[str, dict[str, float]]:
 
 
 def category_metric(result: dict) -> str:
+    if result["dataset"] == "locomo-qa":
+        return "judge" if "judge" in result else "answer_recall@10"
     return "turn_recall@10" if result["dataset"] == "locomo" else "recall_any@5"
 
 
@@ -41,7 +49,7 @@ def rich_table(result: dict) -> Table:
     table.add_column("category")
     table.add_column("n", justify="right")
     keys = [k for k in next(iter(result["per_category"].values())) if k not in ("name", "questions")]
-    shown = [k for k in keys if k.endswith(("@1", "@5", "@10"))][:8]
+    shown = [k for k in keys if k.endswith(("@1", "@5", "@10")) or k in ("f1", "bleu1", "judge")][:9]
     for key in shown:
         table.add_column(key, justify="right")
     for category, row in result["per_category"].items():
@@ -57,7 +65,8 @@ def markdown(result: dict, command: str, plots: list[str]) -> str:
     m = result.get("machine") or describe_machine()
     flat = headline(result)
     lines = [
-        f"# {result['dataset']} retrieval: retriever `{result.get('retriever', 'full')}`",
+        f"# {result['dataset']}: retriever `{result.get('retriever', 'full')}`"
+        + (f", {result['mode']}" if result.get("mode") else ""),
         "",
         f"Command: `{command}`",
         "",

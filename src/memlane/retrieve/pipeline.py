@@ -41,13 +41,16 @@ class Retriever:
         filters: dict[str, Any] | None = None,
         now: date | datetime | None = None,
         explain: bool = False,
+        notes: list[str] | None = None,
     ) -> list[Hit]:
+        """`notes` (e.g. how the question was routed) are added to every explanation."""
         with _single_threaded_blas():
-            return self._search(user_id, query, limit=limit, filters=filters, now=now, explain=explain)
+            return self._search(user_id, query, limit=limit, filters=filters, now=now, explain=explain,
+                                notes=notes or [])
 
     def _search(
         self, user_id: str, query: str, *, limit: int, filters: dict[str, Any] | None,
-        now: date | datetime | None, explain: bool,
+        now: date | datetime | None, explain: bool, notes: list[str],
     ) -> list[Hit]:
         cfg = self.config
         n = max(cfg.candidates, limit)
@@ -76,6 +79,9 @@ class Retriever:
         fused = reciprocal_rank_fusion(ordered, weights, k=cfg.rrf_k)
         if not fused:
             return []
+        superseded = self.store.superseded(user_id, list(fused))
+        for mid in superseded:  # an outdated fact stays findable, below the one that replaced it
+            fused[mid] *= cfg.superseded_weight
         ranked = sorted(fused, key=lambda mid: -fused[mid])
         if cfg.mode == "full":
             pool = ranked[: limit * 3]
@@ -89,7 +95,14 @@ class Retriever:
         for mid in chosen:
             if mid not in records:  # deleted between candidate search and fetch
                 continue
-            explanation = self._explain(mid, rankings, weights, fused[mid], analysis) if explain else None
+            explanation = None
+            if explain:
+                explanation = self._explain(mid, rankings, weights, fused[mid], analysis)
+                explanation.node = records[mid].node_type
+                explanation.notes = notes + explanation.notes
+                if mid in superseded:
+                    explanation.notes.append(f"superseded (score x {cfg.superseded_weight}); valid until "
+                                             f"{records[mid].valid_until}")
             hits.append(Hit(record=records[mid], score=fused[mid], explanation=explanation))
         return hits
 

@@ -65,6 +65,9 @@ class Store(Protocol):
 
     def users(self) -> list[str]: ...
 
+    def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` that a newer memory superseded."""
+
     def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray: ...
 
     def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]: ...

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from memlane.errors import InputError
 
-FILTER_FIELDS = ("node_type", "category", "agent_id", "session_id", "speaker", "date_from", "date_to")
+FILTER_FIELDS = ("node_type", "category", "agent_id", "session_id", "speaker", "date_from", "date_to", "as_of")
 _LIST_FIELDS = ("node_type", "category", "agent_id", "session_id", "speaker")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
@@ -16,7 +16,8 @@ def filter_sql(filters: dict[str, Any] | None, alias: str = "m") -> tuple[str, l
     """Translate search filters into a SQL condition (always true when empty) and its parameters.
 
     Equality fields take a value or a list of values. `date_from`/`date_to` (ISO dates, inclusive)
-    keep a memory when its resolved event range or its session date overlaps the range.
+    keep a memory when its resolved event range or its session date overlaps the range. `as_of`
+    keeps what was stated by that day and not superseded before it.
     """
     if not filters:
         return "1", []
@@ -49,6 +50,16 @@ def filter_sql(filters: dict[str, Any] | None, alias: str = "m") -> tuple[str, l
             f" OR (substr({alias}.session_date, 1, 10) BETWEEN ? AND ?))"
         )
         params.extend([hi, lo, lo, hi])
+    as_of = filters.get("as_of")
+    if as_of is not None:
+        if not (isinstance(as_of, str) and _ISO_DATE.match(as_of)):
+            raise InputError(f"filter as_of={as_of!r} is not an ISO date", field="as_of", fix="write it as YYYY-MM-DD")
+        # What was known and still held on that day: stated by then, not yet superseded.
+        clauses.append(
+            f"substr(COALESCE({alias}.valid_from, {alias}.session_date, {alias}.recorded_at), 1, 10) <= ? "
+            f"AND ({alias}.valid_until IS NULL OR substr({alias}.valid_until, 1, 10) > ?)"
+        )
+        params.extend([as_of[:10], as_of[:10]])
     return (" AND ".join(clauses) or "1"), params
 
 

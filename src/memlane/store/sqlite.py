@@ -45,7 +45,11 @@ CREATE TABLE IF NOT EXISTS memories (
     event_start TEXT,
     event_end TEXT,
     event_dates TEXT NOT NULL DEFAULT '[]',
-    metadata TEXT NOT NULL DEFAULT '{}'
+    metadata TEXT NOT NULL DEFAULT '{}',
+    fact_key TEXT,
+    valid_from TEXT,
+    valid_until TEXT,
+    superseded_by TEXT
 );
 CREATE INDEX IF NOT EXISTS memories_by_user ON memories (user_id, rowid);
 CREATE INDEX IF NOT EXISTS memories_by_session ON memories (user_id, session_id, turn_index);
@@ -75,23 +79,46 @@ CREATE TABLE IF NOT EXISTS history (
     at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_by_memory ON history (memory_id, seq);
+CREATE TABLE IF NOT EXISTS nodes (
+    name TEXT NOT NULL, version INTEGER NOT NULL, spec TEXT NOT NULL, defined_at TEXT NOT NULL,
+    removed_at TEXT, PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS expired (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, record TEXT NOT NULL, index_name TEXT, vec BLOB,
+    expired_at TEXT NOT NULL, rule TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS expired_by_user ON expired (user_id);
 """
+# Columns added after schema version 1, with their types: stores made before get them on open.
+_ADDED_COLUMNS = {"fact_key": "TEXT", "valid_from": "TEXT", "valid_until": "TEXT", "superseded_by": "TEXT"}
+_FACT_INDEX = "CREATE INDEX IF NOT EXISTS memories_by_fact ON memories (user_id, node_type, fact_key)"
 
 _COLUMNS = (
     "id, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id, "
-    "session_date, turn_index, recorded_at, event_start, event_end, event_dates, metadata"
+    "session_date, turn_index, recorded_at, event_start, event_end, event_dates, metadata, "
+    "fact_key, valid_from, valid_until, superseded_by"
 )
+_PLACEHOLDERS = ", ".join("?" * len(_COLUMNS.split(",")))
 
 
 def _row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
     (mid, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id,
-     session_date, turn_index, recorded_at, _start, _end, event_dates, metadata) = tuple(row)
+     session_date, turn_index, recorded_at, _start, _end, event_dates, metadata,
+     fact_key, valid_from, valid_until, superseded_by) = tuple(row)
     return MemoryRecord(
         id=mid, user_id=user_id, agent_id=agent_id, category=Category(category), node_type=node_type,
         text=text, embed_text=embed_text, speaker=speaker, session_id=session_id,
         session_date=session_date, turn_index=turn_index, recorded_at=recorded_at,
         event_dates=[EventDate(**e) for e in json.loads(event_dates)], metadata=json.loads(metadata),
+        fact_key=fact_key, valid_from=valid_from, valid_until=valid_until, superseded_by=superseded_by,
     )
+
+
+def _record_from_dict(data: dict[str, Any]) -> MemoryRecord:
+    data = dict(data)
+    data["category"] = Category(data["category"])
+    data["event_dates"] = [EventDate(**e) for e in data.get("event_dates", [])]
+    return MemoryRecord(**data)
 
 
 def _record_params(r: MemoryRecord) -> tuple:
@@ -102,6 +129,7 @@ def _record_params(r: MemoryRecord) -> tuple:
         r.session_id, r.session_date, r.turn_index, r.recorded_at,
         min(starts) if starts else None, max(ends) if ends else None,
         json.dumps([vars(e) for e in r.event_dates]), json.dumps(r.metadata, ensure_ascii=False),
+        r.fact_key, r.valid_from, r.valid_until, r.superseded_by,
     )
 
 
@@ -127,6 +155,7 @@ class UserView:
     matrix: np.ndarray
     previous: np.ndarray  # index of the turn before each turn in its session, -1 if none
     following: np.ndarray  # index of the turn after, -1 if none
+    superseded: np.ndarray  # True where a newer memory replaced this fact
     _context: np.ndarray | None = None
     _context_weight: float = 0.0
 
@@ -165,6 +194,7 @@ class UserView:
             session_ids=[r[4] for r in rows], turn_index=[r[5] for r in rows],
             texts=[r[6].lower() for r in rows], matrix=matrix,
             previous=previous, following=following,
+            superseded=np.array([bool(r[8]) for r in rows], dtype=bool),
         )
 
 
@@ -182,6 +212,7 @@ class SQLiteStore:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
+            self._migrate()
             if self._meta("schema_version") is None:
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
@@ -190,6 +221,14 @@ class SQLiteStore:
         self._views: dict[str, UserView] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Bring a store made by an older memlane up to date (adds columns; never drops data)."""
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(memories)")}
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE memories ADD COLUMN {column} {kind}")
+        self._conn.execute(_FACT_INDEX)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -308,18 +347,42 @@ class SQLiteStore:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def write(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent]) -> None:
+    def write(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent],
+              amended: Sequence[MemoryRecord] = ()) -> None:
+        """Insert records with their vectors and history events, and rewrite the fields of `amended`
+        existing records (superseded facts, merged evidence; text and vector unchanged), all or nothing."""
         if len(records) != len(vectors):
             raise StoreError(f"{len(records)} records but {len(vectors)} vectors")
-        if not records and not events:
+        if not records and not events and not amended:
             return
         index = self._require_index()
         with self._transaction() as conn:
             for record, vector in zip(records, vectors):
                 cur = conn.execute(
-                    f"INSERT INTO memories ({_COLUMNS}) VALUES ({', '.join('?' * 16)})", _record_params(record)
+                    f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", _record_params(record)
                 )
                 conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, _blob(vector)))
+            for record in amended:
+                conn.execute(
+                    "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
+                    "WHERE id = ? AND user_id = ?",
+                    (json.dumps(record.metadata, ensure_ascii=False), record.valid_from, record.valid_until,
+                     record.superseded_by, record.id, record.user_id),
+                )
+            self._write_events(conn, events)
+
+    def replace_many(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent]) -> None:
+        """Rewrite existing records (text, embedded text, fields) and their vectors in one transaction."""
+        index = self._require_index()
+        assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
+        with self._transaction() as conn:
+            for record, vector in zip(records, vectors):
+                row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?",
+                                   (record.id, record.user_id)).fetchone()
+                if row is None:
+                    raise StoreError(f"memory {record.id} vanished before its update")
+                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*_record_params(record), row[0]))
+                conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (row[0], _blob(vector)))
             self._write_events(conn, events)
 
     def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None:
@@ -350,6 +413,7 @@ class SQLiteStore:
         with self._transaction() as conn:
             rows = conn.execute("SELECT rowid, id, text FROM memories WHERE user_id = ?", (user_id,)).fetchall()
             conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM expired WHERE user_id = ?", (user_id,))
             self._delete_vectors(conn, [r[0] for r in rows])
             self._write_events(conn, [HistoryEvent(mid, "DELETE", text, None, at) for _, mid, text in rows], user_id=user_id)
         return len(rows)
@@ -382,6 +446,7 @@ class SQLiteStore:
         """Remove every memory, vector and history event (the vector index keeps its model)."""
         with self._transaction() as conn:
             conn.execute("DELETE FROM memories")
+            conn.execute("DELETE FROM expired")
             conn.execute("DELETE FROM history")
             for (name,) in conn.execute("SELECT name FROM vector_indexes").fetchall():
                 conn.execute(f"DELETE FROM {name}")
@@ -446,6 +511,115 @@ class SQLiteStore:
             target.unlink(missing_ok=True)
             raise StoreError(f"copying store {self.path} to {target} failed: {exc}") from None
 
+    # -- memory nodes ----------------------------------------------------------------------------
+
+    def node_definitions(self) -> list[tuple[str, int, str]]:
+        """(name, version, spec JSON) of the latest version of every node not removed."""
+        return [tuple(r) for r in self._query(
+            "SELECT n.name, n.version, n.spec FROM nodes n WHERE n.removed_at IS NULL AND n.version = "
+            "(SELECT MAX(version) FROM nodes WHERE name = n.name) ORDER BY n.name"
+        )]
+
+    def define_node(self, name: str, spec: str, at: str) -> tuple[int, str | None]:
+        """Record a node definition; returns (its version, the previous version's spec or None).
+        An unchanged definition keeps its version."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT version, spec, removed_at FROM nodes WHERE name = ? ORDER BY version DESC LIMIT 1",
+                               (name,)).fetchone()
+            if row is not None and row[1] == spec and row[2] is None:
+                return row[0], row[1]
+            version = (row[0] + 1) if row else 1
+            conn.execute("INSERT INTO nodes (name, version, spec, defined_at) VALUES (?, ?, ?, ?)", (name, version, spec, at))
+        return version, (row[1] if row is not None and row[2] is None else None)
+
+    def nodes_ever_defined(self) -> bool:
+        return bool(self._query("SELECT 1 FROM nodes LIMIT 1"))
+
+    def remove_node(self, name: str, at: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute("UPDATE nodes SET removed_at = ? WHERE name = ? AND removed_at IS NULL", (at, name))
+        return cur.rowcount > 0
+
+    def records_of_node(self, node_type: str) -> list[MemoryRecord]:
+        """Every memory (all users) a node produced: for re-embedding after its template changed."""
+        return [_row_to_record(r) for r in self._query(f"SELECT {_COLUMNS} FROM memories WHERE node_type = ? ORDER BY rowid", (node_type,))]
+
+    def current_facts(self, user_id: str, node_type: str, keys: Sequence[str]) -> list[MemoryRecord]:
+        """The not-superseded memories of a node whose fact key is one of `keys`."""
+        if not keys:
+            return []
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND node_type = ? AND superseded_by IS NULL "
+            f"AND fact_key IN ({', '.join('?' * len(keys))})", (user_id, node_type, *keys))
+        return [_row_to_record(r) for r in rows]
+
+    def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
+        view = self._view(user_id)
+        return {mid for mid in ids if mid in view.position and view.superseded[view.position[mid]]}
+
+    # -- retention -------------------------------------------------------------------------------
+
+    def expire(self, user_id: str, ids: Sequence[str], at: str, rule: str) -> int:
+        """Move memories out of search into the expired table (with their vectors); recoverable until purged."""
+        index = self.active_index()
+        with self._transaction() as conn:
+            moved = 0
+            for memory_id in ids:
+                row = conn.execute(f"SELECT rowid, {_COLUMNS} FROM memories WHERE id = ? AND user_id = ?",
+                                   (memory_id, user_id)).fetchone()
+                if row is None:
+                    continue
+                record = _row_to_record(row[1:])
+                vec = (conn.execute(f"SELECT vec FROM {index.name} WHERE rowid = ?", (row[0],)).fetchone()
+                       if index else None)
+                conn.execute("INSERT OR REPLACE INTO expired (id, user_id, record, index_name, vec, expired_at, rule) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (record.id, user_id, json.dumps(record.to_dict(), ensure_ascii=False),
+                              index.name if index else None, vec[0] if vec else None, at, rule))
+                conn.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
+                self._delete_vectors(conn, [row[0]])
+                self._write_events(conn, [HistoryEvent(record.id, "EXPIRE", record.text, None, at)], user_id=user_id)
+                moved += 1
+        return moved
+
+    def expired(self, user_id: str) -> list[tuple[MemoryRecord, str, str]]:
+        """(record, expired_at, rule) of a user's expired memories, oldest expiry first."""
+        rows = self._query("SELECT record, expired_at, rule FROM expired WHERE user_id = ? ORDER BY expired_at, id", (user_id,))
+        return [(_record_from_dict(json.loads(r[0])), r[1], r[2]) for r in rows]
+
+    def restore(self, user_id: str, ids: Sequence[str], at: str, vectors: dict[str, np.ndarray]) -> int:
+        """Put expired memories back. Each needs its vector for the active index: the saved one when
+        the index is unchanged, else one from `vectors` (the caller re-embeds those)."""
+        index = self._require_index()
+        with self._transaction() as conn:
+            restored = 0
+            for memory_id in ids:
+                row = conn.execute("SELECT record, index_name, vec FROM expired WHERE id = ? AND user_id = ?",
+                                   (memory_id, user_id)).fetchone()
+                if row is None:
+                    continue
+                record = _record_from_dict(json.loads(row[0]))
+                blob = row[2] if row[1] == index.name and row[2] is not None else None
+                if blob is None:
+                    if memory_id not in vectors:
+                        raise StoreError(f"expired memory {memory_id} needs a new vector for index {index.name}")
+                    blob = _blob(vectors[memory_id])
+                cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", _record_params(record))
+                conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
+                conn.execute("DELETE FROM expired WHERE id = ?", (memory_id,))
+                self._write_events(conn, [HistoryEvent(record.id, "RESTORE", None, record.text, at)], user_id=user_id)
+                restored += 1
+        return restored
+
+    def purge(self, user_id: str, at: str) -> int:
+        """Delete a user's expired memories for good (their history keeps a PURGE event)."""
+        with self._transaction() as conn:
+            rows = conn.execute("SELECT id, record FROM expired WHERE user_id = ?", (user_id,)).fetchall()
+            conn.execute("DELETE FROM expired WHERE user_id = ?", (user_id,))
+            self._write_events(conn, [HistoryEvent(mid, "PURGE", json.loads(rec)["text"], None, at) for mid, rec in rows],
+                               user_id=user_id)
+        return len(rows)
+
     def users(self) -> list[str]:
         """Every user id with at least one memory, sorted."""
         return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
@@ -466,7 +640,8 @@ class SQLiteStore:
         if cached and cached.generation == generation and cached.index == index.name:
             return cached
         rows = self._query(
-            f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, m.text, v.vec "
+            f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, m.text, v.vec, "
+            f"m.superseded_by IS NOT NULL "
             f"FROM memories m JOIN {index.name} v ON v.rowid = m.rowid WHERE m.user_id = ? ORDER BY m.rowid",
             (user_id,),
         )

@@ -142,6 +142,12 @@ def resolve_labels(path: str | Path, store: SQLiteStore, *, source: str = "label
     return examples
 
 
+def positive_records(memory, example: Example) -> list:
+    """The example's positive memories that still exist in `memory` (a `Memory`), for its user only."""
+    found = (memory.get(i, user_id=example.user_id) for i in example.positive_ids)
+    return [r for r in found if r is not None]
+
+
 def _turns_by_id(store: SQLiteStore, user_id: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     cursor = None

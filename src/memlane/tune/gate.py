@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 from memlane.bench.metrics import gold_ranks, mean_of, ndcg_at_k, paired_bootstrap, recall_at_k
 from memlane.config import EmbedderConfig, MemoryConfig
 from memlane.errors import InputError
-from memlane.tune.examples import Example
+from memlane.tune.examples import Example, positive_records
 
 Progress = Callable[[int, int], None]
 PRIMARY = "ndcg@10"
@@ -90,11 +90,11 @@ def evaluate(store_path: str | Path, examples: Sequence[Example], config: Memory
         with Memory(copy, cfg) as memory:
             model_name = memory.embedder.name
             for done, example in enumerate(examples, start=1):
-                kinds = sorted({r.node_type for r in memory._store.get_many(example.user_id, example.positive_ids)})
+                positives = positive_records(memory, example)
+                kinds = sorted({r.node_type for r in positives})
                 hits = memory.search(example.query, user_id=example.user_id, limit=depth, now=example.now,
                                      filters={"node_type": kinds} if kinds else None)
                 ranked = [h.record.id for h in hits]
-                positives = memory._store.get_many(example.user_id, example.positive_ids)
                 sessions = list(dict.fromkeys(h.record.session_id for h in hits))
                 ranks = gold_ranks(ranked, example.positive_ids)
                 session_ranks = gold_ranks(sessions, sorted({r.session_id for r in positives if r.session_id}))

@@ -15,7 +15,7 @@ import numpy as np
 
 from memlane.config import MemoryConfig
 from memlane.embed import make_embedder
-from memlane.tune.examples import Example
+from memlane.tune.examples import Example, positive_records
 
 Progress = Callable[[int, int], None]
 
@@ -50,7 +50,7 @@ def mine(store_path: str, examples: Sequence[Example], config: MemoryConfig, *,
 
 def _mine_one(memory, embedder, example: Example, depth: int, margin: float, k: int) -> Example:
     positive_ids = set(example.positive_ids)
-    kinds = {r.node_type for r in memory._store.get_many(example.user_id, example.positive_ids)}
+    kinds = {r.node_type for r in positive_records(memory, example)}
     filters = {"node_type": sorted(kinds)} if kinds else None
     hits = memory.search(example.query, user_id=example.user_id, limit=depth, now=example.now, filters=filters)
     positives = set(example.positives)
