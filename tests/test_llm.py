@@ -61,6 +61,13 @@ def test_json_answers_are_parsed_and_malformed_ones_are_errors(client, server):
     assert parse_json_answer(json.dumps([1, 2])) == [1, 2]
 
 
+def test_json_mode_can_be_turned_off_for_servers_that_reject_it(server):
+    client = LLMClient(LLMConfig(base_url=server.url, model="m", json_mode=False))
+    server.play(server.chat('{"a": 2}'))
+    assert client.complete_json([{"role": "user", "content": "x"}]) == {"a": 2}
+    assert "response_format" not in server.requests[0]["body"]
+
+
 def test_map_keeps_order_and_returns_failures_in_place(server):
     client = LLMClient(LLMConfig(base_url=server.url, model="m", concurrency=1, max_retries=0))
     server.play(server.chat('{"n": 1}'), server.fail(400, "bad"), server.chat('{"n": 3}'))

@@ -115,6 +115,7 @@ class LLMConfig(_Strict):
     timeout_s: float = Field(60.0, gt=0, description="Request timeout in seconds.")
     max_retries: int = Field(4, ge=0, description="Retries on timeouts, 429 and 5xx, with exponential backoff.")
     concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
+    json_mode: bool = Field(True, description="Ask for JSON output with response_format (turn off for servers that reject it; answers are parsed either way).")
 
     @property
     def configured(self) -> bool:

@@ -43,7 +43,7 @@ class LLMClient:
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens,
         }
-        if json_output:
+        if json_output and self.config.json_mode:
             body["response_format"] = {"type": "json_object"}
         answer = self._poster.post(body)
         try:

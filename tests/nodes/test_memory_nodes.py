@@ -50,7 +50,7 @@ def test_ingestion_runs_the_default_nodes_and_keeps_evidence(llm_memory, server)
     assert {r.node_type for r in stored} == {"profile_attribute", "temporal_event"}
     turn = llm_memory.get_all("ana", filters={"node_type": "turn"}).records[0]
     for record in stored:
-        assert record.metadata["evidence"] == [turn.id]
+        assert record.metadata["evidence"] == [turn.id] and record.metadata["entities"] == ["user"]
     event_record = next(r for r in stored if r.node_type == "temporal_event")
     assert event_record.event_dates[0].start == "2023-05-01"  # "last week" from 2023-05-08
     assert event_record.text.startswith("Timestamp: 2023-05-01 | Event: user: adopted a beagle")

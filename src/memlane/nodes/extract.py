@@ -119,6 +119,14 @@ def resolve_date_fields(spec: NodeSpec, item: dict[str, Any], anchor: datetime) 
     return found
 
 
+def _entities(spec: NodeSpec, item: dict[str, Any]) -> list[str]:
+    values = []
+    for name in spec.entity_fields:
+        value = item.get(name)
+        values += [str(v) for v in value] if isinstance(value, list) else ([str(value)] if value else [])
+    return list(dict.fromkeys(values))
+
+
 def build_record(spec: NodeSpec, version: int, item: dict[str, Any], evidence: list[MemoryRecord],
                  session: SessionInput, record_id: str, recorded_at: str) -> MemoryRecord:
     events = resolve_date_fields(spec, item, session.session_date)
@@ -130,7 +138,7 @@ def build_record(spec: NodeSpec, version: int, item: dict[str, Any], evidence: l
         id=record_id, user_id=session.user_id, agent_id=first.agent_id, category=spec.category, node_type=spec.name,
         text=text, embed_text=text, speaker=None, session_id=session.session_id,
         session_date=session.session_date.isoformat(), turn_index=None, recorded_at=recorded_at, event_dates=events,
-        metadata={"fields": item, "evidence": [t.id for t in evidence],
+        metadata={"fields": item, "entities": _entities(spec, item), "evidence": [t.id for t in evidence],
                   "evidence_turn_ids": [t.metadata.get("turn_id") for t in evidence if t.metadata.get("turn_id")],
                   "node_version": version},
         fact_key=fact_key(spec, item), valid_from=session.session_date.isoformat(),
