@@ -366,8 +366,7 @@ class Memory:
                     merge_evidence(keep, other)
                 events = [HistoryEvent(keep.id, "MERGE", None, f"merged {len(rest)} duplicate(s)", at)]
                 events += [HistoryEvent(o.id, "DELETE", o.text, f"merged into {keep.id}", at) for o in rest]
-                self._store.write([], np.zeros((0, self._embedder.dims), np.float32), [], amended=[keep])
-                self._store.delete(user_id, [o.id for o in rest], events)
+                self._store.merge(keep, [o.id for o in rest], events)
                 merged += len(rest)
         return merged
 

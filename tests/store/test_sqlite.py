@@ -78,3 +78,23 @@ def test_a_copy_can_keep_only_some_users_and_leaves_the_original_alone(store, tm
     assert store.users() == ["ana", "bo", "cy"]
     with pytest.raises(StoreError, match="exists"):
         store.copy_to(tmp_path / "copy.db")
+
+
+def test_a_store_from_before_knowledge_updates_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    s = SQLiteStore(path)
+    s.create_index("toy", 2, active=True)
+    s.write([_record(1)], np.ones((1, 2), np.float32), [])
+    s.close()
+    conn = sqlite3.connect(path)  # make it look like a schema-1 store
+    conn.execute("DROP INDEX memories_by_fact")
+    for column in ("fact_key", "valid_from", "valid_until", "superseded_by"):
+        conn.execute(f"ALTER TABLE memories DROP COLUMN {column}")
+    conn.commit()
+    conn.close()
+    reopened = SQLiteStore(path)
+    record = reopened.get("ana", "m1")
+    assert record.text == "memory 1" and record.superseded_by is None and record.current
+    reopened.close()

@@ -371,6 +371,18 @@ class SQLiteStore:
                 )
             self._write_events(conn, events)
 
+    def merge(self, keep: MemoryRecord, remove_ids: Sequence[str], events: Sequence[HistoryEvent]) -> None:
+        """Consolidation in one transaction: rewrite the kept memory's fields, delete the merged ones."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE memories SET metadata = ? WHERE id = ? AND user_id = ?",
+                         (json.dumps(keep.metadata, ensure_ascii=False), keep.id, keep.user_id))
+            rowids = [r[0] for r in conn.execute(
+                f"SELECT rowid FROM memories WHERE user_id = ? AND id IN ({', '.join('?' * len(remove_ids))})",
+                (keep.user_id, *remove_ids))]
+            conn.executemany("DELETE FROM memories WHERE rowid = ?", [(r,) for r in rowids])
+            self._delete_vectors(conn, rowids)
+            self._write_events(conn, events, user_id=keep.user_id)
+
     def replace_many(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent]) -> None:
         """Rewrite existing records (text, embedded text, fields) and their vectors in one transaction."""
         index = self._require_index()
