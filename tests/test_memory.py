@@ -2,6 +2,7 @@
 
 import sqlite3
 
+import numpy as np
 import pytest
 
 from memlane import Category, InputError, Memory, ModelMismatchError, NotFoundError, Session, Turn
@@ -191,3 +192,36 @@ def test_an_embedder_failing_mid_ingest_leaves_the_store_as_it_was(tmp_path, con
         with pytest.raises(RuntimeError):
             m.ingest(sessions, user_id="ana")
         assert m.stats().memories == 0
+
+
+def test_deleting_a_turn_removes_its_words_from_the_session_memory(memory):
+    records = memory.add([{"role": "user", "content": "My locker code is 4471"},
+                          {"role": "user", "content": "I like green tea"},
+                          {"role": "assistant", "content": "Noted both"}], user_id="ana", session_id="s1")
+    secret = next(r for r in records if "4471" in r.text)
+    session = next(r for r in records if r.node_type == "session")
+    memory.delete(secret.id, user_id="ana")
+    rewritten = memory.get(session.id, user_id="ana")
+    assert "4471" not in rewritten.text and "green tea" in rewritten.text
+    assert rewritten.metadata["turns"] == 2 and secret.id not in rewritten.metadata["turn_ids"]
+    assert all("4471" not in h.text for h in memory.search("locker code 4471", user_id="ana"))
+    assert [e.event for e in memory.history(session.id, user_id="ana")] == ["ADD", "UPDATE"]
+
+
+def test_a_session_memory_goes_when_fewer_than_two_turns_remain(memory):
+    records = memory.add([{"role": "user", "content": "one"}, {"role": "user", "content": "two"}], user_id="ana", session_id="s1")
+    session = next(r for r in records if r.node_type == "session")
+    memory.delete(records[0].id, user_id="ana")
+    assert memory.get(session.id, user_id="ana") is None
+
+
+def test_updating_a_turn_rewrites_its_session_memory(memory):
+    records = memory.add([{"role": "user", "content": "I live in Lisbon"}, {"role": "user", "content": "I like tea"}],
+                         user_id="ana", session_id="s1")
+    session = next(r for r in records if r.node_type == "session")
+    memory.update(records[0].id, "I live in Porto", user_id="ana")
+    rewritten = memory.get(session.id, user_id="ana")
+    assert "Porto" in rewritten.text and "Lisbon" not in rewritten.text
+    vectors = memory._store.vectors("ana", [records[0].id, records[1].id, session.id])
+    expected = vectors[:2].mean(axis=0)
+    assert np.allclose(vectors[2], expected / np.linalg.norm(expected), atol=1e-5)

@@ -439,14 +439,64 @@ class Memory:
         else:
             record.embed_text = text
         vector = self._embedder.encode([record.embed_text], purpose="document")[0]
-        at = _utc_now().isoformat(timespec="seconds") + "Z"
-        self._store.replace(record, vector, HistoryEvent(record.id, "UPDATE", old_text, text, at))
+        at = _now_iso()
+        records, vectors = [record], [vector]
+        events = [HistoryEvent(record.id, "UPDATE", old_text, text, at)]
+        if record.node_type == NodeType.TURN.value:
+            refreshed = self._refreshed_session(record.user_id, record.session_id, changed={record.id: (record, vector)})
+            if refreshed and refreshed[0] == "rewrite":
+                _, session, session_vec, old_session_text = refreshed
+                records.append(session)
+                vectors.append(session_vec)
+                events.append(HistoryEvent(session.id, "UPDATE", old_session_text, session.text, at))
+        self._store.replace_many(records, np.asarray(vectors, dtype=np.float32), events)
         return record
 
     def delete(self, memory_id: str, *, user_id: str | None = None) -> None:
+        """Forget one memory. Deleting a turn also rewrites its session memory from the turns that remain
+        (or deletes it when fewer than two remain), so the deleted words leave search entirely."""
         record = self._require(memory_id, user_id)
-        at = _utc_now().isoformat(timespec="seconds") + "Z"
-        self._store.delete(record.user_id, [record.id], [HistoryEvent(record.id, "DELETE", record.text, None, at)])
+        at = _now_iso()
+        ids = [record.id]
+        events = [HistoryEvent(record.id, "DELETE", record.text, None, at)]
+        rewrite = []
+        if record.node_type == NodeType.TURN.value:
+            refreshed = self._refreshed_session(record.user_id, record.session_id, removed={record.id})
+            if refreshed and refreshed[0] == "rewrite":
+                _, session, session_vec, old_session_text = refreshed
+                rewrite.append((session, session_vec))
+                events.append(HistoryEvent(session.id, "UPDATE", old_session_text, session.text, at))
+            elif refreshed:
+                _, session = refreshed
+                ids.append(session.id)
+                events.append(HistoryEvent(session.id, "DELETE", session.text, "fewer than two turns remain", at))
+        self._store.delete(record.user_id, ids, events, rewrite=rewrite)
+
+    def _refreshed_session(self, user_id: str, session_id: str | None, *, removed: set[str] = frozenset(),
+                           changed: dict | None = None):
+        """The session memory of a changed turn, rebuilt as at ingestion from its turns as they will be:
+        ("rewrite", record, vector, old text), ("delete", record) when under two turns remain, or None."""
+        if session_id is None:
+            return None
+        members = self._store.session_memories(user_id, session_id)
+        session = next((r for r in members if r.node_type == NodeType.SESSION.value), None)
+        if session is None:
+            return None
+        changed = changed or {}
+        turns = [changed[r.id][0] if r.id in changed else r for r in members
+                 if r.node_type == NodeType.TURN.value and r.id not in removed]
+        if len(turns) < 2:
+            return ("delete", session)
+        stored = {t.id: v for t, v in zip(turns, self._store.vectors(user_id, [t.id for t in turns]))}
+        vectors = np.stack([changed[t.id][1] if t.id in changed else stored[t.id] for t in turns])
+        old_text = session.text
+        transcript = "\n".join(f"{t.speaker}: {t.text}" for t in turns)
+        day = (session.session_date or "")[:10]
+        session.text = transcript
+        session.embed_text = f"[{day}]\n{transcript}" if day else transcript
+        session.event_dates = [e for t in turns for e in t.event_dates]
+        session.metadata = {**session.metadata, "turns": len(turns), "turn_ids": [t.id for t in turns]}
+        return ("rewrite", session, session_vector(vectors), old_text)
 
     def delete_all(self, user_id: str) -> int:
         """Forget every memory of one user; returns how many were deleted."""

@@ -41,7 +41,9 @@ class Store(Protocol):
 
     def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None: ...
 
-    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent]) -> int: ...
+    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent],
+               rewrite: Sequence[tuple[MemoryRecord, np.ndarray]] = ()) -> int:
+        """Delete memories and rewrite others (text, fields, vector) in one transaction."""
 
     def delete_user(self, user_id: str, at: str) -> int: ...
 

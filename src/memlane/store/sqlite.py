@@ -409,7 +409,11 @@ class SQLiteStore:
             conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (row[0], _blob(vector)))
             self._write_events(conn, [event])
 
-    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent]) -> int:
+    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent],
+               rewrite: Sequence[tuple[MemoryRecord, np.ndarray]] = ()) -> int:
+        """Delete memories and, in the same transaction, rewrite others (a session whose turn left)."""
+        index = self.active_index()
+        assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
         with self._transaction() as conn:
             rowids = []
             for memory_id in ids:
@@ -418,6 +422,12 @@ class SQLiteStore:
                     conn.execute("DELETE FROM memories WHERE rowid = ?", row)
                     rowids.append(row[0])
             self._delete_vectors(conn, rowids)
+            for record, vector in rewrite:
+                row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (record.id, user_id)).fetchone()
+                if row is None or index is None:
+                    continue
+                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*_record_params(record), row[0]))
+                conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (row[0], _blob(vector)))
             self._write_events(conn, events)
         return len(rowids)
 
