@@ -72,3 +72,16 @@ def test_llm_queries_keep_good_answers_and_report_bad_ones(tiny_store, server):
     assert len(errors) == 1 and "not valid JSON" in errors[0]
     assert "Write one question" in server.requests[0]["body"]["messages"][0]["content"]
     store.close()
+
+
+def test_synthesize_uses_the_llm_when_one_is_configured(tiny_store, server):
+    from memlane.tune.pipeline import synthesize
+
+    path, cfg, _ = tiny_store
+    cfg.llm.base_url, cfg.llm.model, cfg.llm.concurrency = server.url, "scripted", 1
+    cfg.fine_tune.synthetic_per_user = 2
+    server.play(*[server.chat('{"question": "What did Caroline say?"}')] * 2)
+    examples = synthesize(path, cfg)
+    assert [e.source for e in examples] == ["synthetic-llm", "synthetic-llm"] and len(server.requests) == 2
+    cfg.llm.base_url = None
+    assert {e.source for e in synthesize(path, cfg)} <= {"synthetic-rules:question", "synthetic-rules:keyphrase"}
