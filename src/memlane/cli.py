@@ -98,6 +98,12 @@ def ingest(
     users = user or ", ".join(c.conversation_id for c in conversations[:5]) + (" …" if len(conversations) > 5 else "")
     console.print(f"stored {report.memories} memories ({report.turns} turns, {report.sessions} sessions) for "
                   f"user(s) {users} in {report.seconds:.1f} s ({report.turns_per_second:.0f} turns/s)")
+    if report.extracted or report.failures:
+        console.print(f"memory nodes: {report.extracted} extracted memories, {len(report.failures)} failures")
+        for failure in report.failures[:5]:
+            err.print(f"[yellow]  {failure.node} (session {failure.session_id}): {failure.error}[/]", highlight=False)
+        if len(report.failures) > 5:
+            err.print(f"[yellow]  ... and {len(report.failures) - 5} more[/]")
 
 
 @app.command()

@@ -58,7 +58,10 @@ def test_ingestion_runs_the_default_nodes_and_keeps_evidence(llm_memory, server)
 
 
 def test_failures_are_reported_and_turns_are_kept(llm_memory, server):
-    server.play(server.fail(429, "slow down"), server.chat("this is not json"), server.fail(500, "x"),
+    llm_memory.config.llm.timeout_s = 0.3
+    llm_memory._llm = None
+    llm_memory._llm_client()._poster.sleep = lambda s: None
+    server.play(server.stall(1.0), server.fail(429, "slow down"), server.chat("this is not json"), server.fail(500, "x"),
                 server.fail(500, "x"), server.fail(500, "x"), server.chat('{"items": [{"who": "user"}]}'),
                 *[server.chat('{"items": []}')] * 4)
     collected = []
