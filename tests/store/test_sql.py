@@ -37,3 +37,12 @@ def test_fts_query_quotes_every_term():
 def test_lexical_sql_is_scoped_to_one_user():
     sql = lexical_sql("1")
     assert "m.user_id = ?" in sql and "MATCH ?" in sql and "ORDER BY score" in sql
+
+
+def test_as_of_keeps_what_was_stated_by_then_and_not_yet_superseded():
+    clause, params = filter_sql({"as_of": "2023-06-01T12:00"})
+    assert clause == ("substr(COALESCE(m.valid_from, m.session_date, m.recorded_at), 1, 10) <= ? "
+                      "AND (m.valid_until IS NULL OR substr(m.valid_until, 1, 10) > ?)")
+    assert params == ["2023-06-01", "2023-06-01"]
+    with pytest.raises(InputError, match="as_of"):
+        filter_sql({"as_of": "June"})
