@@ -48,7 +48,10 @@ class OpenAIHTTPEmbedder:
         # The same model name may be served by different weights on different servers.
         self.fingerprint = f"{model}@{self.base_url}"
         self._dims = dims
+        self.api_key = api_key
         self.batch_size = batch_size
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
         self._poster = JSONPoster(self.url, "embedding server", api_key=api_key, timeout_s=timeout_s,
