@@ -454,7 +454,8 @@ class Memory:
 
     def delete(self, memory_id: str, *, user_id: str | None = None) -> None:
         """Forget one memory. Deleting a turn also rewrites its session memory from the turns that remain
-        (or deletes it when fewer than two remain), so the deleted words leave search entirely."""
+        (or deletes it when fewer than two remain), and drops it from the evidence of extracted memories
+        (deleting those it was the only evidence of), so the deleted words leave search entirely."""
         record = self._require(memory_id, user_id)
         at = _now_iso()
         ids = [record.id]
@@ -470,6 +471,14 @@ class Memory:
                 _, session = refreshed
                 ids.append(session.id)
                 events.append(HistoryEvent(session.id, "DELETE", session.text, "fewer than two turns remain", at))
+            # Facts an LLM extracted from this turn lose it as evidence; with none left they go too.
+            for cited in self._store.citing(record.user_id, record.id):
+                cited.metadata["evidence"] = [e for e in cited.metadata.get("evidence", []) if e != record.id]
+                if cited.metadata["evidence"]:
+                    rewrite.append((cited, self._store.vectors(record.user_id, [cited.id])[0]))
+                else:
+                    ids.append(cited.id)
+                    events.append(HistoryEvent(cited.id, "DELETE", cited.text, "its evidence was deleted", at))
         self._store.delete(record.user_id, ids, events, rewrite=rewrite)
 
     def _refreshed_session(self, user_id: str, session_id: str | None, *, removed: set[str] = frozenset(),

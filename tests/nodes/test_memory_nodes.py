@@ -165,3 +165,17 @@ def test_retention_expires_and_expired_memories_can_be_restored_until_purged(mem
     assert [e.event for e in memory.history(expired[0].id, user_id="ana")] == ["ADD", "EXPIRE", "RESTORE", "EXPIRE", "PURGE"]
     with pytest.raises(NotFoundError):
         memory.restore(expired[0].id, user_id="ana")
+
+
+def test_deleting_a_turn_deletes_the_facts_only_it_supports(llm_memory, server):
+    lone = {"items": [{"entity": "user", "attribute": "hometown", "value": "Lisbon", "evidence": ["t1"]}]}
+    shared = {"items": [{"who": "user", "event_description": "adopted a beagle", "evidence": ["t1", "t2"]}]}
+    server.play(*[answers({"lasting facts": json.dumps(lone), "events in this conversation": json.dumps(shared)})] * 4)
+    records = llm_memory.add(SESSION_1, user_id="ana", session_id="s1", session_date="2023-05-08")
+    first_turn = next(r for r in records if r.node_type == "turn" and r.turn_index == 0)
+    fact = next(r for r in records if r.node_type == "profile_attribute")
+    event = next(r for r in records if r.node_type == "temporal_event")
+    llm_memory.delete(first_turn.id, user_id="ana")
+    assert llm_memory.get(fact.id, user_id="ana") is None
+    assert llm_memory.history(fact.id, user_id="ana")[-1].new_text == "its evidence was deleted"
+    assert llm_memory.get(event.id, user_id="ana").metadata["evidence"] == [r.id for r in records if r.turn_index == 1]

@@ -575,6 +575,14 @@ class SQLiteStore:
             f"AND fact_key IN ({', '.join('?' * len(keys))})", (user_id, node_type, *keys))
         return [_row_to_record(r) for r in rows]
 
+    def citing(self, user_id: str, memory_id: str) -> list[MemoryRecord]:
+        """The extracted memories whose evidence cites `memory_id` (a turn)."""
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? AND m.node_type NOT IN ('turn', 'session') "
+            "AND EXISTS (SELECT 1 FROM json_each(m.metadata, '$.evidence') e WHERE e.value = ?)",
+            (user_id, memory_id))
+        return [_row_to_record(r) for r in rows]
+
     def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
         view = self._view(user_id)
         return {mid for mid in ids if mid in view.position and view.superseded[view.position[mid]]}
