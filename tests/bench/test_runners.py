@@ -132,3 +132,11 @@ def test_locomo_paths_accept_a_file_or_a_folder_of_files(tmp_path):
     assert locomo_paths(DATA / "locomo" / "26.json") == [DATA / "locomo" / "26.json"]
     assert len(locomo_paths(DATA / "locomo")) == 7
     assert len(locomo_paths(DATA)) == 7
+
+
+def test_reports_never_carry_api_keys(hash_config):
+    hash_config.llm.api_key = "sk-secret-llm"
+    hash_config.embedder.api_key = "sk-secret-embed"
+    report = run_locomo(load_locomo([DATA / "locomo" / "26.json"]), hash_config, limit=2)
+    text = json.dumps(report)
+    assert "sk-secret" not in text and report["config"]["llm"]["model"] == ""

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from memlane.bench.metrics import gold_ranks, mean_of, ndcg_at_k, percentiles, recall_at_k
+from memlane.bench.metrics import gold_ranks, mean_of, ndcg_at_k, recall_at_k
+from memlane.bench.report import run_fields
 from memlane.config import MemoryConfig
 from memlane.ingest.formats import Conversation, load_conversations
 
@@ -97,14 +98,8 @@ def run_locomo(
                     on_progress(done, total_questions)
             memory.close()
     report = summarize(per_question)
-    report.update({
-        "dataset": "locomo",
-        "conversations": [c.conversation_id for c in conversations],
-        "latency_ms": percentiles(latencies),
-        "ingest_seconds": ingest_seconds,
-        "config": config.model_dump(mode="json"),
-        "per_question": per_question,
-    })
+    report.update(run_fields("locomo", per_question, latencies, ingest_seconds, config,
+                             conversations=[c.conversation_id for c in conversations]))
     return report
 
 

@@ -24,10 +24,10 @@ from memlane.bench.metrics import (
     bleu1,
     contains_answer,
     mean_of,
-    percentiles,
     says_no_answer,
     token_f1,
 )
+from memlane.bench.report import run_fields
 from memlane.config import MemoryConfig
 from memlane.errors import LLMError
 from memlane.ingest.formats import Conversation
@@ -108,17 +108,11 @@ def run_locomo_qa(conversations: list[Conversation], config: MemoryConfig, *, co
                     on_progress(len(per_question), total)
             memory.close()
     report = summarize(per_question, llm=client is not None)
-    report.update({
-        "dataset": "locomo-qa",
-        "mode": "llm" if client else "offline (no LLM: answer recall only)",
-        "conversations": [c.conversation_id for c in conversations],
-        "context_k": context_k,
-        "latency_ms": percentiles(latencies),
-        "ingest_seconds": ingest_seconds,
-        "extraction_failures": failures,
-        "config": config.model_dump(mode="json", exclude={"llm": {"api_key"}}),
-        "per_question": per_question,
-    })
+    report.update(run_fields(
+        "locomo-qa", per_question, latencies, ingest_seconds, config,
+        mode="llm" if client else "offline (no LLM: answer recall only)",
+        conversations=[c.conversation_id for c in conversations], context_k=context_k, extraction_failures=failures,
+    ))
     return report
 
 

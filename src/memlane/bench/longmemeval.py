@@ -14,11 +14,11 @@ from memlane.bench.metrics import (
     gold_ranks,
     mean_of,
     ndcg_at_k,
-    percentiles,
     recall_all_at_k,
     recall_any_at_k,
     recall_at_k,
 )
+from memlane.bench.report import run_fields
 from memlane.config import MemoryConfig
 from memlane.errors import InputError
 from memlane.ingest.dates import parse_session_date
@@ -111,13 +111,7 @@ def run_longmemeval(
             if on_progress:
                 on_progress(done, len(conversations))
     report = summarize(per_question)
-    report.update({
-        "dataset": "longmemeval",
-        "latency_ms": percentiles(latencies),
-        "ingest_seconds": ingest_seconds,
-        "config": config.model_dump(mode="json"),
-        "per_question": per_question,
-    })
+    report.update(run_fields("longmemeval", per_question, latencies, ingest_seconds, config))
     return report
 
 

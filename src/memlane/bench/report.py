@@ -10,6 +10,16 @@ from rich.table import Table
 from memlane.bench.machine import describe_machine
 
 
+def run_fields(dataset: str, per_question: list[dict], latencies: list[float], ingest_seconds: float,
+               config, **extra) -> dict:
+    """The fields every benchmark report carries besides its metrics (the LLM key is never written)."""
+    from memlane.bench.metrics import percentiles
+
+    return {"dataset": dataset, **extra, "latency_ms": percentiles(latencies), "ingest_seconds": ingest_seconds,
+            "config": config.model_dump(mode="json", exclude={"llm": {"api_key"}, "embedder": {"api_key"}}),
+            "per_question": per_question}
+
+
 def headline(result: dict) -> dict[str, float]:
     """The metrics a report leads with, flattened to 'name@k' keys."""
     if result["dataset"] == "locomo-qa":
