@@ -356,7 +356,7 @@ class Memory:
         merged = 0
         at = _now_iso()
         for spec in self.nodes():
-            records = [r for r in self._all(user_id, {"node_type": spec.name}) if r.current]
+            records = [r for r in self._store.list_all(user_id, {"node_type": spec.name}) if r.current]
             if len(records) < 2:
                 continue
             vectors = self._store.vectors(user_id, [r.id for r in records])
@@ -382,7 +382,7 @@ class Memory:
         users = [_require_user(user_id)] if user_id else self._store.users()
         total = 0
         for user in users:
-            due = expired_by_retention(self._all(user, None), limits, anchor)
+            due = expired_by_retention(self._store.list_all(user, None), limits, anchor)
             for rule in sorted({r for _, r in due}):
                 total += self._store.expire(user, [rec.id for rec, r in due if r == rule], _now_iso(), rule)
         return total
@@ -407,14 +407,6 @@ class Memory:
         _require_user(user_id)
         return self._store.purge(user_id, _now_iso())
 
-    def _all(self, user_id: str, filters: dict[str, Any] | None) -> list[MemoryRecord]:
-        out: list[MemoryRecord] = []
-        cursor = None
-        while True:
-            page, cursor = self._store.list(user_id, 1000, cursor, filters)
-            out += page
-            if cursor is None:
-                return out
 
     def _encode_documents(self, texts: list[str], on_progress: Progress | None) -> np.ndarray:
         batch = max(self.config.embedder.batch_size * 4, 1)

@@ -654,6 +654,16 @@ class SQLiteStore:
         """Every user id with at least one memory, sorted."""
         return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
 
+    def list_all(self, user_id: str, filters: dict[str, Any] | None = None) -> list[MemoryRecord]:
+        """Every memory of a user matching `filters`, in insertion order (all pages of `list`)."""
+        out: list[MemoryRecord] = []
+        cursor = None
+        while True:
+            page, cursor = self.list(user_id, 1000, cursor, filters)
+            out += page
+            if cursor is None:
+                return out
+
     def session_memories(self, user_id: str, session_id: str) -> list[MemoryRecord]:
         rows = self._query(
             f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND session_id = ? ORDER BY turn_index, rowid",

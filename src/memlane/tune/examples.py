@@ -44,18 +44,25 @@ class Example:
         return self.user_id, " ".join(self.query.lower().split())
 
 
-def write_examples(path: str | Path, examples: Iterable[Example]) -> int:
-    """Write examples as JSONL atomically (a crash leaves the old file or none); returns the count."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a file so that a crash leaves the old file or none, never half of the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as out:
-        for example in examples:
-            out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
-            count += 1
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-    return count
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write JSON objects one per line, atomically; returns the count."""
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)
+
+
+def write_examples(path: str | Path, examples: Iterable[Example]) -> int:
+    """Write examples as JSONL atomically; returns the count."""
+    return write_jsonl(path, (asdict(example) for example in examples))
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
@@ -149,13 +156,7 @@ def positive_records(memory, example: Example) -> list:
 
 
 def _turns_by_id(store: SQLiteStore, user_id: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    cursor = None
-    while True:
-        page, cursor = store.list(user_id, 1000, cursor, {"node_type": "turn"})
-        found.update((r.metadata["turn_id"], r) for r in page if "turn_id" in r.metadata)
-        if cursor is None:
-            return found
+    return {r.metadata["turn_id"]: r for r in store.list_all(user_id, {"node_type": "turn"}) if "turn_id" in r.metadata}
 
 
 def _str_list(value: Any, file: str, record: str, key: str) -> list[str]:

@@ -8,8 +8,6 @@ against a store holding the same conversations with `examples.resolve_labels`.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -17,6 +15,7 @@ from memlane.bench.locomo import CATEGORIES, HEADLINE_CATEGORIES, evidence_ids
 from memlane.bench.longmemeval import is_abstention
 from memlane.ingest.dates import parse_session_date
 from memlane.ingest.formats import Conversation
+from memlane.tune.examples import write_jsonl
 
 
 def _iso(value: object) -> str | None:
@@ -56,9 +55,4 @@ def longmemeval_labels(conversations: Iterable[Conversation]) -> list[dict]:
 
 
 def write_label_rows(path: str | Path, rows: list[dict]) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, path)
-    return len(rows)
+    return write_jsonl(path, rows)

@@ -21,7 +21,7 @@ from typing import Callable
 
 from memlane.config import MemoryConfig
 from memlane.errors import InputError
-from memlane.tune.examples import Example, read_examples, resolve_labels, write_examples
+from memlane.tune.examples import Example, read_examples, resolve_labels, write_examples, write_text_atomic
 from memlane.tune.gate import GateReport, gate
 from memlane.tune.mine import mine
 from memlane.tune.train import TrainReport, train
@@ -108,9 +108,7 @@ def record_checkpoint(config_path: str | Path, checkpoint: str) -> None:
     block = section + [s for s in kept_settings if s.strip()]
     new_text = "\n".join(out + ([""] if out else []) + block) + "\n"
     MemoryConfig.load_text(new_text, source=str(path))  # never write a config that does not load
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(new_text, encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, new_text)
 
 
 def retrain(store_path: str | Path, config: MemoryConfig, out_dir: str | Path, *, eval_queries: str | Path,

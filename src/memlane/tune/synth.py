@@ -53,13 +53,7 @@ LLM_PROMPT = (
 
 def user_turns(store: SQLiteStore, user_id: str) -> list[MemoryRecord]:
     """A user's turn memories, in session and turn order."""
-    turns: list[MemoryRecord] = []
-    cursor = None
-    while True:
-        page, cursor = store.list(user_id, 1000, cursor, {"node_type": "turn"})
-        turns += page
-        if cursor is None:
-            break
+    turns = store.list_all(user_id, {"node_type": "turn"})
     return sorted(turns, key=lambda r: (r.session_date or "", r.session_id or "", r.turn_index or 0))
 
 
