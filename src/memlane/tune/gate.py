@@ -132,7 +132,8 @@ def gate(store_path: str | Path, examples: Sequence[Example], config: MemoryConf
     status(f"scoring the base model ({base.model}) on {len(examples)} held-out queries")
     before = evaluate(store_path, examples, config, base, workdir=out, on_progress=on_progress)
     status(f"scoring the candidate ({candidate}) on the same queries")
-    candidate_cfg = base.model_copy(update={"model": str(candidate)})
+    # A trained checkpoint is always a local sentence-transformers folder, whatever served the base.
+    candidate_cfg = base.model_copy(update={"model": str(candidate), "provider": "local", "dims": None})
     after = evaluate(store_path, examples, config, candidate_cfg, workdir=out, on_progress=on_progress)
     passed, deltas, reason = decide(before, after, min_gain)
     checkpoint = None
