@@ -1,5 +1,6 @@
 """Changing the embedding model: reindex builds a new index and swaps it in atomically."""
 
+import numpy as np
 import pytest
 
 from memlane import Memory, ModelMismatchError, reindex
@@ -73,3 +74,17 @@ def test_session_vectors_are_rebuilt_from_the_new_turn_vectors(store, config):
     with Memory(store, config, embedder=HashEmbedder(dims=128)) as m:
         hit = m.search("beagle Lisbon invoice", user_id="ana", filters={"node_type": "session"}, limit=1)[0]
         assert hit.record.node_type == "session"
+
+
+def test_reindex_rebuilds_the_passages_of_many_sentence_turns(tmp_path, config):
+    path = tmp_path / "p.db"
+    said = "We adopted a beagle puppy last week. His name is Biscuit and he loves the park."
+    with Memory(path, config, embedder=HashEmbedder(dims=256)) as m:
+        m.add([{"role": "user", "content": said}, {"role": "user", "content": "Short one."}], user_id="ana")
+    new = HashEmbedder(dims=128)
+    reindex(path, embedder=new, batch_size=1)
+    with Memory(path, config, embedder=new) as m:
+        view = m._store._view("ana")
+        assert np.allclose(view.passages, new.encode(["user: We adopted a beagle puppy last week.",
+                                                      "user: His name is Biscuit and he loves the park."]))
+        assert [view.ids[i] for i in view.passage_owners] == [m.search("beagle", user_id="ana", filters={"node_type": "turn"})[0].id]

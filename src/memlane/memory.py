@@ -14,7 +14,14 @@ import numpy as np
 from memlane.config import EmbedderConfig, MemoryConfig
 from memlane.embed import Embedder, make_embedders
 from memlane.errors import InputError, ModelMismatchError, NotFoundError
-from memlane.ingest.build import build_session_records, new_id, session_vector, turn_embed_text
+from memlane.ingest.build import (
+    build_session_records,
+    embed_records,
+    new_id,
+    own_vector,
+    session_vector,
+    turn_embed_text,
+)
 from memlane.ingest.dates import parse_session_date
 from memlane.ingest.formats import Conversation, parse_messages
 from memlane.ingest.temporal import resolve_expressions
@@ -212,8 +219,8 @@ class Memory:
                              fix="pass at least one message with non-empty content")
         plan, failures = self._extract(built, recorded_at)
         embed_started = time.perf_counter()
-        turn_vectors = self._encode_documents([r.embed_text for r in turn_records], on_progress)
-        node_vectors = self._encode_documents([r.embed_text for r in plan.insert], None)
+        turn_vectors = self._embed(turn_records, on_progress)
+        node_vectors = self._embed(plan.insert, None)
         embed_seconds = time.perf_counter() - embed_started
 
         records: list[MemoryRecord] = []
@@ -226,13 +233,12 @@ class Memory:
             vectors.extend(block)
             if b.session is not None:
                 records.append(b.session)
-                vectors.append(session_vector(block))
+                vectors.append(session_vector(np.stack([own_vector(v) for v in block])))
         events = [HistoryEvent(r.id, "ADD", None, r.text, recorded_at) for r in records] + plan.events
         records += plan.insert
         vectors += list(node_vectors)
         self._ensure_index()
-        self._store.write(records, np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1), events,
-                          amended=plan.amended)
+        self._store.write(records, vectors, events, amended=plan.amended)
         if collect is not None:
             collect.extend(records)
         return IngestReport(
@@ -341,8 +347,7 @@ class Memory:
             old_text = record.text
             record.text = record.embed_text = render(spec.template, record.metadata.get("fields", {}), builtins)
             events.append(HistoryEvent(record.id, "UPDATE", old_text, record.text, at))
-        vectors = self._encode_documents([r.embed_text for r in records], None)
-        self._store.replace_many(records, vectors, events)
+        self._store.replace_many(records, self._embed(records, None), events)
         return len(records)
 
     # -- lifecycle: consolidation and retention ----------------------------------------------
@@ -398,7 +403,7 @@ class Memory:
         found = {r.id: r for r, _, _ in self._store.expired(user_id)}
         if memory_id not in found:
             raise NotFoundError(f"no expired memory with id {memory_id} for user '{user_id}'")
-        vector = self._embedder.encode([found[memory_id].embed_text], purpose="document")[0]
+        vector = self._embed([found[memory_id]], None)[0]
         self._store.restore(user_id, [memory_id], _now_iso(), {memory_id: vector})
         return found[memory_id]
 
@@ -408,14 +413,9 @@ class Memory:
         return self._store.purge(user_id, _now_iso())
 
 
-    def _encode_documents(self, texts: list[str], on_progress: Progress | None) -> np.ndarray:
-        batch = max(self.config.embedder.batch_size * 4, 1)
-        parts = []
-        for start in range(0, len(texts), batch):
-            parts.append(self._embedder.encode(texts[start:start + batch], purpose="document"))
-            if on_progress:
-                on_progress(min(start + batch, len(texts)), len(texts))
-        return np.vstack(parts) if parts else np.zeros((0, self._embedder.dims), dtype=np.float32)
+    def _embed(self, records: list[MemoryRecord], on_progress: Progress | None) -> list[np.ndarray]:
+        """Each record's vectors (see `embed_records`), in batches, reporting progress."""
+        return embed_records(self._embedder, records, max(self.config.embedder.batch_size * 4, 1), on_progress)
 
     def update(self, memory_id: str, text: str, *, user_id: str | None = None) -> MemoryRecord:
         """Replace a memory's text (dates are resolved again, the vector recomputed); kept in history."""
@@ -430,7 +430,7 @@ class Memory:
             record.embed_text = turn_embed_text(record.speaker or "user", text, anchor.date().isoformat(), record.event_dates)
         else:
             record.embed_text = text
-        vector = self._embedder.encode([record.embed_text], purpose="document")[0]
+        vector = self._embed([record], None)[0]
         at = _now_iso()
         records, vectors = [record], [vector]
         events = [HistoryEvent(record.id, "UPDATE", old_text, text, at)]
@@ -441,7 +441,7 @@ class Memory:
                 records.append(session)
                 vectors.append(session_vec)
                 events.append(HistoryEvent(session.id, "UPDATE", old_session_text, session.text, at))
-        self._store.replace_many(records, np.asarray(vectors, dtype=np.float32), events)
+        self._store.replace_many(records, vectors, events)
         return record
 
     def delete(self, memory_id: str, *, user_id: str | None = None) -> None:
@@ -489,7 +489,7 @@ class Memory:
         if len(turns) < 2:
             return ("delete", session)
         stored = {t.id: v for t, v in zip(turns, self._store.vectors(user_id, [t.id for t in turns]))}
-        vectors = np.stack([changed[t.id][1] if t.id in changed else stored[t.id] for t in turns])
+        vectors = np.stack([own_vector(changed[t.id][1]) if t.id in changed else stored[t.id] for t in turns])
         old_text = session.text
         transcript = "\n".join(f"{t.speaker}: {t.text}" for t in turns)
         day = (session.session_date or "")[:10]
@@ -629,11 +629,12 @@ def reindex(
         # Turns first; a session's vector is then the mean of its turns' new vectors, as at ingest.
         for sessions in (False, True):
             while batch := store.missing_from_index(index, batch_size, sessions=sessions):
+                records = [record for _, record in batch]
                 if sessions:
-                    vectors = [_session_vector_from(store, index, embedder, text, meta) for _, text, meta in batch]
+                    vectors = [_session_vector_from(store, index, embedder, r.embed_text, r.metadata) for r in records]
                 else:
-                    vectors = list(embedder.encode([text for _, text, _ in batch], purpose="document"))
-                store.put_index_vectors(index, [rowid for rowid, _, _ in batch], np.asarray(vectors, dtype=np.float32))
+                    vectors = embed_records(embedder, records, batch_size)
+                store.put_index_vectors(index, [rowid for rowid, _ in batch], vectors)
                 done += len(batch)
                 if on_progress:
                     on_progress(min(done, total), total)

@@ -70,3 +70,15 @@ def test_informative_terms_drop_terms_found_in_most_memories():
 
 def test_informative_terms_keep_common_terms_when_nothing_else_is_left():
     assert informative_terms({"caroline": 60, "zzz": 0}, 100) == ["caroline"]
+
+
+def test_neighbours_of_a_strong_hit_gain_a_share_of_its_score():
+    from memlane.retrieve.fusion import boost_neighbours
+
+    fused = {"a": 0.1, "b": 1.0, "c": 0.2, "far": 0.3}
+    neighbours = {"a": (None, "b"), "b": ("a", "c"), "c": ("b", None), "far": (None, None)}
+    boosted = boost_neighbours(fused, neighbours, 0.25)
+    assert boosted["a"] == pytest.approx(0.35) and boosted["c"] == pytest.approx(0.45)
+    assert boosted["b"] == pytest.approx(1.05) and boosted["far"] == pytest.approx(0.3)
+    # A neighbour that is not a candidate (outside the filters) never enters.
+    assert "outside" not in boost_neighbours({"b": 1.0}, {"b": ("outside", None)}, 0.25)

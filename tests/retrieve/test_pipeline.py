@@ -64,3 +64,43 @@ def test_context_vectors_mix_in_the_neighbours(filled):
     i = next(i for i, t in enumerate(view.node_types) if t == "turn" and view.previous[i] >= 0 and view.following[i] >= 0)
     expected = view.matrix[i] + 0.5 * (view.matrix[view.previous[i]] + view.matrix[view.following[i]])
     assert np.allclose(context[i], expected / np.linalg.norm(expected), atol=1e-5)
+
+
+def _two_speakers(memory):
+    memory.add([
+        {"role": "user", "name": "Ana", "content": "I went hiking in the Alps with my sister."},
+        {"role": "user", "name": "Bo", "content": "I went hiking in the Alps with my brother."},
+        {"role": "user", "name": "Bo", "content": "Ana, your photos of the lake are lovely."},
+    ], user_id="u", session_id="s1", session_date="2023-05-01")
+
+
+def test_a_question_about_one_speaker_prefers_what_that_speaker_said(memory):
+    _two_speakers(memory)
+    hits = memory.search("Who did Bo go hiking in the Alps with?", user_id="u", limit=3, explain=True,
+                         filters={"node_type": "turn"})
+    assert hits[0].record.speaker == "Bo"
+    others = [h for h in hits if h.record.speaker == "Ana"]
+    assert others and any("not by bo" in note for note in others[0].explanation.notes)
+    config = memory.config.retrieval.model_copy(update={"speaker_prior": 1.0})
+    plain = Retriever(memory._store, memory.embedder, config).search(
+        "u", "Who did Bo go hiking in the Alps with?", limit=3, filters={"node_type": "turn"})
+    prior = {h.record.id: h.score for h in hits}
+    ana = others[0].record.id
+    assert prior[ana] < next(h.score for h in plain if h.record.id == ana)
+
+
+def test_questions_naming_two_speakers_or_none_have_no_subject():
+    from memlane.retrieve.pipeline import _subject
+
+    speakers = ["Ana", "Bo"]
+    assert _subject(["Bo"], speakers) == "bo"
+    assert _subject(["Ana", "Bo"], speakers) is None
+    assert _subject(["Lisbon"], speakers) is None
+
+
+def test_speakers_are_not_entity_anchors_but_other_names_are(memory):
+    _two_speakers(memory)
+    hits = memory.search("What did Bo say about hiking?", user_id="u", limit=3, explain=True)
+    assert all(s.strategy != "entity" for h in hits for s in h.explanation.strategies)
+    hits = memory.search("What about the Alps?", user_id="u", limit=3, explain=True)
+    assert any(s.strategy == "entity" for h in hits for s in h.explanation.strategies)

@@ -98,3 +98,24 @@ def test_a_store_from_before_knowledge_updates_gains_the_new_columns(tmp_path):
     record = reopened.get("ana", "m1")
     assert record.text == "memory 1" and record.superseded_by is None and record.current
     reopened.close()
+
+
+def test_a_memory_with_passages_scores_by_its_best_passage(store):
+    # m1's own vector points away from the query, one of its passages straight at it.
+    packed = np.array([[0, 1], [0.6, 0.8], [1, 0]], np.float32)
+    store.write([_record(1), _record(2)], [packed, np.array([0.8, 0.6], np.float32)], [])
+    ranked = store.dense_candidates("ana", np.array([1, 0], np.float32), 5, None)
+    assert [mid for mid, _ in ranked] == ["m1", "m2"]
+    assert ranked[0][1] == pytest.approx(1.0)
+    # Everything else that reads vectors sees the memory's own vector only.
+    assert np.allclose(store.vectors("ana", ["m1"]), [[0, 1]])
+    index = store.active_index()
+    assert np.allclose(store.index_vectors(index, ["m1", "m2"]), [[0, 1], [0.8, 0.6]])
+
+
+def test_passages_leave_with_their_memory(store):
+    store.write([_record(1), _record(2)], [np.array([[0, 1], [1, 0], [1, 0]], np.float32),
+                                           np.array([0, 1], np.float32)], [])
+    store.delete("ana", ["m1"], [])
+    ranked = store.dense_candidates("ana", np.array([1, 0], np.float32), 5, None)
+    assert [mid for mid, _ in ranked] == ["m2"] and ranked[0][1] == pytest.approx(0.0)

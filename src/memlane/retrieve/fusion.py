@@ -53,6 +53,21 @@ def informative_terms(document_frequencies: Mapping[str, int], total_documents: 
     return rare or found
 
 
+def boost_neighbours(
+    fused: Mapping[str, float], neighbours: Mapping[str, tuple[str | None, str | None]], share: float
+) -> dict[str, float]:
+    """Each memory's score plus `share` of its best-scoring neighbour's (turns just before and
+    after it in its session). Evidence comes in runs: a question, its answer, the follow-up; a
+    neighbour of a strong hit is a better bet than a lone weak one. Only memories already among
+    the fused candidates are boosted, so a neighbour outside the search's filters never enters."""
+    boosted = dict(fused)
+    for mid, pair in neighbours.items():
+        for other in pair:
+            if other is not None and other in fused:
+                boosted[other] = max(boosted[other], fused[other] + share * fused[mid])
+    return boosted
+
+
 def adaptive_weights(specificity: float, spread: float = 0.5) -> dict[str, float]:
     """BM25 and dense weights from the query's specificity s in [0, 1].
 

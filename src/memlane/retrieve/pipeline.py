@@ -12,6 +12,7 @@ from memlane.embed import Embedder
 from memlane.records import Explanation, Hit, StrategyHit
 from memlane.retrieve.fusion import (
     adaptive_weights,
+    boost_neighbours,
     informative_terms,
     min_max,
     mmr,
@@ -54,7 +55,9 @@ class Retriever:
     ) -> list[Hit]:
         cfg = self.config
         n = max(cfg.candidates, limit)
-        analysis = analyze_query(query, now, self._known_entities(user_id))
+        speakers = self._known_entities(user_id)
+        analysis = analyze_query(query, now, speakers)
+        subject = _subject(analysis.entities, speakers)
         # BM25 alone needs no query vector; encoding one would only add latency to the ablation.
         query_vector = self.embedder.encode([query], purpose="query")[0] if cfg.mode != "bm25" else None
 
@@ -73,10 +76,9 @@ class Retriever:
         if self.rescorer is not None and "dense" in rankings:
             self._rescore(user_id, query, rankings, weights)
         if cfg.mode == "full":
-            self._add_full_strategies(user_id, analysis, query_vector, frequencies, total, terms, n, filters,
+            self._add_full_strategies(user_id, analysis, speakers, query_vector, frequencies, total, terms, n, filters,
                                       rankings, weights)
-        ordered = {name: [mid for mid, _ in ranked] for name, ranked in rankings.items()}
-        fused = reciprocal_rank_fusion(ordered, weights, k=cfg.rrf_k)
+        fused = self._fuse(user_id, rankings, weights, subject if cfg.mode == "full" else None)
         if not fused:
             return []
         superseded = self.store.superseded(user_id, list(fused))
@@ -100,14 +102,36 @@ class Retriever:
                 explanation = self._explain(mid, rankings, weights, fused[mid], analysis)
                 explanation.node = records[mid].node_type
                 explanation.notes = notes + explanation.notes
+                speaker = (records[mid].speaker or "").lower()
+                if cfg.mode == "full" and subject is not None and speaker and speaker != subject \
+                        and cfg.speaker_prior < 1.0:
+                    explanation.notes.append(f"said by {records[mid].speaker}, not by {subject}, whom the "
+                                             f"question is about (score x {cfg.speaker_prior})")
                 if mid in superseded:
                     explanation.notes.append(f"superseded (score x {cfg.superseded_weight}); valid until "
                                              f"{records[mid].valid_until}")
             hits.append(Hit(record=records[mid], score=fused[mid], explanation=explanation))
         return hits
 
+    def _fuse(self, user_id: str, rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
+              subject: str | None) -> dict[str, float]:
+        """Weighted RRF of the rankings, then (full mode) the neighbour boost and, when the question
+        is about one speaker, the speaker prior."""
+        cfg = self.config
+        fused = reciprocal_rank_fusion({name: [mid for mid, _ in ranked] for name, ranked in rankings.items()},
+                                       weights, k=cfg.rrf_k)
+        if cfg.mode == "full" and cfg.neighbour_boost > 0:
+            fused = boost_neighbours(fused, self.store.neighbours(user_id, list(fused)), cfg.neighbour_boost)
+        if subject is not None and cfg.speaker_prior < 1.0:
+            # The named speaker's own words answer questions about them far more often than what
+            # others said to them; others' turns stay findable, lower.
+            for mid, speaker in self.store.speakers_of(user_id, list(fused)).items():
+                if speaker != subject:
+                    fused[mid] *= cfg.speaker_prior
+        return fused
+
     def _add_full_strategies(
-        self, user_id: str, analysis: QueryAnalysis, query_vector: np.ndarray, frequencies: dict[str, int],
+        self, user_id: str, analysis: QueryAnalysis, speakers: list[str], query_vector: np.ndarray, frequencies: dict[str, int],
         total: int, terms: list[str], n: int, filters: dict[str, Any] | None,
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
     ) -> None:
@@ -134,9 +158,12 @@ class Retriever:
             in_range["date_to"] = min(analysis.time_range.end.isoformat(), in_range.get("date_to") or "9999-12-31")
             rankings["temporal"] = self.store.dense_candidates(user_id, query_vector, n, in_range)
             weights["temporal"] = cfg.temporal_boost
-        if analysis.entities and cfg.entity_weight > 0:
+        # Speakers are the speaker prior's business: nearly every turn is said by or addressed to
+        # one of them, so as anchors they only add noise. Other names (people, places, titles) anchor.
+        anchors = [e for e in analysis.entities if e.lower() not in {s.lower() for s in speakers}]
+        if anchors and cfg.entity_weight > 0:
             base = reciprocal_rank_fusion({k: [mid for mid, _ in rankings[k]] for k in ("dense", "bm25")}, weights, k=cfg.rrf_k)
-            rankings["entity"] = self._entity_ranking(user_id, analysis, base, n, filters)
+            rankings["entity"] = self._entity_ranking(user_id, anchors, base, n, filters)
             weights["entity"] = cfg.entity_weight
 
     def _rescore(self, user_id: str, query: str, rankings: dict[str, list[tuple[str, float]]],
@@ -161,13 +188,25 @@ class Retriever:
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float], n: int,
         filters: dict[str, Any] | None,
     ) -> list[tuple[str, float]]:
-        """Candidate turns ordered by their session's rank (dense + BM25 over whole sessions),
-        then by their own fused rank: a turn in the right conversation beats a lookalike elsewhere."""
+        """Candidate turns ordered by their session's rank (dense and BM25 over whole sessions and
+        by their best turns), then by their own fused rank: a turn in the right conversation beats
+        a lookalike elsewhere."""
         session_filter = {**(filters or {}), "node_type": "session"}
-        sessions = reciprocal_rank_fusion({
+        session_rankings = {
             "dense": [mid for mid, _ in self.store.dense_candidates(user_id, query_vector, n, session_filter)],
             "bm25": [mid for mid, _ in self.store.lexical_candidates(user_id, terms, n, session_filter)],
-        }, weights, k=self.config.rrf_k)
+        }
+        # A session also ranks by its best turn: one passage that answers beats a whole session
+        # that is vaguely about the topic (its vector is a mean, its BM25 diluted by its length).
+        memory_of = {sid: mid for mid, sid in self.store.session_ids(
+            user_id, session_rankings["dense"] + session_rankings["bm25"]).items()}
+        for name in ("dense", "bm25"):
+            turns = [mid for mid, _ in rankings[name]]
+            of = self.store.session_ids(user_id, turns)
+            best_first = dict.fromkeys(of[mid] for mid in turns if mid in of)
+            session_rankings[f"{name}_best_turn"] = [memory_of[sid] for sid in best_first if sid in memory_of]
+        session_weights = {**weights, "dense_best_turn": weights["dense"], "bm25_best_turn": weights["bm25"]}
+        sessions = reciprocal_rank_fusion(session_rankings, session_weights, k=self.config.rrf_k)
         best_first = sorted(sessions, key=lambda mid: -sessions[mid])
         session_of = self.store.session_ids(user_id, best_first)
         session_rank: dict[str, int] = {}
@@ -206,16 +245,16 @@ class Retriever:
         return [s for s in names if s.lower() not in {"user", "assistant", "system", "tool"}]
 
     def _entity_ranking(
-        self, user_id: str, analysis: QueryAnalysis, base: dict[str, float], n: int,
+        self, user_id: str, anchors: list[str], base: dict[str, float], n: int,
         filters: dict[str, Any] | None,
     ) -> list[tuple[str, float]]:
         """Memories said by or mentioning a name in the question: first those the dense and
         lexical strategies found, in their fused order, then other mentions."""
         pool = sorted(base, key=lambda mid: -base[mid])
-        said_or_mentioned = self.store.mentioning(user_id, pool, analysis.entities)
+        said_or_mentioned = self.store.mentioning(user_id, pool, anchors)
         ranked = [(mid, base[mid]) for mid in pool if mid in said_or_mentioned]
         seen = {mid for mid, _ in ranked}
-        for mid, _needle in self.store.substring_matches(user_id, analysis.entities, n, filters):
+        for mid, _needle in self.store.substring_matches(user_id, anchors, n, filters):
             if mid not in seen:
                 ranked.append((mid, 0.0))
                 seen.add(mid)
@@ -242,6 +281,14 @@ class Retriever:
             notes.append("exact strings: " + ", ".join(analysis.needles))
         return Explanation(strategies=strategies, fused_score=fused, weights=dict(weights), notes=notes)
 
+
+
+def _subject(entities: list[str], speakers: list[str]) -> str | None:
+    """The one speaker a question is about (lower-cased): a known speaker named in it, when
+    exactly one is. Questions naming two speakers, or none, have no subject."""
+    by_name = {s.lower(): s for s in speakers}
+    named = {e.lower() for e in entities if e.lower() in by_name}
+    return next(iter(named)) if len(named) == 1 else None
 
 
 def _allows_turns(filters: dict[str, Any] | None) -> bool:

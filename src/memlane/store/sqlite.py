@@ -133,8 +133,16 @@ def _record_params(r: MemoryRecord) -> tuple:
     )
 
 
-def _blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+def _blob(vectors: np.ndarray) -> bytes:
+    """A memory's vectors as one BLOB: its own vector, then its passages' when it has some."""
+    return np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
+
+
+def _own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
+    """The first vector of each BLOB (the memory's own), as a matrix."""
+    width = dims * 4
+    return (np.frombuffer(b"".join(b[:width] for b in blobs), dtype=np.float32).reshape(len(blobs), dims)
+            if blobs else np.zeros((0, dims), dtype=np.float32))
 
 
 @dataclass
@@ -156,6 +164,9 @@ class UserView:
     previous: np.ndarray  # index of the turn before each turn in its session, -1 if none
     following: np.ndarray  # index of the turn after, -1 if none
     superseded: np.ndarray  # True where a newer memory replaced this fact
+    passages: np.ndarray  # passage vectors of all memories, grouped by memory in row order
+    passage_starts: np.ndarray  # where each memory with passages starts in `passages`
+    passage_owners: np.ndarray  # the row of each of those memories
     _context: np.ndarray | None = None
     _context_weight: float = 0.0
 
@@ -182,8 +193,13 @@ class UserView:
             order = [i for _, i in sorted(turns)]
             previous[order[1:]] = order[:-1]
             following[order[:-1]] = order[1:]
-        matrix = (np.frombuffer(b"".join(r[7] for r in rows), dtype=np.float32).reshape(len(rows), dims)
-                  if rows else np.zeros((0, dims), dtype=np.float32))
+        matrix = _own_rows([r[7] for r in rows], dims)
+        width = dims * 4
+        extra = [(i, r[7][width:]) for i, r in enumerate(rows) if len(r[7]) > width]
+        passages = (np.frombuffer(b"".join(b for _, b in extra), dtype=np.float32).reshape(-1, dims)
+                    if extra else np.zeros((0, dims), dtype=np.float32))
+        counts = np.array([len(b) // width for _, b in extra], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if extra else np.zeros(0, np.int64)
         return cls(
             generation=generation, index=index,
             rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
@@ -195,7 +211,17 @@ class UserView:
             texts=[r[6].lower() for r in rows], matrix=matrix,
             previous=previous, following=following,
             superseded=np.array([bool(r[8]) for r in rows], dtype=bool),
+            passages=passages, passage_starts=starts,
+            passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
         )
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """Each memory's cosine to the query: the better of its own vector's and its best passage's."""
+        scores = self.matrix @ query
+        if len(self.passage_owners):
+            best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
+            scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
+        return scores
 
 
 class SQLiteStore:
@@ -288,16 +314,17 @@ class SQLiteStore:
             )
         return IndexInfo(name, model, dims)
 
-    def missing_from_index(self, index: IndexInfo, limit: int, *, sessions: bool) -> list[tuple[int, str, dict]]:
-        """(rowid, embed_text, metadata) of memories with no vector in `index` yet: session
-        memories when `sessions`, every other kind otherwise."""
+    def missing_from_index(self, index: IndexInfo, limit: int, *, sessions: bool) -> list[tuple[int, MemoryRecord]]:
+        """(rowid, record) of memories with no vector in `index` yet: session memories when
+        `sessions`, every other kind otherwise."""
         op = "=" if sessions else "!="
+        columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
         rows = self._query(
-            f"SELECT m.rowid, m.embed_text, m.metadata FROM memories m LEFT JOIN {index.name} v ON v.rowid = m.rowid "
+            f"SELECT m.rowid, {columns} FROM memories m LEFT JOIN {index.name} v ON v.rowid = m.rowid "
             f"WHERE v.rowid IS NULL AND m.node_type {op} 'session' ORDER BY m.rowid LIMIT ?",
             (limit,),
         )
-        return [(r, t, json.loads(meta)) for r, t, meta in rows]
+        return [(row[0], _row_to_record(row[1:])) for row in rows]
 
     def index_vectors(self, index: IndexInfo, memory_ids: Sequence[str]) -> np.ndarray:
         """Vectors of `index` for the given memories that have one (any user: for maintenance only)."""
@@ -308,7 +335,7 @@ class SQLiteStore:
             f"WHERE m.id IN ({', '.join('?' * len(memory_ids))})",
             tuple(memory_ids),
         )
-        return np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(len(rows), index.dims)
+        return _own_rows([r[0] for r in rows], index.dims)
 
     def put_index_vectors(self, index: IndexInfo, rowids: Sequence[int], vectors: np.ndarray) -> None:
         with self._transaction() as conn:
@@ -709,8 +736,8 @@ class SQLiteStore:
         view = self._view(user_id)
         if len(view.ids) == 0:
             return []
-        matrix = view.context_matrix(context) if context > 0 else view.matrix
-        scores = matrix @ np.asarray(query, dtype=np.float32)
+        query = np.asarray(query, dtype=np.float32)
+        scores = view.context_matrix(context) @ query if context > 0 else view.scores(query)
         mask = self._allowed_mask(user_id, view, filters)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
@@ -770,6 +797,16 @@ class SQLiteStore:
                 continue
             if view.speakers[i] in lowered or any(n in view.texts[i] for n in lowered):
                 out.add(mid)
+        return out
+
+    def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """The lower-cased speaker of each of `ids` that has one."""
+        view = self._view(user_id)
+        out = {}
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is not None and view.speakers[i]:
+                out[mid] = view.speakers[i]
         return out
 
     def neighbours(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
