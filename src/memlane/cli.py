@@ -191,7 +191,7 @@ def reindex(
                 {**cfg.model_dump(), "embedder": {**cfg.embedder.model_dump(), "model": model}}, source="--model"
             ).embedder
         with _progress(f"reindexing with {embedder.model}") as update:
-            report = run_reindex(_store_path(store), embedder, on_progress=update)
+            report = run_reindex(_store_path(store), embedder, on_progress=update, passages=cfg.ingest.passages)
     resumed = " (resumed an interrupted run)" if report.resumed else ""
     console.print(f"reindexed {report.memories} memories with {report.model} ({report.dims} dims) "
                   f"in {report.seconds:.1f} s{resumed}")

@@ -58,6 +58,7 @@ class IngestConfig(_Strict):
 
     session_memories: bool = Field(True, description="Also store each session as one retrievable memory.")
     resolve_dates: bool = Field(True, description="Resolve relative time expressions against the session date.")
+    passages: bool = Field(True, description="Embed a turn of several sentences sentence by sentence (its vector is their mean; search also scores its best sentence). Applies to new memories; reindex applies it to old ones.")
 
 
 class RetrievalConfig(_Strict):

@@ -415,7 +415,8 @@ class Memory:
 
     def _embed(self, records: list[MemoryRecord], on_progress: Progress | None) -> list[np.ndarray]:
         """Each record's vectors (see `embed_records`), in batches, reporting progress."""
-        return embed_records(self._embedder, records, max(self.config.embedder.batch_size * 4, 1), on_progress)
+        return embed_records(self._embedder, records, max(self.config.embedder.batch_size * 4, 1), on_progress,
+                             passages=self.config.ingest.passages)
 
     def update(self, memory_id: str, text: str, *, user_id: str | None = None) -> MemoryRecord:
         """Replace a memory's text (dates are resolved again, the vector recomputed); kept in history."""
@@ -612,6 +613,7 @@ def reindex(
     embedder: Embedder | None = None,
     batch_size: int = 256,
     on_progress: Progress | None = None,
+    passages: bool = True,
 ) -> ReindexReport:
     """Embed every memory of a store with another model into a new index, then swap atomically.
 
@@ -633,7 +635,7 @@ def reindex(
                 if sessions:
                     vectors = [_session_vector_from(store, index, embedder, r.embed_text, r.metadata) for r in records]
                 else:
-                    vectors = embed_records(embedder, records, batch_size)
+                    vectors = embed_records(embedder, records, batch_size, passages=passages)
                 store.put_index_vectors(index, [rowid for rowid, _ in batch], vectors)
                 done += len(batch)
                 if on_progress:

@@ -59,3 +59,10 @@ def test_embed_records_packs_passages_and_keeps_single_texts_as_one_vector():
     assert np.allclose(vectors[0], embedder.encode([short.embed_text])[0])
     assert vectors[1].shape == (3, 64)
     assert np.allclose(vectors[1][1:], embedder.encode(passage_texts(long)))
+
+
+def test_with_passages_off_every_record_is_embedded_whole():
+    embedder = HashEmbedder(dims=64)
+    long = _turn("I adopted a beagle puppy. His name is Biscuit, he is two.")
+    [vector] = embed_records(embedder, [long], passages=False)
+    assert vector.shape == (64,) and np.allclose(vector, embedder.encode([long.embed_text])[0])

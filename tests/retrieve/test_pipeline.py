@@ -104,3 +104,14 @@ def test_speakers_are_not_entity_anchors_but_other_names_are(memory):
     assert all(s.strategy != "entity" for h in hits for s in h.explanation.strategies)
     hits = memory.search("What about the Alps?", user_id="u", limit=3, explain=True)
     assert any(s.strategy == "entity" for h in hits for s in h.explanation.strategies)
+
+
+def test_the_speaker_prior_never_lowers_an_assistant(memory):
+    memory.add([
+        {"role": "user", "name": "Ana", "content": "Which tent should I take to the Alps?"},
+        {"role": "assistant", "content": "For the Alps in May take a four-season tent."},
+    ], user_id="u", session_id="s1", session_date="2023-05-01")
+    hits = memory.search("What tent was Ana told to take to the Alps?", user_id="u", limit=2, explain=True,
+                         filters={"node_type": "turn"})
+    assistant = next(h for h in hits if h.record.speaker == "assistant")
+    assert not any("not by" in note for note in assistant.explanation.notes)

@@ -153,14 +153,16 @@ def own_vector(vectors: np.ndarray) -> np.ndarray:
     return vectors[0] if vectors.ndim == 2 else vectors
 
 
-def embed_records(embedder, records: list[MemoryRecord], batch: int = 256, on_progress=None) -> list[np.ndarray]:
-    """Each record's vectors: a (dims,) vector, or (1 + k, dims) for a turn with k passages."""
+def embed_records(embedder, records: list[MemoryRecord], batch: int = 256, on_progress=None, *,
+                  passages: bool = True) -> list[np.ndarray]:
+    """Each record's vectors: a (dims,) vector, or (1 + k, dims) for a turn with k passages
+    (none when `passages` is off: then every record is embedded whole)."""
     texts: list[str] = []
     spans: list[tuple[int, int, bool]] = []
     for record in records:
-        passages = passage_texts(record)
-        spans.append((len(texts), len(passages) or 1, bool(passages)))
-        texts.extend(passages or [record.embed_text])
+        pieces = passage_texts(record) if passages else []
+        spans.append((len(texts), len(pieces) or 1, bool(pieces)))
+        texts.extend(pieces or [record.embed_text])
     encoded = []
     for start in range(0, len(texts), batch):
         encoded.append(np.asarray(embedder.encode(texts[start:start + batch], purpose="document"), dtype=np.float32))

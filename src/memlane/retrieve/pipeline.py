@@ -78,7 +78,7 @@ class Retriever:
         if cfg.mode == "full":
             self._add_full_strategies(user_id, analysis, speakers, query_vector, frequencies, total, terms, n, filters,
                                       rankings, weights)
-        fused = self._fuse(user_id, rankings, weights, subject if cfg.mode == "full" else None)
+        fused = self._fuse(user_id, rankings, weights, subject if cfg.mode == "full" else None, speakers)
         if not fused:
             return []
         superseded = self.store.superseded(user_id, list(fused))
@@ -103,8 +103,8 @@ class Retriever:
                 explanation.node = records[mid].node_type
                 explanation.notes = notes + explanation.notes
                 speaker = (records[mid].speaker or "").lower()
-                if cfg.mode == "full" and subject is not None and speaker and speaker != subject \
-                        and cfg.speaker_prior < 1.0:
+                if cfg.mode == "full" and subject is not None and cfg.speaker_prior < 1.0 \
+                        and speaker != subject and speaker in {s.lower() for s in speakers}:
                     explanation.notes.append(f"said by {records[mid].speaker}, not by {subject}, whom the "
                                              f"question is about (score x {cfg.speaker_prior})")
                 if mid in superseded:
@@ -114,7 +114,7 @@ class Retriever:
         return hits
 
     def _fuse(self, user_id: str, rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
-              subject: str | None) -> dict[str, float]:
+              subject: str | None, speakers: list[str]) -> dict[str, float]:
         """Weighted RRF of the rankings, then (full mode) the neighbour boost and, when the question
         is about one speaker, the speaker prior."""
         cfg = self.config
@@ -124,9 +124,11 @@ class Retriever:
             fused = boost_neighbours(fused, self.store.neighbours(user_id, list(fused)), cfg.neighbour_boost)
         if subject is not None and cfg.speaker_prior < 1.0:
             # The named speaker's own words answer questions about them far more often than what
-            # others said to them; others' turns stay findable, lower.
+            # others said to them; others' turns stay findable, lower. Only other named speakers
+            # are lowered: an assistant's answer to "What did Ana ask about?" is still about Ana.
+            others = {s.lower() for s in speakers} - {subject}
             for mid, speaker in self.store.speakers_of(user_id, list(fused)).items():
-                if speaker != subject:
+                if speaker in others:
                     fused[mid] *= cfg.speaker_prior
         return fused
 

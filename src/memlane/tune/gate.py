@@ -85,7 +85,7 @@ def evaluate(store_path: str | Path, examples: Sequence[Example], config: Memory
         finally:
             scratch.close()
         if index is None or (index.model, index.dims) != (index_embedder.name, index_embedder.dims):
-            reindex(copy, embedder, embedder=index_embedder)
+            reindex(copy, embedder, embedder=index_embedder, passages=cfg.ingest.passages)
         per_query = []
         with Memory(copy, cfg) as memory:
             model_name = memory.embedder.name
