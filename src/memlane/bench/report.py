@@ -54,6 +54,11 @@ def category_metric(result: dict) -> str:
     return "turn_recall@10" if result["dataset"] == "locomo" else "recall_any@5"
 
 
+def _label(category: str, row: dict) -> str:
+    """"1 multi-hop" for a numbered category, the name alone when it is the key."""
+    return f"{category} {row['name']}" if row["name"] != category else category
+
+
 def rich_table(result: dict) -> Table:
     table = Table(title=f"{result['dataset']}: {result['questions']} questions, retriever {result.get('retriever', 'full')}")
     table.add_column("category")
@@ -63,7 +68,7 @@ def rich_table(result: dict) -> Table:
     for key in shown:
         table.add_column(key, justify="right")
     for category, row in result["per_category"].items():
-        table.add_row(f"{category} {row['name']}" if row["name"] != category else category, str(row["questions"]),
+        table.add_row(_label(category, row), str(row["questions"]),
                       *[f"{row[k]:.3f}" for k in shown])
     flat = headline(result)
     table.add_section()
@@ -98,7 +103,7 @@ def markdown(result: dict, command: str, plots: list[str]) -> str:
     lines.append("| category | n | " + " | ".join(keys) + " |")
     lines.append("|---|---|" + "---|" * len(keys))
     for category, row in rows:
-        lines.append(f"| {category} {row['name']} | {row['questions']} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
+        lines.append(f"| {_label(category, row)} | {row['questions']} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |")
     if result.get("notes"):
         lines += ["", "## Notes", "", *[f"- {n}" for n in result["notes"]]]
     lines += ["", *[f"![{p}]({p})" for p in plots], ""]
