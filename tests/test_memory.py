@@ -225,3 +225,20 @@ def test_updating_a_turn_rewrites_its_session_memory(memory):
     vectors = memory._store.vectors("ana", [records[0].id, records[1].id, session.id])
     expected = vectors[:2].mean(axis=0)
     assert np.allclose(vectors[2], expected / np.linalg.norm(expected), atol=1e-5)
+
+
+def test_updating_a_turn_rebuilds_its_passages(memory):
+    memory.add([{"role": "user", "content": "Short note."}, {"role": "user", "content": "Another one."}],
+               user_id="ana", session_id="s1")
+    turn = memory.search("Short note", user_id="ana", filters={"node_type": "turn"})[0].record
+    view = memory._store._view("ana")
+    assert view.position[turn.id] not in set(view.passage_owners)
+    memory.update(turn.id, "We adopted a beagle puppy last week. His name is Biscuit and he loves parks.",
+                  user_id="ana")
+    view = memory._store._view("ana")
+    owned = [i for i, owner in enumerate(view.passage_owners) if view.ids[owner] == turn.id]
+    assert len(owned) == 1
+    start = view.passage_starts[owned[0]]
+    expected = memory.embedder.encode(["user: We adopted a beagle puppy last week.",
+                                       "user: His name is Biscuit and he loves parks."])
+    assert np.allclose(view.passages[start:start + 2], expected, atol=1e-6)

@@ -57,10 +57,3 @@ def test_paired_bootstrap_sees_a_consistent_gain():
 def test_paired_bootstrap_refuses_unpaired_samples():
     with pytest.raises(ValueError):
         paired_bootstrap([1.0], [1.0, 0.0])
-
-
-def test_a_category_named_by_its_key_is_not_written_twice():
-    from memlane.bench.report import _label
-
-    assert _label("1", {"name": "multi-hop"}) == "1 multi-hop"
-    assert _label("temporal-reasoning", {"name": "temporal-reasoning"}) == "temporal-reasoning"
