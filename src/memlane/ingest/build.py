@@ -6,13 +6,16 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from memlane.ingest.dates import parse_session_date
 from memlane.ingest.temporal import render_event_dates, resolve_expressions
 from memlane.records import Category, EventDate, MemoryRecord, NodeType, Session, Turn
+
+if TYPE_CHECKING:
+    from memlane.embed import Embedder
 
 
 def new_id() -> str:
@@ -153,8 +156,8 @@ def own_vector(vectors: np.ndarray) -> np.ndarray:
     return vectors[0] if vectors.ndim == 2 else vectors
 
 
-def embed_records(embedder, records: list[MemoryRecord], batch: int = 256, on_progress=None, *,
-                  passages: bool = True) -> list[np.ndarray]:
+def embed_records(embedder: Embedder, records: list[MemoryRecord], batch: int = 256,
+                  on_progress: Callable[[int, int], None] | None = None, *, passages: bool = True) -> list[np.ndarray]:
     """Each record's vectors: a (dims,) vector, or (1 + k, dims) for a turn with k passages
     (none when `passages` is off: then every record is embedded whole)."""
     texts: list[str] = []

@@ -36,8 +36,10 @@ class Store(Protocol):
 
     def create_index(self, model: str, dims: int) -> IndexInfo: ...
 
-    def write(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent]) -> None:
-        """Insert records with their vectors and history events, all or nothing."""
+    def write(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray], events: Sequence[HistoryEvent]) -> None:
+        """Insert records with their vectors and history events, all or nothing. Each record's
+        vectors are one (dims,) vector, or a (1 + k, dims) array: its own vector, then its k
+        passages' (dense search scores the memory by the better of its own and its best passage)."""
 
     def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None: ...
 

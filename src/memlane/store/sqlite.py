@@ -337,7 +337,7 @@ class SQLiteStore:
         )
         return _own_rows([r[0] for r in rows], index.dims)
 
-    def put_index_vectors(self, index: IndexInfo, rowids: Sequence[int], vectors: np.ndarray) -> None:
+    def put_index_vectors(self, index: IndexInfo, rowids: Sequence[int], vectors: Sequence[np.ndarray]) -> None:
         with self._transaction() as conn:
             conn.executemany(
                 f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)",
@@ -374,10 +374,11 @@ class SQLiteStore:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def write(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent],
+    def write(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray], events: Sequence[HistoryEvent],
               amended: Sequence[MemoryRecord] = ()) -> None:
-        """Insert records with their vectors and history events, and rewrite the fields of `amended`
-        existing records (superseded facts, merged evidence; text and vector unchanged), all or nothing."""
+        """Insert records with their vectors (see the Store protocol: one vector, or its own and its
+        passages') and history events, and rewrite the fields of `amended` existing records
+        (superseded facts, merged evidence; text and vector unchanged), all or nothing."""
         if len(records) != len(vectors):
             raise StoreError(f"{len(records)} records but {len(vectors)} vectors")
         if not records and not events and not amended:
@@ -410,7 +411,7 @@ class SQLiteStore:
             self._delete_vectors(conn, rowids)
             self._write_events(conn, events, user_id=keep.user_id)
 
-    def replace_many(self, records: Sequence[MemoryRecord], vectors: np.ndarray, events: Sequence[HistoryEvent]) -> None:
+    def replace_many(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray], events: Sequence[HistoryEvent]) -> None:
         """Rewrite existing records (text, embedded text, fields) and their vectors in one transaction."""
         index = self._require_index()
         assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
