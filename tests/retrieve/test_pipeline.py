@@ -92,7 +92,7 @@ def test_a_question_about_one_speaker_prefers_what_that_speaker_said(memory):
 def test_questions_naming_two_speakers_or_none_have_no_subject():
     from memlane.retrieve.pipeline import _subject
 
-    speakers = ["Ana", "Bo"]
+    speakers = {"ana", "bo"}
     assert _subject(["Bo"], speakers) == "bo"
     assert _subject(["Ana", "Bo"], speakers) is None
     assert _subject(["Lisbon"], speakers) is None

@@ -144,11 +144,8 @@ def passage_texts(record: MemoryRecord) -> list[str]:
 
 def with_passages(passage_vectors: np.ndarray) -> np.ndarray:
     """A memory's vectors from its passages': first their normalized mean (the memory's own
-    vector), then the passages' themselves."""
-    mean = passage_vectors.mean(axis=0)
-    norm = float(np.linalg.norm(mean))
-    own = mean / norm if norm > 0 else mean
-    return np.vstack([own[None, :], passage_vectors]).astype(np.float32)
+    vector, made as a session's is from its turns), then the passages' themselves."""
+    return np.vstack([session_vector(passage_vectors)[None, :], passage_vectors]).astype(np.float32)
 
 
 def own_vector(vectors: np.ndarray) -> np.ndarray:

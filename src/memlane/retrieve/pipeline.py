@@ -57,7 +57,8 @@ class Retriever:
         n = max(cfg.candidates, limit)
         speakers = self._known_entities(user_id)
         analysis = analyze_query(query, now, speakers)
-        subject = _subject(analysis.entities, speakers)
+        named = {s.lower() for s in speakers}
+        subject = _subject(analysis.entities, named)
         # BM25 alone needs no query vector; encoding one would only add latency to the ablation.
         query_vector = self.embedder.encode([query], purpose="query")[0] if cfg.mode != "bm25" else None
 
@@ -76,9 +77,9 @@ class Retriever:
         if self.rescorer is not None and "dense" in rankings:
             self._rescore(user_id, query, rankings, weights)
         if cfg.mode == "full":
-            self._add_full_strategies(user_id, analysis, speakers, query_vector, frequencies, total, terms, n, filters,
+            self._add_full_strategies(user_id, analysis, named, query_vector, frequencies, total, terms, n, filters,
                                       rankings, weights)
-        fused = self._fuse(user_id, rankings, weights, subject if cfg.mode == "full" else None, speakers)
+        fused = self._fuse(user_id, rankings, weights, subject if cfg.mode == "full" else None, named)
         if not fused:
             return []
         superseded = self.store.superseded(user_id, list(fused))
@@ -104,7 +105,7 @@ class Retriever:
                 explanation.notes = notes + explanation.notes
                 speaker = (records[mid].speaker or "").lower()
                 if cfg.mode == "full" and subject is not None and cfg.speaker_prior < 1.0 \
-                        and speaker != subject and speaker in {s.lower() for s in speakers}:
+                        and speaker != subject and speaker in named:
                     explanation.notes.append(f"said by {records[mid].speaker}, not by {subject}, whom the "
                                              f"question is about (score x {cfg.speaker_prior})")
                 if mid in superseded:
@@ -114,7 +115,7 @@ class Retriever:
         return hits
 
     def _fuse(self, user_id: str, rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
-              subject: str | None, speakers: list[str]) -> dict[str, float]:
+              subject: str | None, named: set[str]) -> dict[str, float]:
         """Weighted RRF of the rankings, then (full mode) the neighbour boost and, when the question
         is about one speaker, the speaker prior."""
         cfg = self.config
@@ -126,14 +127,14 @@ class Retriever:
             # The named speaker's own words answer questions about them far more often than what
             # others said to them; others' turns stay findable, lower. Only other named speakers
             # are lowered: an assistant's answer to "What did Ana ask about?" is still about Ana.
-            others = {s.lower() for s in speakers} - {subject}
+            others = named - {subject}
             for mid, speaker in self.store.speakers_of(user_id, list(fused)).items():
                 if speaker in others:
                     fused[mid] *= cfg.speaker_prior
         return fused
 
     def _add_full_strategies(
-        self, user_id: str, analysis: QueryAnalysis, speakers: list[str], query_vector: np.ndarray, frequencies: dict[str, int],
+        self, user_id: str, analysis: QueryAnalysis, named: set[str], query_vector: np.ndarray, frequencies: dict[str, int],
         total: int, terms: list[str], n: int, filters: dict[str, Any] | None,
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
     ) -> None:
@@ -162,7 +163,7 @@ class Retriever:
             weights["temporal"] = cfg.temporal_boost
         # Speakers are the speaker prior's business: nearly every turn is said by or addressed to
         # one of them, so as anchors they only add noise. Other names (people, places, titles) anchor.
-        anchors = [e for e in analysis.entities if e.lower() not in {s.lower() for s in speakers}]
+        anchors = [e for e in analysis.entities if e.lower() not in named]
         if anchors and cfg.entity_weight > 0:
             base = reciprocal_rank_fusion({k: [mid for mid, _ in rankings[k]] for k in ("dense", "bm25")}, weights, k=cfg.rrf_k)
             rankings["entity"] = self._entity_ranking(user_id, anchors, base, n, filters)
@@ -285,11 +286,10 @@ class Retriever:
 
 
 
-def _subject(entities: list[str], speakers: list[str]) -> str | None:
-    """The one speaker a question is about (lower-cased): a known speaker named in it, when
-    exactly one is. Questions naming two speakers, or none, have no subject."""
-    by_name = {s.lower(): s for s in speakers}
-    named = {e.lower() for e in entities if e.lower() in by_name}
+def _subject(entities: list[str], speakers: set[str]) -> str | None:
+    """The one speaker a question is about (lower-cased): a known speaker (`speakers`, lower-cased)
+    named in it, when exactly one is. Questions naming two speakers, or none, have no subject."""
+    named = {e.lower() for e in entities if e.lower() in speakers}
     return next(iter(named)) if len(named) == 1 else None
 
 
