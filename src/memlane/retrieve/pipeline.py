@@ -59,6 +59,8 @@ class Retriever:
         analysis = analyze_query(query, now, speakers)
         named = {s.lower() for s in speakers}
         subject = _subject(analysis.entities, named)
+        # Turns the speaker prior lowers: those of the other named speakers (never a role).
+        lowered = named - {subject} if cfg.mode == "full" and subject and cfg.speaker_prior < 1.0 else set()
         # BM25 alone needs no query vector; encoding one would only add latency to the ablation.
         query_vector = self.embedder.encode([query], purpose="query")[0] if cfg.mode != "bm25" else None
 
@@ -79,7 +81,7 @@ class Retriever:
         if cfg.mode == "full":
             self._add_full_strategies(user_id, analysis, named, query_vector, frequencies, total, terms, n, filters,
                                       rankings, weights)
-        fused = self._fuse(user_id, rankings, weights, subject if cfg.mode == "full" else None, named)
+        fused = self._fuse(user_id, rankings, weights, lowered)
         if not fused:
             return []
         superseded = self.store.superseded(user_id, list(fused))
@@ -103,9 +105,7 @@ class Retriever:
                 explanation = self._explain(mid, rankings, weights, fused[mid], analysis)
                 explanation.node = records[mid].node_type
                 explanation.notes = notes + explanation.notes
-                speaker = (records[mid].speaker or "").lower()
-                if cfg.mode == "full" and subject is not None and cfg.speaker_prior < 1.0 \
-                        and speaker != subject and speaker in named:
+                if (records[mid].speaker or "").lower() in lowered:
                     explanation.notes.append(f"said by {records[mid].speaker}, not by {subject}, whom the "
                                              f"question is about (score x {cfg.speaker_prior})")
                 if mid in superseded:
@@ -115,21 +115,20 @@ class Retriever:
         return hits
 
     def _fuse(self, user_id: str, rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
-              subject: str | None, named: set[str]) -> dict[str, float]:
-        """Weighted RRF of the rankings, then (full mode) the neighbour boost and, when the question
-        is about one speaker, the speaker prior."""
+              lowered: set[str]) -> dict[str, float]:
+        """Weighted RRF of the rankings, then (full mode) the neighbour boost and the speaker prior
+        on the turns of the `lowered` speakers."""
         cfg = self.config
         fused = reciprocal_rank_fusion({name: [mid for mid, _ in ranked] for name, ranked in rankings.items()},
                                        weights, k=cfg.rrf_k)
         if cfg.mode == "full" and cfg.neighbour_boost > 0:
             fused = boost_neighbours(fused, self.store.neighbours(user_id, list(fused)), cfg.neighbour_boost)
-        if subject is not None and cfg.speaker_prior < 1.0:
+        if lowered:
             # The named speaker's own words answer questions about them far more often than what
             # others said to them; others' turns stay findable, lower. Only other named speakers
             # are lowered: an assistant's answer to "What did Ana ask about?" is still about Ana.
-            others = named - {subject}
             for mid, speaker in self.store.speakers_of(user_id, list(fused)).items():
-                if speaker in others:
+                if speaker in lowered:
                     fused[mid] *= cfg.speaker_prior
         return fused
 
@@ -199,25 +198,21 @@ class Retriever:
             "dense": [mid for mid, _ in self.store.dense_candidates(user_id, query_vector, n, session_filter)],
             "bm25": [mid for mid, _ in self.store.lexical_candidates(user_id, terms, n, session_filter)],
         }
+        session_of = self.store.session_ids(user_id, session_rankings["dense"] + session_rankings["bm25"])
+        memory_of = {sid: mid for mid, sid in session_of.items()}
+        base = reciprocal_rank_fusion({k: [mid for mid, _ in v] for k, v in rankings.items()}, weights, k=self.config.rrf_k)
+        turn_sessions = self.store.session_ids(user_id, list(base))
         # A session also ranks by its best turn: one passage that answers beats a whole session
         # that is vaguely about the topic (its vector is a mean, its BM25 diluted by its length).
-        memory_of = {sid: mid for mid, sid in self.store.session_ids(
-            user_id, session_rankings["dense"] + session_rankings["bm25"]).items()}
         for name in ("dense", "bm25"):
-            turns = [mid for mid, _ in rankings[name]]
-            of = self.store.session_ids(user_id, turns)
-            best_first = dict.fromkeys(of[mid] for mid in turns if mid in of)
+            best_first = dict.fromkeys(turn_sessions[mid] for mid, _ in rankings[name] if mid in turn_sessions)
             session_rankings[f"{name}_best_turn"] = [memory_of[sid] for sid in best_first if sid in memory_of]
         session_weights = {**weights, "dense_best_turn": weights["dense"], "bm25_best_turn": weights["bm25"]}
         sessions = reciprocal_rank_fusion(session_rankings, session_weights, k=self.config.rrf_k)
-        best_first = sorted(sessions, key=lambda mid: -sessions[mid])
-        session_of = self.store.session_ids(user_id, best_first)
         session_rank: dict[str, int] = {}
-        for mid in best_first:
+        for mid in sorted(sessions, key=lambda mid: -sessions[mid]):
             if mid in session_of:
                 session_rank.setdefault(session_of[mid], len(session_rank))
-        base = reciprocal_rank_fusion({k: [mid for mid, _ in v] for k, v in rankings.items()}, weights, k=self.config.rrf_k)
-        turn_sessions = self.store.session_ids(user_id, list(base))
         ordered = sorted(
             (mid for mid in base if turn_sessions.get(mid) in session_rank),
             key=lambda mid: (session_rank[turn_sessions[mid]], -base[mid]),
