@@ -81,6 +81,9 @@ class RetrievalConfig(_Strict):
     entity_weight: float = Field(0.5, ge=0.0, description="Weight of the entity-anchor strategy.")
     speaker_prior: float = Field(0.5, ge=0.0, le=1.0, description="When a question names exactly one of the conversation's speakers, multiplier on the score of turns someone else said (1 = off).")
     neighbour_boost: float = Field(0.25, ge=0.0, description="After fusion, a turn gains this share of its best neighbour's score: evidence comes in runs of turns.")
+    neighbour_reach: int = Field(2, ge=1, description="How many turns away the neighbour boost reaches.")
+    neighbour_decay: float = Field(0.5, ge=0.0, le=1.0, description="Each turn further away passes on this fraction of the share a nearer one does.")
+    when_boost: float = Field(1.3, ge=1.0, description="When a question asks for a time (\"When did ...?\"), multiplier on memories that mention a time resolved to a date at ingestion (1 = off).")
     lookup_weight: float = Field(2.0, ge=0.0, description="Weight of direct lookup (ids, emails, numbers, quoted strings).")
     superseded_weight: float = Field(0.5, ge=0.0, le=1.0, description="Multiplier on the score of a fact a newer memory superseded, so the current one ranks first.")
 

@@ -134,3 +134,12 @@ def test_embedders_of_the_same_weights_share_one_loaded_model():
     first.encode(["load"])
     second.encode(["load"])
     assert first.model is second.model
+
+
+@pytest.mark.model
+def test_the_direct_path_for_a_few_texts_matches_sentence_transformers(minilm):
+    questions = ["When did Nate get his first two turtles?", "What did I buy for my sister's birthday last week?"]
+    reference = minilm.model.encode(questions, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    one_by_one = np.vstack([minilm.encode([q], purpose="query") for q in questions])
+    np.testing.assert_allclose(one_by_one, reference, atol=1e-5)
+    np.testing.assert_allclose(minilm.encode(questions, purpose="query"), reference, atol=1e-5)

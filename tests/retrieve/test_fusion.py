@@ -76,9 +76,25 @@ def test_neighbours_of_a_strong_hit_gain_a_share_of_its_score():
     from memlane.retrieve.fusion import boost_neighbours
 
     fused = {"a": 0.1, "b": 1.0, "c": 0.2, "far": 0.3}
-    neighbours = {"a": (None, "b"), "b": ("a", "c"), "c": ("b", None), "far": (None, None)}
-    boosted = boost_neighbours(fused, neighbours, 0.25)
+    around = {"a": [("b", 1)], "b": [("a", 1), ("c", 1)], "c": [("b", 1)], "far": []}
+    boosted = boost_neighbours(fused, around, 0.25)
     assert boosted["a"] == pytest.approx(0.35) and boosted["c"] == pytest.approx(0.45)
     assert boosted["b"] == pytest.approx(1.05) and boosted["far"] == pytest.approx(0.3)
     # A neighbour that is not a candidate (outside the filters) never enters.
-    assert "outside" not in boost_neighbours({"b": 1.0}, {"b": ("outside", None)}, 0.25)
+    assert "outside" not in boost_neighbours({"b": 1.0}, {"b": [("outside", 1)]}, 0.25)
+
+
+def test_the_neighbour_boost_fades_with_distance_and_adds_up_over_distances():
+    from memlane.retrieve.fusion import boost_neighbours
+
+    fused = {"hit": 1.0, "next": 0.0, "two_away": 0.0, "three_away": 0.0}
+    around = {"hit": [("next", 1), ("two_away", 2), ("three_away", 3)]}
+    boosted = boost_neighbours(fused, around, 0.4, decay=0.5)
+    assert boosted["next"] == pytest.approx(0.4) and boosted["two_away"] == pytest.approx(0.2)
+    assert boosted["three_away"] == pytest.approx(0.1)
+    # At one distance the better side counts, not both ...
+    same = boost_neighbours({"x": 0.0, "p": 1.0, "q": 0.5}, {"p": [("x", 1)], "q": [("x", 1)]}, 0.5)
+    assert same["x"] == pytest.approx(0.5)
+    # ... and the gains of different distances add up: a turn inside a run of hits gains most.
+    run = boost_neighbours({"x": 0.0, "p": 1.0, "q": 1.0}, {"p": [("x", 1)], "q": [("x", 2)]}, 0.5, decay=0.5)
+    assert run["x"] == pytest.approx(0.75)

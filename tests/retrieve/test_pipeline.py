@@ -115,3 +115,22 @@ def test_the_speaker_prior_never_lowers_an_assistant(memory):
                          filters={"node_type": "turn"})
     assistant = next(h for h in hits if h.record.speaker == "assistant")
     assert not any("not by" in note for note in assistant.explanation.notes)
+
+
+def test_a_when_question_prefers_memories_that_say_when(memory):
+    memory.add([
+        {"role": "user", "name": "Ana", "content": "I adopted a beagle puppy and it was wonderful."},
+        {"role": "user", "name": "Bo", "content": "Lovely news about the park."},
+        {"role": "user", "name": "Ana", "content": "We adopted the beagle puppy last Tuesday."},
+    ], user_id="u", session_id="s1", session_date="2023-05-10")
+    question = "When did Ana adopt the beagle puppy?"
+    hits = memory.search(question, user_id="u", limit=3, explain=True, filters={"node_type": "turn"})
+    boosted = {h.record.text: h for h in hits}["We adopted the beagle puppy last Tuesday."]
+    assert any("says when (last Tuesday)" in note for note in boosted.explanation.notes)
+    config = memory.config.retrieval.model_copy(update={"when_boost": 1.0})
+    plain = Retriever(memory._store, memory.embedder, config).search("u", question, limit=3,
+                                                                     filters={"node_type": "turn"})
+    plain_score = next(h.score for h in plain if h.record.id == boosted.record.id)
+    assert boosted.score == pytest.approx(plain_score * memory.config.retrieval.when_boost)
+    undated = next(h for h in hits if h.record.text.startswith("I adopted"))
+    assert undated.score == pytest.approx(next(h.score for h in plain if h.record.id == undated.record.id))

@@ -27,3 +27,13 @@ def test_entities_skip_sentence_starts_and_keep_names():
 
 def test_entities_include_known_speakers_in_any_case():
     assert "Jon" in entity_mentions("what did jon open?", known=["Jon", "Gina"])
+
+
+def test_questions_asking_for_a_time_are_recognized():
+    from memlane.retrieve.query import analyze_query
+
+    for question in ("When did Ana adopt Biscuit?", "what year did Bo move to Lisbon?", "Since when has Ana run?",
+                     "How long ago did Bo start painting?", '"When" did it happen?'):
+        assert analyze_query(question, None).asks_when, question
+    for question in ("Who went hiking?", "Whenever Ana travels, what does she pack?", "What did Bo say about time?"):
+        assert not analyze_query(question, None).asks_when, question

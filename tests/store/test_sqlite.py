@@ -119,3 +119,44 @@ def test_passages_leave_with_their_memory(store):
     store.delete("ana", ["m1"], [])
     ranked = store.dense_candidates("ana", np.array([1, 0], np.float32), 5, None)
     assert [mid for mid, _ in ranked] == ["m2"] and ranked[0][1] == pytest.approx(0.0)
+
+
+def test_substring_matches_fold_case_beyond_ascii_and_stay_within_one_user(store):
+    store.write([_record(1, text="Dinner with ZOË at the Straße café"), _record(2, text="order AB-1234 shipped"),
+                 _record(3, user="bo", text="zoë again")], np.ones((3, 2), np.float32), [])
+    assert store.substring_matches("ana", ["zoë"], 5, None) == [("m1", "zoë")]
+    assert store.substring_matches("ana", ["STRAßE"], 5, None) == [("m1", "STRAßE")]
+    assert store.substring_matches("ana", ["ab-1234", "m1"], 5, None) == [("m2", "ab-1234"), ("m1", "m1")]
+    assert store.substring_matches("ana", ["nowhere"], 5, None) == []
+
+
+def test_mentioning_checks_speaker_and_text_of_the_given_ids_only(store):
+    said = MemoryRecord(id="m9", user_id="ana", text="hello", embed_text="hello", speaker="Zoë",
+                        recorded_at="2023-01-01T00:00:00Z")
+    store.write([_record(1, text="I met zoë today"), _record(2, text="nothing here"), said,
+                 _record(4, text="ZOË again")], np.ones((4, 2), np.float32), [])
+    assert store.mentioning("ana", ["m1", "m2", "m9"], ["ZOË"]) == {"m1", "m9"}
+    assert store.mentioning("ana", ["m9"], ["Zo"]) == set()  # a speaker is matched whole
+    assert store.mentioning("bo", ["m1"], ["zoë"]) == set()
+
+
+def test_turn_texts_reads_the_embedding_text_of_turns_only(store):
+    turn = MemoryRecord(id="t1", user_id="ana", text="raw", embed_text="[2023-01-01] Ana: raw", node_type="turn",
+                        recorded_at="2023-01-01T00:00:00Z")
+    fact = MemoryRecord(id="m2", user_id="ana", text="Ana has a dog", embed_text="Ana has a dog", node_type="fact",
+                        recorded_at="2023-01-01T00:00:00Z")
+    store.write([turn, fact], np.ones((2, 2), np.float32), [])
+    assert store.turn_texts("ana", ["m2", "t1", "missing"]) == {"t1": "[2023-01-01] Ana: raw"}
+    assert store.turn_texts("bo", ["t1"]) == {}
+
+
+def test_turns_around_walks_a_session_in_order_up_to_the_reach(store):
+    def turn(i, index, session="s1"):
+        return MemoryRecord(id=f"t{i}", user_id="ana", text=f"turn {i}", embed_text=f"turn {i}", session_id=session,
+                            turn_index=index, recorded_at="2023-01-01T00:00:00Z")
+    # Written out of order, and one turn in another session: order comes from turn_index, per session.
+    store.write([turn(3, 3), turn(1, 1), turn(2, 2), turn(4, 4), turn(9, 0, "s2")], np.ones((5, 2), np.float32), [])
+    around = store.turns_around("ana", ["t2", "t9", "unknown"], 2)
+    assert sorted(around["t2"]) == [("t1", 1), ("t3", 1), ("t4", 2)]
+    assert around["t9"] == [] and "unknown" not in around
+    assert sorted(store.turns_around("ana", ["t1"], 1)["t1"]) == [("t2", 1)]

@@ -54,17 +54,24 @@ def informative_terms(document_frequencies: Mapping[str, int], total_documents: 
 
 
 def boost_neighbours(
-    fused: Mapping[str, float], neighbours: Mapping[str, tuple[str | None, str | None]], share: float
+    fused: Mapping[str, float], around: Mapping[str, Sequence[tuple[str, int]]], share: float, decay: float = 0.5
 ) -> dict[str, float]:
-    """Each memory's score plus `share` of its best-scoring neighbour's (turns just before and
-    after it in its session). Evidence comes in runs: a question, its answer, the follow-up; a
-    neighbour of a strong hit is a better bet than a lone weak one. Only memories already among
-    the fused candidates are boosted, so a neighbour outside the search's filters never enters."""
+    """Each memory's score plus what the turns near it pass on: `around` maps a memory to the
+    turns near it in its session, with their distance (1 = just before or after). At each
+    distance d the better-scoring side passes on share x decay^(d-1) of its score, and the gains
+    of all distances add up, so a turn inside a run of hits gains most. Evidence comes in runs:
+    a question, its answer, the follow-up; a turn near strong hits is a better bet than a lone
+    weak one. Only memories already among the fused candidates are boosted, so a turn outside
+    the search's filters never enters."""
+    best: dict[str, dict[int, float]] = {}
+    for mid, nearby in around.items():
+        for other, distance in nearby:
+            if other in fused:
+                at = best.setdefault(other, {})
+                at[distance] = max(at.get(distance, 0.0), fused[mid])
     boosted = dict(fused)
-    for mid, pair in neighbours.items():
-        for other in pair:
-            if other is not None and other in fused:
-                boosted[other] = max(boosted[other], fused[other] + share * fused[mid])
+    for mid, by_distance in best.items():
+        boosted[mid] += sum(share * decay ** (d - 1) * score for d, score in by_distance.items())
     return boosted
 
 

@@ -84,6 +84,11 @@ class Retriever:
         fused = self._fuse(user_id, rankings, weights, lowered)
         if not fused:
             return []
+        # A "when" question is answered by a memory that says when; ingestion resolved its time.
+        dated = (self.store.dated(user_id, list(fused))
+                 if cfg.mode == "full" and analysis.asks_when and cfg.when_boost > 1.0 else set())
+        for mid in dated:
+            fused[mid] *= cfg.when_boost
         superseded = self.store.superseded(user_id, list(fused))
         for mid in superseded:  # an outdated fact stays findable, below the one that replaced it
             fused[mid] *= cfg.superseded_weight
@@ -108,6 +113,10 @@ class Retriever:
                 if (records[mid].speaker or "").lower() in lowered:
                     explanation.notes.append(f"said by {records[mid].speaker}, not by {subject}, whom the "
                                              f"question is about (score x {cfg.speaker_prior})")
+                if mid in dated:
+                    dates = ", ".join(e.expression for e in records[mid].event_dates[:3])
+                    explanation.notes.append(f"says when ({dates}) and the question asks when "
+                                             f"(score x {cfg.when_boost})")
                 if mid in superseded:
                     explanation.notes.append(f"superseded (score x {cfg.superseded_weight}); valid until "
                                              f"{records[mid].valid_until}")
@@ -122,7 +131,8 @@ class Retriever:
         fused = reciprocal_rank_fusion({name: [mid for mid, _ in ranked] for name, ranked in rankings.items()},
                                        weights, k=cfg.rrf_k)
         if cfg.mode == "full" and cfg.neighbour_boost > 0:
-            fused = boost_neighbours(fused, self.store.neighbours(user_id, list(fused)), cfg.neighbour_boost)
+            around = self.store.turns_around(user_id, list(fused), cfg.neighbour_reach)
+            fused = boost_neighbours(fused, around, cfg.neighbour_boost, cfg.neighbour_decay)
         if lowered:
             # The named speaker's own words answer questions about them far more often than what
             # others said to them; others' turns stay findable, lower. Only other named speakers
@@ -174,16 +184,17 @@ class Retriever:
         BM25), and its order becomes the dense ranking; the static order stays as a weaker vote."""
         m = self.config.rescore_candidates
         pool = list(dict.fromkeys(mid for name in ("dense", "bm25") for mid, _ in rankings.get(name, [])[:m]))
-        records = [r for r in self.store.get_many(user_id, pool) if r.node_type == "turn"]
-        if not records:
+        texts = self.store.turn_texts(user_id, pool)
+        if not texts:
             return
+        ids = list(texts)
         query_vector = self.rescorer.encode([query], purpose="query")[0]
-        vectors = self.rescorer.encode([r.embed_text for r in records], purpose="document")
+        vectors = self.rescorer.encode([texts[mid] for mid in ids], purpose="document")
         scores = vectors @ query_vector
         order = np.argsort(-scores, kind="stable")
         rankings["dense_static"] = rankings["dense"]
         weights["dense_static"] = 0.5 * weights["dense"]
-        rankings["dense"] = [(records[i].id, float(scores[i])) for i in order]
+        rankings["dense"] = [(ids[i], float(scores[i])) for i in order]
 
     def _session_prior(
         self, user_id: str, query_vector: np.ndarray, terms: list[str],

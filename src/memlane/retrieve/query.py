@@ -29,6 +29,9 @@ _QUOTED = re.compile(r"\"([^\"]{2,200})\"|“([^”]{2,200})”")
 # Codes and long numbers (order numbers, phone numbers, "AB-1234"); plain years are too common to anchor on.
 _CODE = re.compile(r"\b(?=[A-Za-z0-9-]*\d)(?:[A-Za-z]+-?\d[\w-]*|\d{5,}|\d[\d-]{4,}\d)\b")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-zA-Z'’\-]+(?:\s+[A-Z][a-zA-Z'’\-]+)*")
+# Questions whose answer is a time: "When did ...", "What year ...", "How long ago ...".
+_ASKS_WHEN = re.compile(r"^\W*(?:when|since when|what (?:year|month|date|day|time)|which (?:year|month|day)|how long ago)\b",
+                        re.IGNORECASE)
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+)([A-Z][a-zA-Z'’\-]*)")
 
 
@@ -83,6 +86,7 @@ class QueryAnalysis:
     needles: list[str]
     entities: list[str]
     time_range: TimeRange | None
+    asks_when: bool = False  # the answer is a time ("When did ...?")
     notes: list[str] = field(default_factory=list)
 
 
@@ -94,4 +98,5 @@ def analyze_query(text: str, now: date | datetime | None, known_entities: list[s
         needles=lookup_needles(text),
         entities=entity_mentions(text, known_entities),
         time_range=time_range,
+        asks_when=bool(_ASKS_WHEN.match(text)),
     )

@@ -53,6 +53,9 @@ class Store(Protocol):
 
     def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]: ...
 
+    def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """The embedding text of each of `ids` that is a turn (what a re-scoring model reads)."""
+
     def list(self, user_id: str, limit: int, cursor: str | None, filters: dict[str, Any] | None) -> tuple[list[MemoryRecord], str | None]: ...
 
     def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]: ...
@@ -73,6 +76,17 @@ class Store(Protocol):
 
     def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
         """Those of `ids` that a newer memory superseded."""
+
+    def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` that mention a time which ingestion resolved to a date."""
+
+    def neighbours(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """For each turn id: the turns just before and after it in its session."""
+
+    def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
+        """For each turn id: the turns at most `reach` before or after it in its session, with their distance."""
+
+    def session_ids(self, user_id: str, ids: Sequence[str]) -> dict[str, str]: ...
 
     def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray: ...
 

@@ -145,6 +145,26 @@ def _own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
             if blobs else np.zeros((0, dims), dtype=np.float32))
 
 
+def _casefold(text: str | None) -> str | None:
+    return text.casefold() if isinstance(text, str) else text
+
+
+def _contains_sql(column: str, needle: str) -> tuple[str, str]:
+    """A case-insensitive 'column contains needle' test and its parameter. SQLite's lower() folds
+    ASCII only, which is exact for an ASCII needle and runs in C; other needles go through Python's
+    casefold, row by row (slower, so only when needed)."""
+    if needle.isascii():
+        return f"instr(lower({column}), ?) > 0", needle.lower()
+    return f"instr(casefold({column}), ?) > 0", needle.casefold()
+
+
+def _equals_sql(column: str, value: str) -> tuple[str, str]:
+    """A case-insensitive 'column equals value' test and its parameter (see `_contains_sql`)."""
+    if value.isascii():
+        return f"lower({column}) = ?", value.lower()
+    return f"casefold({column}) = ?", value.casefold()
+
+
 @dataclass
 class UserView:
     """A snapshot of one user's memories for searching, valid for one store generation."""
@@ -159,11 +179,11 @@ class UserView:
     speaker_names: set[str]
     session_ids: list[str | None]
     turn_index: list[int | None]
-    texts: list[str]  # lower-cased
     matrix: np.ndarray
     previous: np.ndarray  # index of the turn before each turn in its session, -1 if none
     following: np.ndarray  # index of the turn after, -1 if none
     superseded: np.ndarray  # True where a newer memory replaced this fact
+    dated: np.ndarray  # True where a time expression in the memory was resolved to a date
     passages: np.ndarray  # passage vectors of all memories, grouped by memory in row order
     passage_starts: np.ndarray  # where each memory with passages starts in `passages`
     passage_owners: np.ndarray  # the row of each of those memories
@@ -193,9 +213,9 @@ class UserView:
             order = [i for _, i in sorted(turns)]
             previous[order[1:]] = order[:-1]
             following[order[:-1]] = order[1:]
-        matrix = _own_rows([r[7] for r in rows], dims)
+        matrix = _own_rows([r[6] for r in rows], dims)
         width = dims * 4
-        extra = [(i, r[7][width:]) for i, r in enumerate(rows) if len(r[7]) > width]
+        extra = [(i, r[6][width:]) for i, r in enumerate(rows) if len(r[6]) > width]
         passages = (np.frombuffer(b"".join(b for _, b in extra), dtype=np.float32).reshape(-1, dims)
                     if extra else np.zeros((0, dims), dtype=np.float32))
         counts = np.array([len(b) // width for _, b in extra], dtype=np.int64)
@@ -208,9 +228,10 @@ class UserView:
             speakers=[(r[3] or "").lower() for r in rows],
             speaker_names={r[3] for r in rows if r[3]},
             session_ids=[r[4] for r in rows], turn_index=[r[5] for r in rows],
-            texts=[r[6].lower() for r in rows], matrix=matrix,
+            matrix=matrix,
             previous=previous, following=following,
-            superseded=np.array([bool(r[8]) for r in rows], dtype=bool),
+            superseded=np.array([bool(r[7]) for r in rows], dtype=bool),
+            dated=np.array([bool(r[8]) for r in rows], dtype=bool),
             passages=passages, passage_starts=starts,
             passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
         )
@@ -236,6 +257,8 @@ class SQLiteStore:
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
+            # SQLite's lower() folds ASCII only; names and quoted strings are often not ASCII.
+            self._conn.create_function("casefold", 1, _casefold, deterministic=True)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
             self._migrate()
@@ -524,6 +547,16 @@ class SQLiteStore:
             found.update((r[0], _row_to_record(r)) for r in rows)
         return [found[i] for i in ids if i in found]
 
+    def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        ids = list(ids)
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            found.update(self._query(
+                f"SELECT id, embed_text FROM memories WHERE +user_id = ? AND node_type = 'turn' "
+                f"AND id IN ({', '.join('?' * len(chunk))})", (user_id, *chunk)))
+        return {mid: found[mid] for mid in ids if mid in found}
+
     def list(self, user_id: str, limit: int, cursor: str | None, filters: dict[str, Any] | None) -> tuple[list[MemoryRecord], str | None]:
         clause, params = filter_sql(filters)
         after = int(cursor) if cursor else 0
@@ -615,6 +648,10 @@ class SQLiteStore:
         view = self._view(user_id)
         return {mid for mid in ids if mid in view.position and view.superseded[view.position[mid]]}
 
+    def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
+        view = self._view(user_id)
+        return {mid for mid in ids if mid in view.position and view.dated[view.position[mid]]}
+
     # -- retention -------------------------------------------------------------------------------
 
     def expire(self, user_id: str, ids: Sequence[str], at: str, rule: str) -> int:
@@ -700,7 +737,7 @@ class SQLiteStore:
         return [_row_to_record(r) for r in rows]
 
     def _view(self, user_id: str) -> "UserView":
-        """One user's memories as arrays (vectors, ids, speakers, texts), cached until the store
+        """One user's memories as arrays (vectors, ids, speakers, sessions), cached until the store
         changes: dense search, vector fetches and name checks then need no SQL."""
         index = self._require_index()
         generation = self._generation()
@@ -708,8 +745,8 @@ class SQLiteStore:
         if cached and cached.generation == generation and cached.index == index.name:
             return cached
         rows = self._query(
-            f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, m.text, v.vec, "
-            f"m.superseded_by IS NOT NULL "
+            f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, v.vec, "
+            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL "
             f"FROM memories m JOIN {index.name} v ON v.rowid = m.rowid WHERE m.user_id = ? ORDER BY m.rowid",
             (user_id,),
         )
@@ -773,31 +810,34 @@ class SQLiteStore:
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
         case-insensitively, oldest first."""
-        view = self._view(user_id)
-        mask = self._allowed_mask(user_id, view, filters)
+        clause, params = filter_sql(filters)
         out: list[tuple[str, str]] = []
         for needle in dict.fromkeys(needles):
-            lowered = needle.lower()
-            found = 0
-            for i, (mid, text) in enumerate(zip(view.ids, view.texts)):
-                if (mid == needle or lowered in text) and (mask is None or mask[i]):
-                    out.append((mid, needle))
-                    found += 1
-                    if found >= k:
-                        break
+            contains, folded = _contains_sql("m.text", needle)
+            rows = self._query(
+                f"SELECT m.id FROM memories m WHERE m.user_id = ? AND (m.id = ? OR {contains}) "
+                f"AND {clause} ORDER BY m.rowid LIMIT ?",
+                (user_id, needle, folded, *params, k),
+            )
+            out += [(mid, needle) for (mid,) in rows]
         return out
 
     def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]:
         """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
-        view = self._view(user_id)
-        lowered = [n.lower() for n in names]
-        out = set()
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is None:
-                continue
-            if view.speakers[i] in lowered or any(n in view.texts[i] for n in lowered):
-                out.add(mid)
+        if not ids or not names:
+            return set()
+        tests = [_contains_sql("m.text", n) for n in names] + [_equals_sql("m.speaker", n) for n in names]
+        condition = " OR ".join(sql for sql, _ in tests)
+        ids = list(ids)
+        out: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = self._query(
+                f"SELECT m.id FROM memories m WHERE +m.user_id = ? AND m.id IN ({', '.join('?' * len(chunk))}) "
+                f"AND ({condition})",
+                (user_id, *chunk, *(folded for _, folded in tests)),
+            )
+            out.update(mid for (mid,) in rows)
         return out
 
     def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
@@ -820,6 +860,26 @@ class SQLiteStore:
                 continue
             before, after = view.previous[i], view.following[i]
             out[mid] = (view.ids[before] if before >= 0 else None, view.ids[after] if after >= 0 else None)
+        return out
+
+    def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
+        """For each turn id: the turns at most `reach` before or after it in its session, each
+        with its distance (1 = adjacent)."""
+        view = self._view(user_id)
+        out: dict[str, list[tuple[str, int]]] = {}
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is None:
+                continue
+            nearby = []
+            for steps in (view.previous, view.following):
+                j = i
+                for distance in range(1, reach + 1):
+                    j = steps[j]
+                    if j < 0:
+                        break
+                    nearby.append((view.ids[j], distance))
+            out[mid] = nearby
         return out
 
     def session_ids(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
