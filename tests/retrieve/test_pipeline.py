@@ -66,12 +66,16 @@ def test_context_vectors_mix_in_the_neighbours(filled):
     assert np.allclose(context[i], expected / np.linalg.norm(expected), atol=1e-5)
 
 
+def _session(memory, turns, date):
+    """One session of user `u`, from (speaker, text) pairs."""
+    memory.add([{"role": "user", "name": name, "content": text} for name, text in turns],
+               user_id="u", session_id="s1", session_date=date)
+
+
 def _two_speakers(memory):
-    memory.add([
-        {"role": "user", "name": "Ana", "content": "I went hiking in the Alps with my sister."},
-        {"role": "user", "name": "Bo", "content": "I went hiking in the Alps with my brother."},
-        {"role": "user", "name": "Bo", "content": "Ana, your photos of the lake are lovely."},
-    ], user_id="u", session_id="s1", session_date="2023-05-01")
+    _session(memory, [("Ana", "I went hiking in the Alps with my sister."),
+                      ("Bo", "I went hiking in the Alps with my brother."),
+                      ("Bo", "Ana, your photos of the lake are lovely.")], "2023-05-01")
 
 
 def test_a_question_about_one_speaker_prefers_what_that_speaker_said(memory):
@@ -118,11 +122,9 @@ def test_the_speaker_prior_never_lowers_an_assistant(memory):
 
 
 def test_a_when_question_prefers_memories_that_say_when(memory):
-    memory.add([
-        {"role": "user", "name": "Ana", "content": "I adopted a beagle puppy and it was wonderful."},
-        {"role": "user", "name": "Bo", "content": "Lovely news about the park."},
-        {"role": "user", "name": "Ana", "content": "We adopted the beagle puppy last Tuesday."},
-    ], user_id="u", session_id="s1", session_date="2023-05-10")
+    _session(memory, [("Ana", "I adopted a beagle puppy and it was wonderful."),
+                      ("Bo", "Lovely news about the park."),
+                      ("Ana", "We adopted the beagle puppy last Tuesday.")], "2023-05-10")
     question = "When did Ana adopt the beagle puppy?"
     hits = memory.search(question, user_id="u", limit=3, explain=True, filters={"node_type": "turn"})
     boosted = {h.record.text: h for h in hits}["We adopted the beagle puppy last Tuesday."]

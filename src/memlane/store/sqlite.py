@@ -145,26 +145,6 @@ def _own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
             if blobs else np.zeros((0, dims), dtype=np.float32))
 
 
-def _casefold(text: str | None) -> str | None:
-    return text.casefold() if isinstance(text, str) else text
-
-
-def _contains_sql(column: str, needle: str) -> tuple[str, str]:
-    """A case-insensitive 'column contains needle' test and its parameter. SQLite's lower() folds
-    ASCII only, which is exact for an ASCII needle and runs in C; other needles go through Python's
-    casefold, row by row (slower, so only when needed)."""
-    if needle.isascii():
-        return f"instr(lower({column}), ?) > 0", needle.lower()
-    return f"instr(casefold({column}), ?) > 0", needle.casefold()
-
-
-def _equals_sql(column: str, value: str) -> tuple[str, str]:
-    """A case-insensitive 'column equals value' test and its parameter (see `_contains_sql`)."""
-    if value.isascii():
-        return f"lower({column}) = ?", value.lower()
-    return f"casefold({column}) = ?", value.casefold()
-
-
 @dataclass
 class UserView:
     """A snapshot of one user's memories for searching, valid for one store generation."""
@@ -187,6 +167,7 @@ class UserView:
     passages: np.ndarray  # passage vectors of all memories, grouped by memory in row order
     passage_starts: np.ndarray  # where each memory with passages starts in `passages`
     passage_owners: np.ndarray  # the row of each of those memories
+    folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
     _context: np.ndarray | None = None
     _context_weight: float = 0.0
 
@@ -257,8 +238,6 @@ class SQLiteStore:
         try:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
-            # SQLite's lower() folds ASCII only; names and quoted strings are often not ASCII.
-            self._conn.create_function("casefold", 1, _casefold, deterministic=True)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
             self._migrate()
@@ -810,35 +789,42 @@ class SQLiteStore:
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
         case-insensitively, oldest first."""
-        clause, params = filter_sql(filters)
+        view = self._view(user_id)
+        texts = self._folded_texts(user_id, view)
+        mask = self._allowed_mask(user_id, view, filters)
         out: list[tuple[str, str]] = []
         for needle in dict.fromkeys(needles):
-            contains, folded = _contains_sql("m.text", needle)
-            rows = self._query(
-                f"SELECT m.id FROM memories m WHERE m.user_id = ? AND (m.id = ? OR {contains}) "
-                f"AND {clause} ORDER BY m.rowid LIMIT ?",
-                (user_id, needle, folded, *params, k),
-            )
-            out += [(mid, needle) for (mid,) in rows]
+            folded = needle.casefold()
+            found = 0
+            for i, (mid, text) in enumerate(zip(view.ids, texts)):
+                if (mid == needle or folded in text) and (mask is None or mask[i]):
+                    out.append((mid, needle))
+                    found += 1
+                    if found >= k:
+                        break
         return out
 
     def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]:
         """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
-        if not ids or not names:
-            return set()
-        tests = [_contains_sql("m.text", n) for n in names] + [_equals_sql("m.speaker", n) for n in names]
-        condition = " OR ".join(sql for sql, _ in tests)
-        ids = list(ids)
-        out: set[str] = set()
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = self._query(
-                f"SELECT m.id FROM memories m WHERE +m.user_id = ? AND m.id IN ({', '.join('?' * len(chunk))}) "
-                f"AND ({condition})",
-                (user_id, *chunk, *(folded for _, folded in tests)),
-            )
-            out.update(mid for (mid,) in rows)
+        view = self._view(user_id)
+        texts = self._folded_texts(user_id, view)
+        folded = [n.casefold() for n in names]
+        out = set()
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is None:
+                continue
+            if view.speakers[i].casefold() in folded or any(n in texts[i] for n in folded):
+                out.add(mid)
         return out
+
+    def _folded_texts(self, user_id: str, view: "UserView") -> list[str]:
+        """The view's texts, case-folded, read on first need: most searches never look at them,
+        and reading them with every view would cost a long-history store megabytes per write."""
+        if view.folded_texts is None:
+            text_of = dict(self._query("SELECT rowid, text FROM memories WHERE user_id = ?", (user_id,)))
+            view.folded_texts = [text_of.get(int(r), "").casefold() for r in view.rowids]
+        return view.folded_texts
 
     def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
         """The lower-cased speaker of each of `ids` that has one."""
