@@ -234,17 +234,12 @@ class Retriever:
         """BM25 over a turn with its neighbours: its score plus the neighbour weight times theirs
         (scores of turns outside the lexical candidates count as zero)."""
         scores = dict(lexical)
-        neighbours = self.store.neighbours(user_id, list(scores))
         w = self.config.neighbour_weight
         context: dict[str, float] = {}
-        for mid, (before, after) in neighbours.items():
-            for target, own in ((mid, scores[mid]), (before, 0.0), (after, 0.0)):
-                if target is None:
-                    continue
-                if target == mid:
-                    context[target] = context.get(target, 0.0) + own
-                else:
-                    context[target] = context.get(target, 0.0) + w * scores[mid]
+        for mid, nearby in self.store.turns_around(user_id, list(scores), 1).items():
+            context[mid] = context.get(mid, 0.0) + scores[mid]
+            for other, _distance in nearby:
+                context[other] = context.get(other, 0.0) + w * scores[mid]
         for mid, score in scores.items():  # sessions and other memories without neighbours
             context.setdefault(mid, score)
         return sorted(context.items(), key=lambda item: -item[1])[:n]

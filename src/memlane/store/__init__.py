@@ -80,9 +80,6 @@ class Store(Protocol):
     def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
         """Those of `ids` that mention a time which ingestion resolved to a date."""
 
-    def neighbours(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
-        """For each turn id: the turns just before and after it in its session."""
-
     def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
         """For each turn id: the turns at most `reach` before or after it in its session, with their distance."""
 

@@ -836,18 +836,6 @@ class SQLiteStore:
                 out[mid] = view.speakers[i]
         return out
 
-    def neighbours(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
-        """For each turn id: the ids of the turns just before and after it in its session."""
-        view = self._view(user_id)
-        out = {}
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is None:
-                continue
-            before, after = view.previous[i], view.following[i]
-            out[mid] = (view.ids[before] if before >= 0 else None, view.ids[after] if after >= 0 else None)
-        return out
-
     def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
         """For each turn id: the turns at most `reach` before or after it in its session, each
         with its distance (1 = adjacent)."""
