@@ -217,6 +217,10 @@ class UserView:
             passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
         )
 
+    def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` in this view whose entry in `flags` (one bool per row) is set."""
+        return {mid for mid in ids if mid in self.position and flags[self.position[mid]]}
+
     def scores(self, query: np.ndarray) -> np.ndarray:
         """Each memory's cosine to the query: the better of its own vector's and its best passage's."""
         scores = self.matrix @ query
@@ -515,26 +519,27 @@ class SQLiteStore:
 
     def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]:
         """Records in the order of `ids`; ids of other users or unknown ids are skipped."""
-        found: dict[str, MemoryRecord] = {}
         ids = list(ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows = self._query(
-                f"SELECT {_COLUMNS} FROM memories WHERE +user_id = ? AND id IN ({', '.join('?' * len(chunk))})",
-                (user_id, *chunk),
-            )
-            found.update((r[0], _row_to_record(r)) for r in rows)
+        found = {r[0]: _row_to_record(r) for r in self._rows_by_ids(_COLUMNS, user_id, ids)}
         return [found[i] for i in ids if i in found]
 
     def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
         ids = list(ids)
-        found: dict[str, str] = {}
+        found = dict(self._rows_by_ids("id, embed_text", user_id, ids, "node_type = 'turn'"))
+        return {mid: found[mid] for mid in ids if mid in found}
+
+    def _rows_by_ids(self, columns: str, user_id: str, ids: list[str], condition: str = "1") -> list[tuple]:
+        """`columns` of the user's memories among `ids` that meet `condition`, in chunks that stay
+        under SQLite's parameter limit. `+user_id` keeps SQLite on the id index."""
+        rows: list[tuple] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
-            found.update(self._query(
-                f"SELECT id, embed_text FROM memories WHERE +user_id = ? AND node_type = 'turn' "
-                f"AND id IN ({', '.join('?' * len(chunk))})", (user_id, *chunk)))
-        return {mid: found[mid] for mid in ids if mid in found}
+            rows += self._query(
+                f"SELECT {columns} FROM memories WHERE +user_id = ? AND {condition} "
+                f"AND id IN ({', '.join('?' * len(chunk))})",
+                (user_id, *chunk),
+            )
+        return rows
 
     def list(self, user_id: str, limit: int, cursor: str | None, filters: dict[str, Any] | None) -> tuple[list[MemoryRecord], str | None]:
         clause, params = filter_sql(filters)
@@ -625,11 +630,11 @@ class SQLiteStore:
 
     def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
         view = self._view(user_id)
-        return {mid for mid in ids if mid in view.position and view.superseded[view.position[mid]]}
+        return view.flagged(view.superseded, ids)
 
     def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
         view = self._view(user_id)
-        return {mid for mid in ids if mid in view.position and view.dated[view.position[mid]]}
+        return view.flagged(view.dated, ids)
 
     # -- retention -------------------------------------------------------------------------------
 
