@@ -140,3 +140,15 @@ def test_reports_never_carry_api_keys(hash_config):
     report = run_locomo(load_locomo([DATA / "locomo" / "26.json"]), hash_config, limit=2)
     text = json.dumps(report)
     assert "sk-secret" not in text and report["config"]["llm"]["model"] == ""
+
+
+def test_a_run_reads_its_vector_cache_before_timing_and_says_so(hash_config, tmp_path):
+    conversations = load_conversations(FIXTURES / "longmemeval_mini.json")
+    assert run_longmemeval(conversations, hash_config)["cache_warm_up"] is None  # cache off: nothing read
+    hash_config.embedder.cache_path = str(tmp_path / "v.sqlite")
+    run_longmemeval(conversations, hash_config)  # fills the cache
+    report = run_longmemeval(conversations, hash_config)
+    assert report["cache_warm_up"]["bytes"] > 0 and report["cache_warm_up"]["path"].endswith("v.sqlite")
+    out = tmp_path / "lme.json"
+    write_report(report, out, "memlane bench longmemeval --out lme.json")
+    assert "vector cache read before timing" in out.with_suffix(".md").read_text()

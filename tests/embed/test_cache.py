@@ -133,3 +133,14 @@ def test_queries_are_not_cached_unless_asked(tmp_path, make_counting):
     embedder.encode(["where is my passport"], purpose="query")
     embedder.encode(["where is my passport"], purpose="query")
     assert embedder.cache.count() == 0
+
+
+def test_read_ahead_reads_the_file_and_its_log_and_skips_what_is_too_big(tmp_path):
+    from memlane.embed.cache import read_ahead
+
+    path = tmp_path / "v.sqlite"
+    path.write_bytes(b"x" * 5000)
+    (tmp_path / "v.sqlite-wal").write_bytes(b"y" * 300)
+    assert read_ahead(path) == 5300
+    assert read_ahead(path, limit_bytes=1000) == 300  # the big file is left alone, the small log read
+    assert read_ahead(tmp_path / "absent.sqlite") == 0

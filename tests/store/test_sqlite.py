@@ -160,3 +160,46 @@ def test_turns_around_walks_a_session_in_order_up_to_the_reach(store):
     assert sorted(around["t2"]) == [("t1", 1), ("t3", 1), ("t4", 2)]
     assert around["t9"] == [] and "unknown" not in around
     assert sorted(store.turns_around("ana", ["t1"], 1)["t1"]) == [("t2", 1)]
+
+
+def _views_equal(followed, rebuilt):
+    for field in ("rowids", "node_types", "matrix", "previous", "following", "superseded", "dated", "passages",
+                  "passage_starts", "passage_owners"):
+        assert np.array_equal(getattr(followed, field), getattr(rebuilt, field)), field
+    for field in ("generation", "index", "ids", "position", "speakers", "speaker_names", "session_ids", "turn_index"):
+        assert getattr(followed, field) == getattr(rebuilt, field), field
+
+
+def test_cached_views_follow_inserts_exactly_as_a_rebuild_would_read_them(store):
+    rng = np.random.default_rng(7)
+
+    def turns(user, session, indexes, speaker):
+        return [MemoryRecord(id=f"{user}-{session}-{i}", user_id=user, text=f"Turn {i} ZOË", embed_text=f"turn {i}",
+                             speaker=speaker, session_id=session, turn_index=i, node_type="turn",
+                             recorded_at="2023-01-01T00:00:00Z") for i in indexes]
+
+    def vectors(n):  # some memories carry passage vectors after their own
+        return [rng.normal(size=(int(rng.integers(1, 4)), 2)).astype(np.float32) for _ in range(n)]
+
+    store.write(turns("ana", "s1", [0, 2], "Ana"), vectors(2), [])  # a user's first memories start a view
+    assert "ana" in store._views
+    store.substring_matches("ana", ["zoë"], 5, None)  # texts read: later appends must carry them too
+    store.write(turns("bo", "s9", [0], "Bo"), vectors(1), [])  # another user's write leaves ana's view current
+    store.write(turns("ana", "s1", [1, 3], "Zoë") + turns("ana", "s2", [0], "Ana"), vectors(3), [])
+    followed = {user: store._views[user] for user in ("ana", "bo")}
+    for user, view in followed.items():
+        store._views.clear()
+        rebuilt = store._view(user)
+        assert rebuilt is not view
+        _views_equal(view, rebuilt)
+    assert followed["ana"].folded_texts == store._read_folded_texts("ana", followed["ana"].rowids)
+    ana = followed["ana"]
+    assert [ana.ids[j] for j in ana.following[:2]] == ["ana-s1-1", "ana-s1-3"]
+
+
+def test_a_view_that_was_stale_before_a_write_is_rebuilt_not_followed(store):
+    store.write([_record(1)], [np.array([1, 0], np.float32)], [])
+    store._view("ana")
+    store.delete("ana", ["m1"], [])  # moves the generation on; the cached view is now stale
+    store.write([_record(2)], [np.array([0, 1], np.float32)], [])
+    assert [mid for mid, _ in store.dense_candidates("ana", np.array([1, 0], np.float32), 5, None)] == ["m2"]

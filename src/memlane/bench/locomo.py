@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from memlane.bench.metrics import gold_ranks, mean_of, ndcg_at_k, recall_at_k
+from memlane.bench.machine import warm_vector_cache
 from memlane.bench.report import run_fields
 from memlane.config import MemoryConfig
 from memlane.ingest.formats import Conversation, load_conversations
@@ -62,6 +63,7 @@ def run_locomo(
     if limit:
         total_questions = min(total_questions, limit)
     done = 0
+    warm_up = warm_vector_cache(config)
     with tempfile.TemporaryDirectory() as tmp:
         for conversation in conversations:
             if limit and done >= limit:
@@ -99,7 +101,7 @@ def run_locomo(
             memory.close()
     report = summarize(per_question)
     report.update(run_fields("locomo", per_question, latencies, ingest_seconds, config,
-                             conversations=[c.conversation_id for c in conversations]))
+                             conversations=[c.conversation_id for c in conversations], cache_warm_up=warm_up))
     return report
 
 

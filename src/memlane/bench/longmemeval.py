@@ -18,6 +18,7 @@ from memlane.bench.metrics import (
     recall_any_at_k,
     recall_at_k,
 )
+from memlane.bench.machine import warm_vector_cache
 from memlane.bench.report import run_fields
 from memlane.config import MemoryConfig
 from memlane.errors import InputError
@@ -83,6 +84,7 @@ def run_longmemeval(
     per_question: list[dict] = []
     latencies: list[float] = []
     ingest_seconds = 0.0
+    warm_up = warm_vector_cache(config)
     with tempfile.TemporaryDirectory() as tmp:
         for done, conversation in enumerate(conversations, start=1):
             question = conversation.questions[0]
@@ -111,7 +113,7 @@ def run_longmemeval(
             if on_progress:
                 on_progress(done, len(conversations))
     report = summarize(per_question)
-    report.update(run_fields("longmemeval", per_question, latencies, ingest_seconds, config))
+    report.update(run_fields("longmemeval", per_question, latencies, ingest_seconds, config, cache_warm_up=warm_up))
     return report
 
 

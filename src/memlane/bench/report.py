@@ -94,6 +94,8 @@ def markdown(result: dict, command: str, plots: list[str]) -> str:
         *[f"| {k} | {v:.3f} |" for k, v in flat.items()],
         f"| search latency p50 / p95 / p99 | {result['latency_ms']['p50']:.1f} / {result['latency_ms']['p95']:.1f} / {result['latency_ms']['p99']:.1f} ms |",
         f"| ingest | {result['ingest_seconds']:.1f} s |",
+        *([f"| vector cache read before timing | {result['cache_warm_up']['bytes'] / 2**20:.1f} MB in "
+           f"{result['cache_warm_up']['seconds']:.1f} s |"] if result.get("cache_warm_up") else []),
         "",
         "## Per category",
         "",

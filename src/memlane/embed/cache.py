@@ -43,6 +43,24 @@ def cache_key(text: str, purpose: Purpose, prefix: str = "") -> str:
     return hashlib.sha256(f"{purpose}\x00{prefix}{text}".encode("utf-8")).hexdigest()
 
 
+def read_ahead(path: str | Path, limit_bytes: int = 1 << 30) -> int:
+    """Read a cache file (and its write-ahead log) once, front to back, so the OS holds it in
+    memory: a search's look-ups are random reads, and on a cold disk each costs a read from the
+    device (~0.5 ms on a cloud VM, ~25 ms per search). Files over `limit_bytes` are left alone.
+    Returns the bytes read."""
+    total = 0
+    for part in (Path(path).expanduser(), Path(f"{Path(path).expanduser()}-wal")):
+        try:
+            if part.stat().st_size > limit_bytes:
+                continue
+            with open(part, "rb", buffering=0) as handle:
+                while chunk := handle.read(4 << 20):
+                    total += len(chunk)
+        except OSError:  # absent or unreadable: the cache will say so when it is opened
+            continue
+    return total
+
+
 class VectorCache:
     """float32 vectors in a SQLite file, keyed by (fingerprint, key). Safe across threads and processes."""
 

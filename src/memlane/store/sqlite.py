@@ -145,6 +145,22 @@ def _own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
             if blobs else np.zeros((0, dims), dtype=np.float32))
 
 
+def _session_links(node_types: np.ndarray, session_ids: list[str | None],
+                   turn_index: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the row of the turn before it and after it in its session (-1 if none)."""
+    previous = np.full(len(node_types), -1, dtype=np.int64)
+    following = np.full(len(node_types), -1, dtype=np.int64)
+    sessions: dict[str, list[tuple[int, int]]] = {}
+    for i, (kind, session, index) in enumerate(zip(node_types, session_ids, turn_index)):
+        if kind == "turn" and session is not None and index is not None:
+            sessions.setdefault(session, []).append((index, i))
+    for turns in sessions.values():
+        order = [i for _, i in sorted(turns)]
+        previous[order[1:]] = order[:-1]
+        following[order[:-1]] = order[1:]
+    return previous, following
+
+
 @dataclass
 class UserView:
     """A snapshot of one user's memories for searching, valid for one store generation."""
@@ -183,17 +199,13 @@ class UserView:
 
     @classmethod
     def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
+        """From rows of (rowid, id, node_type, speaker, session_id, turn_index, vector BLOB,
+        superseded, dated), in rowid order."""
         ids = [r[1] for r in rows]
-        previous = np.full(len(rows), -1, dtype=np.int64)
-        following = np.full(len(rows), -1, dtype=np.int64)
-        sessions: dict[str, list[tuple[int, int]]] = {}
-        for i, r in enumerate(rows):
-            if r[2] == "turn" and r[4] is not None and r[5] is not None:
-                sessions.setdefault(r[4], []).append((r[5], i))
-        for turns in sessions.values():
-            order = [i for _, i in sorted(turns)]
-            previous[order[1:]] = order[:-1]
-            following[order[:-1]] = order[1:]
+        node_types = np.array([r[2] for r in rows], dtype=object)
+        session_ids = [r[4] for r in rows]
+        turn_index = [r[5] for r in rows]
+        previous, following = _session_links(node_types, session_ids, turn_index)
         matrix = _own_rows([r[6] for r in rows], dims)
         width = dims * 4
         extra = [(i, r[6][width:]) for i, r in enumerate(rows) if len(r[6]) > width]
@@ -205,16 +217,43 @@ class UserView:
             generation=generation, index=index,
             rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
             ids=ids, position={mid: i for i, mid in enumerate(ids)},
-            node_types=np.array([r[2] for r in rows], dtype=object),
+            node_types=node_types,
             speakers=[(r[3] or "").lower() for r in rows],
             speaker_names={r[3] for r in rows if r[3]},
-            session_ids=[r[4] for r in rows], turn_index=[r[5] for r in rows],
+            session_ids=session_ids, turn_index=turn_index,
             matrix=matrix,
             previous=previous, following=following,
             superseded=np.array([bool(r[7]) for r in rows], dtype=bool),
             dated=np.array([bool(r[8]) for r in rows], dtype=bool),
             passages=passages, passage_starts=starts,
             passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
+        )
+
+    def appended(self, added: "UserView", generation: int) -> "UserView":
+        """This view followed by `added` (memories with larger rowids), as of `generation`."""
+        n = len(self.ids)
+        ids = self.ids + added.ids
+        node_types = np.concatenate([self.node_types, added.node_types])
+        session_ids = self.session_ids + added.session_ids
+        turn_index = self.turn_index + added.turn_index
+        previous, following = _session_links(node_types, session_ids, turn_index)
+        return UserView(
+            generation=generation, index=self.index,
+            rowids=np.concatenate([self.rowids, added.rowids]),
+            ids=ids, position={**self.position, **{mid: n + i for i, mid in enumerate(added.ids)}},
+            node_types=node_types,
+            speakers=self.speakers + added.speakers,
+            speaker_names=self.speaker_names | added.speaker_names,
+            session_ids=session_ids, turn_index=turn_index,
+            matrix=np.vstack([self.matrix, added.matrix]),
+            previous=previous, following=following,
+            superseded=np.concatenate([self.superseded, added.superseded]),
+            dated=np.concatenate([self.dated, added.dated]),
+            passages=np.vstack([self.passages, added.passages]),
+            passage_starts=np.concatenate([self.passage_starts, added.passage_starts + len(self.passages)]),
+            passage_owners=np.concatenate([self.passage_owners, added.passage_owners + n]),
+            folded_texts=(self.folded_texts + added.folded_texts
+                          if self.folded_texts is not None and added.folded_texts is not None else None),
         )
 
     def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
@@ -390,12 +429,21 @@ class SQLiteStore:
         if not records and not events and not amended:
             return
         index = self._require_index()
-        with self._transaction() as conn:
+        with self._lock, self._transaction() as conn:
+            before = self._generation()  # the transaction moves it on by one
+            new_users = {uid for uid in {r.user_id for r in records}
+                         if conn.execute("SELECT 1 FROM memories WHERE user_id = ? LIMIT 1", (uid,)).fetchone() is None}
+            rows: dict[str, list[tuple]] = {}
+            texts: dict[str, list[str]] = {}
             for record, vector in zip(records, vectors):
-                cur = conn.execute(
-                    f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", _record_params(record)
-                )
-                conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, _blob(vector)))
+                params = _record_params(record)
+                cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", params)
+                blob = _blob(vector)
+                conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
+                rows.setdefault(record.user_id, []).append(
+                    (cur.lastrowid, record.id, params[4], params[7], params[8], params[10], blob,
+                     params[19] is not None, params[12] is not None))
+                texts.setdefault(record.user_id, []).append(record.text)
             for record in amended:
                 conn.execute(
                     "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
@@ -404,6 +452,30 @@ class SQLiteStore:
                      record.superseded_by, record.id, record.user_id),
                 )
             self._write_events(conn, events)
+        if not amended:
+            with self._lock:
+                self._follow_insert(before, index, rows, texts, new_users)
+
+    def _follow_insert(self, before: int, index: IndexInfo, rows: dict[str, list[tuple]],
+                       texts: dict[str, list[str]], new_users: set[str]) -> None:
+        """Bring the cached views up to date with an insert-only write instead of dropping them, so
+        the next search needs no re-read: the new rows (vectors in hand) are appended to their
+        user's view, a user's first memories start one, and other users' views are unchanged.
+        Only views that were current before the write follow it; others are rebuilt when next used."""
+        after = before + 1
+        for user_id, view in list(self._views.items()):
+            if view.generation != before or view.index != index.name:
+                continue
+            added = rows.get(user_id)
+            if added:
+                part = UserView.build(after, index.name, index.dims, added)
+                if view.folded_texts is not None:
+                    part.folded_texts = [text.casefold() for text in texts[user_id]]
+                self._views[user_id] = view.appended(part, after)
+            else:
+                view.generation = after
+        for user_id in new_users - set(self._views):
+            self._keep_view(user_id, UserView.build(after, index.name, index.dims, rows[user_id]))
 
     def merge(self, keep: MemoryRecord, remove_ids: Sequence[str], events: Sequence[HistoryEvent]) -> None:
         """Consolidation in one transaction: rewrite the kept memory's fields, delete the merged ones."""
@@ -735,10 +807,13 @@ class SQLiteStore:
             (user_id,),
         )
         view = UserView.build(generation, index.name, index.dims, rows)
-        if len(self._views) >= 64:  # bound memory on servers with many users
+        self._keep_view(user_id, view)
+        return view
+
+    def _keep_view(self, user_id: str, view: "UserView") -> None:
+        if user_id not in self._views and len(self._views) >= 64:  # bound memory on servers with many users
             self._views.pop(next(iter(self._views)))
         self._views[user_id] = view
-        return view
 
     def _allowed_mask(self, user_id: str, view: "UserView", filters: dict[str, Any] | None) -> np.ndarray | None:
         if not filters:
@@ -827,9 +902,12 @@ class SQLiteStore:
         """The view's texts, case-folded, read on first need: most searches never look at them,
         and reading them with every view would cost a long-history store megabytes per write."""
         if view.folded_texts is None:
-            text_of = dict(self._query("SELECT rowid, text FROM memories WHERE user_id = ?", (user_id,)))
-            view.folded_texts = [text_of.get(int(r), "").casefold() for r in view.rowids]
+            view.folded_texts = self._read_folded_texts(user_id, view.rowids)
         return view.folded_texts
+
+    def _read_folded_texts(self, user_id: str, rowids: np.ndarray) -> list[str]:
+        text_of = dict(self._query("SELECT rowid, text FROM memories WHERE user_id = ?", (user_id,)))
+        return [text_of.get(int(r), "").casefold() for r in rowids]
 
     def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
         """The lower-cased speaker of each of `ids` that has one."""
