@@ -203,3 +203,14 @@ def test_a_view_that_was_stale_before_a_write_is_rebuilt_not_followed(store):
     store.delete("ana", ["m1"], [])  # moves the generation on; the cached view is now stale
     store.write([_record(2)], [np.array([0, 1], np.float32)], [])
     assert [mid for mid, _ in store.dense_candidates("ana", np.array([1, 0], np.float32), 5, None)] == ["m2"]
+
+
+def test_a_view_scans_once_per_query_and_never_serves_another_querys_scores(store):
+    store.write([_record(1), _record(2)], np.array([[1, 0], [0, 1]], np.float32), [])
+    view = store._view("ana")
+    first = view.scores(np.array([1, 0], np.float32))
+    assert view.scores(np.array([1, 0], np.float32)) is first and not first.flags.writeable
+    assert list(view.scores(np.array([0, 1], np.float32))) == [0, 1]
+    with_context = view.scores(np.array([0, 1], np.float32), 0.5)
+    assert with_context is not view.scores(np.array([0, 1], np.float32))
+    assert list(with_context) == [0, 1]

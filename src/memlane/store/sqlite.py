@@ -186,6 +186,7 @@ class UserView:
     folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
     _context: np.ndarray | None = None
     _context_weight: float = 0.0
+    _last_scores: tuple[float, np.ndarray, np.ndarray] | None = None  # (context, query, scores)
 
     def context_matrix(self, neighbour_weight: float) -> np.ndarray:
         """Each turn's vector plus its neighbours', weighted and renormalized (other rows as they are)."""
@@ -260,12 +261,24 @@ class UserView:
         """Those of `ids` in this view whose entry in `flags` (one bool per row) is set."""
         return {mid for mid in ids if mid in self.position and flags[self.position[mid]]}
 
-    def scores(self, query: np.ndarray) -> np.ndarray:
-        """Each memory's cosine to the query: the better of its own vector's and its best passage's."""
-        scores = self.matrix @ query
-        if len(self.passage_owners):
-            best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
-            scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
+    def scores(self, query: np.ndarray, context: float = 0.0) -> np.ndarray:
+        """Each memory's cosine to the query: the better of its own vector's and its best passage's;
+        with `context` > 0, of its context vector (see `context_matrix`). Read-only.
+
+        One search asks for the same query's scores several times (plain, in a time range, over
+        sessions); the last query's are kept, so a large store is scanned once per search."""
+        last = self._last_scores
+        if last is not None and last[0] == context and np.array_equal(last[1], query):
+            return last[2]
+        if context > 0:
+            scores = self.context_matrix(context) @ query
+        else:
+            scores = self.matrix @ query
+            if len(self.passage_owners):
+                best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
+                scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
+        scores.flags.writeable = False
+        self._last_scores = (context, query.copy(), scores)
         return scores
 
 
@@ -834,7 +847,7 @@ class SQLiteStore:
         if len(view.ids) == 0:
             return []
         query = np.asarray(query, dtype=np.float32)
-        scores = view.context_matrix(context) @ query if context > 0 else view.scores(query)
+        scores = view.scores(query, context)
         mask = self._allowed_mask(user_id, view, filters)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
