@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from memlane.errors import StoreError
-from memlane.records import HistoryEvent, MemoryRecord
+from memlane.records import EventDate, HistoryEvent, MemoryRecord
 from memlane.store.sqlite import SQLiteStore
 
 
@@ -185,7 +185,10 @@ def test_cached_views_follow_inserts_exactly_as_a_rebuild_would_read_them(store)
     assert "ana" in store._views
     store.substring_matches("ana", ["zoë"], 5, None)  # texts read: later appends must carry them too
     store.write(turns("bo", "s9", [0], "Bo"), vectors(1), [])  # another user's write leaves ana's view current
-    store.write(turns("ana", "s1", [1, 3], "Zoë") + turns("ana", "s2", [0], "Ana"), vectors(3), [])
+    later = turns("ana", "s1", [1, 3], "Zoë") + turns("ana", "s2", [0], "Ana")
+    later[0].event_dates = [EventDate("yesterday", "2023-01-01", "2023-01-01", "day")]
+    later[2].superseded_by = "ana-s1-1"
+    store.write(later, vectors(3), [])
     followed = {user: store._views[user] for user in ("ana", "bo")}
     for user, view in followed.items():
         store._views.clear()
@@ -195,6 +198,7 @@ def test_cached_views_follow_inserts_exactly_as_a_rebuild_would_read_them(store)
     assert followed["ana"].folded_texts == store._read_folded_texts("ana", followed["ana"].rowids)
     ana = followed["ana"]
     assert [ana.ids[j] for j in ana.following[:2]] == ["ana-s1-1", "ana-s1-3"]
+    assert list(ana.dated) == [False, False, True, False, False] and ana.superseded[-1]
 
 
 def test_a_view_that_was_stale_before_a_write_is_rebuilt_not_followed(store):

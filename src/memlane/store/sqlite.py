@@ -133,6 +133,12 @@ def _record_params(r: MemoryRecord) -> tuple:
     )
 
 
+def _view_row(rowid: int, r: MemoryRecord, blob: bytes) -> tuple:
+    """A written memory as the row `UserView.build` reads (what `SQLiteStore._view`'s query returns)."""
+    return (rowid, r.id, r.node_type, r.speaker, r.session_id, r.turn_index, blob,
+            r.superseded_by is not None, bool(r.event_dates))
+
+
 def _blob(vectors: np.ndarray) -> bytes:
     """A memory's vectors as one BLOB: its own vector, then its passages' when it has some."""
     return np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
@@ -449,13 +455,10 @@ class SQLiteStore:
             rows: dict[str, list[tuple]] = {}
             texts: dict[str, list[str]] = {}
             for record, vector in zip(records, vectors):
-                params = _record_params(record)
-                cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", params)
+                cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", _record_params(record))
                 blob = _blob(vector)
                 conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
-                rows.setdefault(record.user_id, []).append(
-                    (cur.lastrowid, record.id, params[4], params[7], params[8], params[10], blob,
-                     params[19] is not None, params[12] is not None))
+                rows.setdefault(record.user_id, []).append(_view_row(cur.lastrowid, record, blob))
                 texts.setdefault(record.user_id, []).append(record.text)
             for record in amended:
                 conn.execute(
