@@ -258,3 +258,20 @@ def test_render_days_and_ranges():
 def test_render_what_was_resolved():
     events = resolve_expressions("Yesterday was better than last week.", MONDAY)
     assert render_event_dates(events) == "[Yesterday = 2023-05-07; last week = 2023-05-01..2023-05-07]"
+
+
+def test_every_match_of_every_rule_holds_one_of_the_words_that_let_the_rule_run():
+    # resolve_expressions skips a rule when the text holds none of its `needs`: that is only
+    # safe if no match can do without them, in any letter case.
+    from memlane.ingest.temporal import _RULES
+
+    sentences = [row[0] for row in TABLE] + [
+        "The previous month was busy.", "We hiked over the weekend.", "It happened in mid-2019."]
+    texts = sentences + [s.upper() for s in sentences]
+    exercised = set()
+    for i, rule in enumerate(_RULES):
+        for text in texts:
+            for match in rule.pattern.finditer(text):
+                exercised.add(i)
+                assert any(word in match.group(0).casefold() for word in rule.needs), (i, match.group(0))
+    assert exercised == set(range(len(_RULES)))
