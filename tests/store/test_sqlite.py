@@ -215,6 +215,9 @@ def test_a_view_scans_once_per_query_and_never_serves_another_querys_scores(stor
     first = view.scores(np.array([1, 0], np.float32))
     assert view.scores(np.array([1, 0], np.float32)) is first and not first.flags.writeable
     assert list(view.scores(np.array([0, 1], np.float32))) == [0, 1]
+    plain = view.scores(np.array([0, 1], np.float32))
     with_context = view.scores(np.array([0, 1], np.float32), 0.5)
-    assert with_context is not view.scores(np.array([0, 1], np.float32))
-    assert list(with_context) == [0, 1]
+    assert with_context is not plain and list(with_context) == [0, 1]
+    # Each context weight keeps its own: a search that alternates them scans once for each.
+    assert view.scores(np.array([0, 1], np.float32)) is plain
+    assert view.scores(np.array([0, 1], np.float32), 0.5) is with_context

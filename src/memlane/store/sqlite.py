@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -192,7 +192,7 @@ class UserView:
     folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
     _context: np.ndarray | None = None
     _context_weight: float = 0.0
-    _last_scores: tuple[float, np.ndarray, np.ndarray] | None = None  # (context, query, scores)
+    _last_scores: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # context: (query, scores)
 
     def context_matrix(self, neighbour_weight: float) -> np.ndarray:
         """Each turn's vector plus its neighbours', weighted and renormalized (other rows as they are)."""
@@ -272,10 +272,11 @@ class UserView:
         with `context` > 0, of its context vector (see `context_matrix`). Read-only.
 
         One search asks for the same query's scores several times (plain, in a time range, over
-        sessions); the last query's are kept, so a large store is scanned once per search."""
-        last = self._last_scores
-        if last is not None and last[0] == context and np.array_equal(last[1], query):
-            return last[2]
+        sessions); the last query's are kept per context weight, so a search scans a large store
+        once for each."""
+        last = self._last_scores.get(context)
+        if last is not None and np.array_equal(last[0], query):
+            return last[1]
         if context > 0:
             scores = self.context_matrix(context) @ query
         else:
@@ -284,7 +285,7 @@ class UserView:
                 best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
                 scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
         scores.flags.writeable = False
-        self._last_scores = (context, query.copy(), scores)
+        self._last_scores[context] = (query.copy(), scores)
         return scores
 
 
@@ -448,28 +449,29 @@ class SQLiteStore:
         if not records and not events and not amended:
             return
         index = self._require_index()
-        with self._lock, self._transaction() as conn:
-            before = self._generation()  # the transaction moves it on by one
-            new_users = {uid for uid in {r.user_id for r in records}
-                         if conn.execute("SELECT 1 FROM memories WHERE user_id = ? LIMIT 1", (uid,)).fetchone() is None}
-            rows: dict[str, list[tuple]] = {}
-            texts: dict[str, list[str]] = {}
-            for record, vector in zip(records, vectors):
-                cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", _record_params(record))
-                blob = _blob(vector)
-                conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
-                rows.setdefault(record.user_id, []).append(_view_row(cur.lastrowid, record, blob))
-                texts.setdefault(record.user_id, []).append(record.text)
-            for record in amended:
-                conn.execute(
-                    "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
-                    "WHERE id = ? AND user_id = ?",
-                    (json.dumps(record.metadata, ensure_ascii=False), record.valid_from, record.valid_until,
-                     record.superseded_by, record.id, record.user_id),
-                )
-            self._write_events(conn, events)
-        if not amended:
-            with self._lock:
+        with self._lock:  # held until the views follow, so no other write of this store comes between
+            with self._transaction() as conn:
+                before = self._generation()  # the transaction moves it on by one
+                new_users = {uid for uid in {r.user_id for r in records} if conn.execute(
+                    "SELECT 1 FROM memories WHERE user_id = ? LIMIT 1", (uid,)).fetchone() is None}
+                rows: dict[str, list[tuple]] = {}
+                texts: dict[str, list[str]] = {}
+                for record, vector in zip(records, vectors):
+                    cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
+                                       _record_params(record))
+                    blob = _blob(vector)
+                    conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
+                    rows.setdefault(record.user_id, []).append(_view_row(cur.lastrowid, record, blob))
+                    texts.setdefault(record.user_id, []).append(record.text)
+                for record in amended:
+                    conn.execute(
+                        "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
+                        "WHERE id = ? AND user_id = ?",
+                        (json.dumps(record.metadata, ensure_ascii=False), record.valid_from, record.valid_until,
+                         record.superseded_by, record.id, record.user_id),
+                    )
+                self._write_events(conn, events)
+            if not amended:
                 self._follow_insert(before, index, rows, texts, new_users)
 
     def _follow_insert(self, before: int, index: IndexInfo, rows: dict[str, list[tuple]],
