@@ -188,8 +188,11 @@ def test_cached_views_follow_inserts_exactly_as_a_rebuild_would_read_them(store)
     later = turns("ana", "s1", [1, 3], "Zoë") + turns("ana", "s2", [0], "Ana")
     later[0].event_dates = [EventDate("yesterday", "2023-01-01", "2023-01-01", "day")]
     later[2].superseded_by = "ana-s1-1"
-    store.write(later, vectors(3), [])
-    followed = {user: store._views[user] for user in ("ana", "bo")}
+    store.write(later[:2], vectors(2), [])
+    store.write(later[2:], vectors(1), [])
+    assert len(store._views["ana"].pending) == 2  # small writes wait, to be joined in once
+    followed = {user: store._view(user) for user in ("ana", "bo")}
+    assert not followed["ana"].pending and store._views["ana"] is followed["ana"]
     for user, view in followed.items():
         store._views.clear()
         rebuilt = store._view(user)

@@ -190,6 +190,7 @@ class UserView:
     passage_starts: np.ndarray  # where each memory with passages starts in `passages`
     passage_owners: np.ndarray  # the row of each of those memories
     folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
+    pending: list["UserView"] = field(default_factory=list)  # written since, merged on next use
     _context: np.ndarray | None = None
     _context_weight: float = 0.0
     _last_scores: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # context: (query, scores)
@@ -236,31 +237,34 @@ class UserView:
             passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
         )
 
-    def appended(self, added: "UserView", generation: int) -> "UserView":
-        """This view followed by `added` (memories with larger rowids), as of `generation`."""
-        n = len(self.ids)
-        ids = self.ids + added.ids
-        node_types = np.concatenate([self.node_types, added.node_types])
-        session_ids = self.session_ids + added.session_ids
-        turn_index = self.turn_index + added.turn_index
+    def merged(self) -> "UserView":
+        """This view with its pending parts (memories written since, larger rowids) joined in, in
+        one pass however many writes there were."""
+        parts = [self, *self.pending]
+        offsets = np.cumsum([0] + [len(p.ids) for p in parts])
+        passage_offsets = np.cumsum([0] + [len(p.passages) for p in parts])
+        ids = [mid for p in parts for mid in p.ids]
+        node_types = np.concatenate([p.node_types for p in parts])
+        session_ids = [sid for p in parts for sid in p.session_ids]
+        turn_index = [t for p in parts for t in p.turn_index]
         previous, following = _session_links(node_types, session_ids, turn_index)
         return UserView(
-            generation=generation, index=self.index,
-            rowids=np.concatenate([self.rowids, added.rowids]),
-            ids=ids, position={**self.position, **{mid: n + i for i, mid in enumerate(added.ids)}},
+            generation=self.generation, index=self.index,
+            rowids=np.concatenate([p.rowids for p in parts]),
+            ids=ids, position={mid: i for i, mid in enumerate(ids)},
             node_types=node_types,
-            speakers=self.speakers + added.speakers,
-            speaker_names=self.speaker_names | added.speaker_names,
+            speakers=[sp for p in parts for sp in p.speakers],
+            speaker_names=set().union(*(p.speaker_names for p in parts)),
             session_ids=session_ids, turn_index=turn_index,
-            matrix=np.vstack([self.matrix, added.matrix]),
+            matrix=np.vstack([p.matrix for p in parts]),
             previous=previous, following=following,
-            superseded=np.concatenate([self.superseded, added.superseded]),
-            dated=np.concatenate([self.dated, added.dated]),
-            passages=np.vstack([self.passages, added.passages]),
-            passage_starts=np.concatenate([self.passage_starts, added.passage_starts + len(self.passages)]),
-            passage_owners=np.concatenate([self.passage_owners, added.passage_owners + n]),
-            folded_texts=(self.folded_texts + added.folded_texts
-                          if self.folded_texts is not None and added.folded_texts is not None else None),
+            superseded=np.concatenate([p.superseded for p in parts]),
+            dated=np.concatenate([p.dated for p in parts]),
+            passages=np.vstack([p.passages for p in parts]),
+            passage_starts=np.concatenate([p.passage_starts + o for p, o in zip(parts, passage_offsets)]),
+            passage_owners=np.concatenate([p.passage_owners + o for p, o in zip(parts, offsets)]),
+            folded_texts=([t for p in parts for t in p.folded_texts]
+                          if all(p.folded_texts is not None for p in parts) else None),
         )
 
     def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
@@ -477,21 +481,21 @@ class SQLiteStore:
     def _follow_insert(self, before: int, index: IndexInfo, rows: dict[str, list[tuple]],
                        texts: dict[str, list[str]], new_users: set[str]) -> None:
         """Bring the cached views up to date with an insert-only write instead of dropping them, so
-        the next search needs no re-read: the new rows (vectors in hand) are appended to their
-        user's view, a user's first memories start one, and other users' views are unchanged.
-        Only views that were current before the write follow it; others are rebuilt when next used."""
+        the next search needs no re-read: the new rows (vectors in hand) join their user's view
+        (as a pending part, merged on next use), a user's first memories start one, and other
+        users' views are unchanged. Only views that were current before the write follow it;
+        others are rebuilt when next used."""
         after = before + 1
         for user_id, view in list(self._views.items()):
             if view.generation != before or view.index != index.name:
                 continue
             added = rows.get(user_id)
-            if added:
+            if added:  # joined in when next searched: many small writes cost one merge, not one each
                 part = UserView.build(after, index.name, index.dims, added)
                 if view.folded_texts is not None:
                     part.folded_texts = [text.casefold() for text in texts[user_id]]
-                self._views[user_id] = view.appended(part, after)
-            else:
-                view.generation = after
+                view.pending.append(part)
+            view.generation = after
         for user_id in new_users - set(self._views):
             self._keep_view(user_id, UserView.build(after, index.name, index.dims, rows[user_id]))
 
@@ -813,20 +817,24 @@ class SQLiteStore:
     def _view(self, user_id: str) -> "UserView":
         """One user's memories as arrays (vectors, ids, speakers, sessions), cached until the store
         changes: dense search, vector fetches and name checks then need no SQL."""
-        index = self._require_index()
-        generation = self._generation()
-        cached = self._views.get(user_id)
-        if cached and cached.generation == generation and cached.index == index.name:
-            return cached
-        rows = self._query(
-            f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, v.vec, "
-            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL "
-            f"FROM memories m JOIN {index.name} v ON v.rowid = m.rowid WHERE m.user_id = ? ORDER BY m.rowid",
-            (user_id,),
-        )
-        view = UserView.build(generation, index.name, index.dims, rows)
-        self._keep_view(user_id, view)
-        return view
+        with self._lock:  # writes add to a cached view's pending parts
+            index = self._require_index()
+            generation = self._generation()
+            cached = self._views.get(user_id)
+            if cached and cached.generation == generation and cached.index == index.name:
+                if cached.pending:
+                    cached = cached.merged()
+                    self._views[user_id] = cached
+                return cached
+            rows = self._query(
+                f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, v.vec, "
+                f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL "
+                f"FROM memories m JOIN {index.name} v ON v.rowid = m.rowid WHERE m.user_id = ? ORDER BY m.rowid",
+                (user_id,),
+            )
+            view = UserView.build(generation, index.name, index.dims, rows)
+            self._keep_view(user_id, view)
+            return view
 
     def _keep_view(self, user_id: str, view: "UserView") -> None:
         if user_id not in self._views and len(self._views) >= 64:  # bound memory on servers with many users
