@@ -52,6 +52,12 @@ class EmbedderConfig(_Strict):
     cache_queries: bool = Field(False, description="Also cache query vectors (off: a new question is always encoded, so latency is honest).")
     timeout_s: float = Field(60.0, gt=0, description="http provider: request timeout in seconds.")
 
+    def cache_file(self) -> Path | None:
+        """The vector cache file this configuration uses, or None when the cache is off."""
+        if self.cache_path == "off":
+            return None
+        return Path(self.cache_path) if self.cache_path else default_cache_path()
+
 
 class IngestConfig(_Strict):
     """How conversations become memories when no LLM is used."""

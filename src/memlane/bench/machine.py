@@ -47,12 +47,11 @@ def warm_vector_cache(config) -> dict[str, float | str] | None:
     when the cache is off)."""
     import time
 
-    from memlane.config import default_cache_path
     from memlane.embed.cache import read_ahead
 
-    if config.embedder.cache_path == "off":
+    path = config.embedder.cache_file()
+    if path is None:
         return None
-    path = config.embedder.cache_path or str(default_cache_path())
     started = time.perf_counter()
     read = read_ahead(path)
-    return {"path": path, "bytes": read, "seconds": round(time.perf_counter() - started, 2)}
+    return {"path": str(path), "bytes": read, "seconds": round(time.perf_counter() - started, 2)}

@@ -10,7 +10,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from memlane.config import EmbedderConfig, default_cache_path
+from memlane.config import EmbedderConfig
 from memlane.embed._common import Purpose
 from memlane.embed.cache import CachedEmbedder, VectorCache
 from memlane.embed.hashing import HashEmbedder
@@ -115,9 +115,9 @@ def make_embedder(config: EmbedderConfig) -> Embedder:
             f"unknown embedder provider '{config.provider}'. Valid choices: {', '.join(PROVIDERS)}."
         )
 
-    if config.cache_path == "off":
+    path = config.cache_file()
+    if path is None:
         return embedder
-    path = config.cache_path or default_cache_path()
     return CachedEmbedder(embedder, VectorCache(path), cache_queries=config.cache_queries)
 
 

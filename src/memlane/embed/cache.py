@@ -48,8 +48,9 @@ def read_ahead(path: str | Path, limit_bytes: int = 1 << 30) -> int:
     memory: a search's look-ups are random reads, and on a cold disk each costs a read from the
     device (~0.5 ms on a cloud VM, ~25 ms per search). Files over `limit_bytes` are left alone.
     Returns the bytes read."""
+    main = Path(path).expanduser()
     total = 0
-    for part in (Path(path).expanduser(), Path(f"{Path(path).expanduser()}-wal")):
+    for part in (main, main.with_name(main.name + "-wal")):
         try:
             if part.stat().st_size > limit_bytes:
                 continue
