@@ -224,3 +224,12 @@ def test_a_view_scans_once_per_query_and_never_serves_another_querys_scores(stor
     # Each context weight keeps its own: a search that alternates them scans once for each.
     assert view.scores(np.array([0, 1], np.float32)) is plain
     assert view.scores(np.array([0, 1], np.float32), 0.5) is with_context
+
+
+def test_a_bulk_write_of_new_users_never_evicts_a_view_in_use(store, monkeypatch):
+    monkeypatch.setattr("memlane.store.sqlite._MAX_VIEWS", 3)
+    store.write([_record(1)], [np.array([1, 0], np.float32)], [])
+    searched = store._view("ana")
+    store.write([_record(i, user=f"u{i}") for i in range(2, 7)], np.ones((5, 2), np.float32), [])
+    assert len(store._views) == 3 and store._views["ana"] is searched
+    assert [mid for mid, _ in store.dense_candidates("u6", np.array([1, 0], np.float32), 5, None)] == ["m6"]

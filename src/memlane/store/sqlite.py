@@ -25,6 +25,7 @@ from memlane.store import IndexInfo, StoreStats
 from memlane.store.sql import filter_sql, fts_query, lexical_sql
 
 SCHEMA_VERSION = "1"
+_MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -497,7 +498,9 @@ class SQLiteStore:
                 view.pending.append(part)
             view.generation = after
         for user_id in new_users - set(self._views):
-            self._keep_view(user_id, UserView.build(after, index.name, index.dims, rows[user_id]))
+            if len(self._views) >= _MAX_VIEWS:  # a view nobody has searched yet never evicts one in use
+                break
+            self._views[user_id] = UserView.build(after, index.name, index.dims, rows[user_id])
 
     def merge(self, keep: MemoryRecord, remove_ids: Sequence[str], events: Sequence[HistoryEvent]) -> None:
         """Consolidation in one transaction: rewrite the kept memory's fields, delete the merged ones."""
@@ -837,7 +840,7 @@ class SQLiteStore:
             return view
 
     def _keep_view(self, user_id: str, view: "UserView") -> None:
-        if user_id not in self._views and len(self._views) >= 64:  # bound memory on servers with many users
+        if user_id not in self._views and len(self._views) >= _MAX_VIEWS:
             self._views.pop(next(iter(self._views)))
         self._views[user_id] = view
 
