@@ -65,3 +65,25 @@ def test_delete_all_removes_only_that_user(two_users):
 def test_get_all_lists_only_that_user(two_users):
     memory, ana, bo = two_users
     assert {r.user_id for r in memory.get_all("ana").records} == {"ana"}
+
+
+def test_another_users_memories_never_move_a_users_scores(tmp_path, config):
+    """Lexical statistics (document frequencies, lengths) are per user: what one tenant stores
+    cannot be read off another tenant's scores."""
+    from memlane import Memory
+    from memlane.embed import HashEmbedder
+
+    def explained(with_bo):
+        memory = Memory(tmp_path / f"{with_bo}.db", config, embedder=HashEmbedder(dims=256))
+        memory.add(ANA, user_id="ana", session_date="2023-05-08")
+        if with_bo:  # bo talks of beagles all the time: a common word in the file, not for ana
+            memory.add([{"role": "user", "content": f"My beagle number {i} barks."} for i in range(30)],
+                       user_id="bo", session_date="2023-05-08")
+        hits = memory.search("beagle Biscuit", user_id="ana", limit=5, explain=True)
+        memory.close()
+        return [(h.id, h.score, [(s.strategy, s.rank, s.score) for s in h.explanation.strategies]) for h in hits]
+
+    alone, shared = explained(False), explained(True)
+    assert any(s[0] == "bm25" for _, _, strategies in alone for s in strategies)
+    assert [(score, strategies) for _, score, strategies in alone] == \
+        [(score, strategies) for _, score, strategies in shared]

@@ -1,7 +1,7 @@
 import pytest
 
 from memlane.errors import InputError
-from memlane.store.sql import filter_sql, fts_query, lexical_sql
+from memlane.store.sql import document_frequency_sql, filter_sql, fts_query
 
 
 def test_no_filters_is_always_true():
@@ -34,9 +34,9 @@ def test_fts_query_quotes_every_term():
     assert fts_query(["dog", 'say "hi"', "OR"]) == '"dog" OR "say ""hi""" OR "OR"'
 
 
-def test_lexical_sql_is_scoped_to_one_user():
-    sql = lexical_sql("1")
-    assert "m.user_id = ?" in sql and "MATCH ?" in sql and "ORDER BY score" in sql
+def test_document_frequency_sql_is_scoped_to_one_user():
+    sql = document_frequency_sql()
+    assert "m.user_id = ?" in sql and "MATCH ?" in sql
 
 
 def test_as_of_keeps_what_was_stated_by_then_and_not_yet_superseded():

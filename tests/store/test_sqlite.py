@@ -41,6 +41,65 @@ def test_lexical_candidates_use_bm25_and_stemming(store):
     assert [mid for mid, _ in store.lexical_candidates("ana", ["hikes"], 5, None)] == ["m1"]
 
 
+def _fts5_bm25(store, user, terms):
+    """FTS5's own bm25() for the user's memories (negated: higher is better), as a reference."""
+    from memlane.store.sql import fts_query
+
+    rows = store._conn.execute(
+        "SELECT m.id, -bm25(memories_fts) FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
+        "WHERE memories_fts MATCH ? AND m.user_id = ?", (fts_query(terms), user)).fetchall()
+    return dict(rows)
+
+
+LEXICAL_TEXTS = [
+    "We went hiking in the Alps, hiking every day",  # a repeated term, stemmed
+    "a quiet day at home",
+    "Hikes, hikers and more hikes: the hiking club's e-mail list grew and grew and grew",
+    "Café Zoë sends an e-mail about the hike, then e-mail after e-mail",  # diacritics, a phrase term twice
+    "home",
+]
+
+
+def test_lexical_scores_equal_fts5_bm25_in_a_store_of_one_user(store):
+    records = [_record(i, text=t) for i, t in enumerate(LEXICAL_TEXTS)]
+    store.write(records, np.ones((len(records), 2), np.float32), [])
+    for terms in (["hiking"], ["hikes", "home"], ["e-mail", "cafe", "grew"], ["day", "alps", "zoe", "nothing"]):
+        ours = dict(store.lexical_candidates("ana", terms, 10, None))
+        reference = _fts5_bm25(store, "ana", terms)
+        assert ours.keys() == reference.keys() and ours
+        for mid, score in reference.items():
+            assert ours[mid] == pytest.approx(score, rel=1e-9), (terms, mid)
+
+
+def test_lexical_scores_take_no_statistics_from_other_users(tmp_path):
+    def lexical(users):
+        store = SQLiteStore(tmp_path / f"{len(users)}.db")
+        store.create_index("toy", 2, active=True)
+        records = [_record(f"{u}{i}", user=u, text=f"{t} {u}") for u in users for i, t in enumerate(LEXICAL_TEXTS)]
+        # Another user who says "hiking" everywhere makes it a common word in the file, not for ana.
+        records += [_record(f"z{i}", user="zed", text="hiking hiking home") for i in range(40)] if "zed" in users else []
+        store.write(records, np.ones((len(records), 2), np.float32), [])
+        return store.lexical_candidates("ana", ["hiking", "home", "grew"], 10, None), store
+
+    alone, _ = lexical(["ana"])
+    shared, store = lexical(["ana", "zed"])
+    assert alone == shared
+    # FTS5's own bm25() moved with the other user's words: the file-wide statistics differ.
+    assert _fts5_bm25(store, "ana", ["hiking", "home", "grew"]) != pytest.approx(dict(shared))
+
+
+def test_lexical_candidates_respect_filters_and_k(store):
+    records = [_record(i, text=t) for i, t in enumerate(LEXICAL_TEXTS)]
+    records[2].node_type = "session"
+    store.write(records, np.ones((len(records), 2), np.float32), [])
+    everything = store.lexical_candidates("ana", ["hiking", "home"], 10, None)
+    assert [mid for mid, _ in store.lexical_candidates("ana", ["hiking", "home"], 2, None)] == \
+        [mid for mid, _ in everything[:2]]
+    sessions = store.lexical_candidates("ana", ["hiking", "home"], 10, {"node_type": "session"})
+    assert [mid for mid, _ in sessions] == ["m2"] and dict(everything)["m2"] == sessions[0][1]
+    assert store.lexical_candidates("ana", ["nowhere"], 10, None) == []
+
+
 def test_history_keeps_events_after_delete(store):
     store.write([_record(1)], np.ones((1, 2), np.float32), [HistoryEvent("m1", "ADD", None, "memory 1", "t0")])
     store.delete("ana", ["m1"], [HistoryEvent("m1", "DELETE", "memory 1", None, "t1")])
@@ -60,9 +119,9 @@ def test_a_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_lexical_queries_walk_the_fts_matches_first(store):
-    from memlane.store.sql import lexical_sql
+    from memlane.store.sql import document_frequency_sql
 
-    plan = store._conn.execute("EXPLAIN QUERY PLAN " + lexical_sql("1"), ('"x"', "ana", 5)).fetchall()
+    plan = store._conn.execute("EXPLAIN QUERY PLAN " + document_frequency_sql(), ('"x"', "ana")).fetchall()
     assert "memories_fts" in plan[0][3]  # probing FTS once per user row is quadratic
 
 
@@ -184,6 +243,7 @@ def test_cached_views_follow_inserts_exactly_as_a_rebuild_would_read_them(store)
     store.write(turns("ana", "s1", [0, 2], "Ana"), vectors(2), [])  # a user's first memories start a view
     assert "ana" in store._views
     store.substring_matches("ana", ["zoë"], 5, None)  # texts read: later appends must carry them too
+    store.lexical_candidates("ana", ["turn"], 5, None)  # so were the lengths BM25 needs
     store.write(turns("bo", "s9", [0], "Bo"), vectors(1), [])  # another user's write leaves ana's view current
     later = turns("ana", "s1", [1, 3], "Zoë") + turns("ana", "s2", [0], "Ana")
     later[0].event_dates = [EventDate("yesterday", "2023-01-01", "2023-01-01", "day")]
@@ -199,6 +259,7 @@ def test_cached_views_follow_inserts_exactly_as_a_rebuild_would_read_them(store)
         assert rebuilt is not view
         _views_equal(view, rebuilt)
     assert followed["ana"].folded_texts == store._read_folded_texts("ana", followed["ana"].rowids)
+    assert list(followed["ana"].lengths) == list(store._read_lengths("ana", followed["ana"].rowids)) == [2] * 5
     ana = followed["ana"]
     assert [ana.ids[j] for j in ana.following[:2]] == ["ana-s1-1", "ana-s1-3"]
     assert list(ana.dated) == [False, False, True, False, False] and ana.superseded[-1]

@@ -69,12 +69,11 @@ def fts_query(terms: Sequence[str]) -> str:
     return " OR ".join(quoted)
 
 
-def lexical_sql(filter_clause: str) -> str:
-    """BM25 candidates for one user, best first (FTS5's bm25() is lower-is-better)."""
+def document_frequency_sql() -> str:
+    """How many of one user's memories match an FTS5 expression."""
     return (
-        "SELECT m.id, bm25(memories_fts) AS score FROM memories_fts "
+        "SELECT COUNT(*) FROM memories_fts "
         # CROSS JOIN makes SQLite walk the FTS matches first instead of probing FTS per user row.
         "CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
-        f"WHERE memories_fts MATCH ? AND m.user_id = ? AND {filter_clause} "
-        "ORDER BY score LIMIT ?"
+        "WHERE memories_fts MATCH ? AND m.user_id = ?"
     )

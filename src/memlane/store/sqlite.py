@@ -21,11 +21,12 @@ import numpy as np
 
 from memlane.errors import StoreError
 from memlane.records import Category, EventDate, HistoryEvent, MemoryRecord
-from memlane.store import IndexInfo, StoreStats
-from memlane.store.sql import filter_sql, fts_query, lexical_sql
+from memlane.store import IndexInfo, StoreStats, bm25
+from memlane.store.sql import document_frequency_sql, filter_sql, fts_query
 
 SCHEMA_VERSION = "1"
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
+_MAX_CACHED_TERMS = 512  # BM25 postings kept per view
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -55,7 +56,7 @@ CREATE TABLE IF NOT EXISTS memories (
 CREATE INDEX IF NOT EXISTS memories_by_user ON memories (user_id, rowid);
 CREATE INDEX IF NOT EXISTS memories_by_session ON memories (user_id, session_id, turn_index);
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
-    embed_text, content='memories', content_rowid='rowid', tokenize='porter unicode61 remove_diacritics 2'
+    embed_text, content='memories', content_rowid='rowid', tokenize='{tokenizer}'
 );
 CREATE TRIGGER IF NOT EXISTS memories_fts_insert AFTER INSERT ON memories BEGIN
     INSERT INTO memories_fts (rowid, embed_text) VALUES (new.rowid, new.embed_text);
@@ -89,6 +90,14 @@ CREATE TABLE IF NOT EXISTS expired (
     expired_at TEXT NOT NULL, rule TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS expired_by_user ON expired (user_id);
+"""
+_TOKENIZER = "porter unicode61 remove_diacritics 2"
+# Per connection: where each indexed term occurs (memory, token offset), and a scratch FTS5 table
+# that tokenizes query terms exactly as memories were, for per-user BM25 (see `bm25`).
+_TERM_TABLES = f"""
+CREATE VIRTUAL TABLE temp.memory_terms USING fts5vocab(main, memories_fts, 'instance');
+CREATE VIRTUAL TABLE temp.query_text USING fts5 (text, tokenize='{_TOKENIZER}');
+CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, query_text, 'instance');
 """
 # Columns added after schema version 1, with their types: stores made before get them on open.
 _ADDED_COLUMNS = {"fact_key": "TEXT", "valid_from": "TEXT", "valid_until": "TEXT", "superseded_by": "TEXT"}
@@ -191,6 +200,8 @@ class UserView:
     passage_starts: np.ndarray  # where each memory with passages starts in `passages`
     passage_owners: np.ndarray  # the row of each of those memories
     folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
+    lengths: np.ndarray | None = None  # tokens in each memory's indexed text, read on first lexical search
+    postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term: (rows, counts)
     pending: list["UserView"] = field(default_factory=list)  # written since, merged on next use
     _context: np.ndarray | None = None
     _context_weight: float = 0.0
@@ -266,6 +277,8 @@ class UserView:
             passage_owners=np.concatenate([p.passage_owners + o for p, o in zip(parts, offsets)]),
             folded_texts=([t for p in parts for t in p.folded_texts]
                           if all(p.folded_texts is not None for p in parts) else None),
+            lengths=(np.concatenate([p.lengths for p in parts])
+                     if all(p.lengths is not None for p in parts) else None),
         )
 
     def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
@@ -307,14 +320,16 @@ class SQLiteStore:
             self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SCHEMA.replace("{tokenizer}", _TOKENIZER))
             self._migrate()
+            self._conn.executescript(_TERM_TABLES)
             if self._meta("schema_version") is None:
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}. Is it a memlane SQLite file?") from None
         self._lock = threading.RLock()
         self._views: dict[str, UserView] = {}
+        self._term_tokens: dict[str, tuple[str, ...]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -495,6 +510,8 @@ class SQLiteStore:
                 part = UserView.build(after, index.name, index.dims, added)
                 if view.folded_texts is not None:
                     part.folded_texts = [text.casefold() for text in texts[user_id]]
+                if view.lengths is not None:
+                    part.lengths = self._read_lengths(user_id, part.rowids)
                 view.pending.append(part)
             view.generation = after
         for user_id in new_users - set(self._views):
@@ -874,24 +891,99 @@ class SQLiteStore:
         return [(view.ids[i], float(scores[i])) for i in top]
 
     def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
-        match = fts_query(terms)
-        if not match:
+        """Top k by BM25 over the user's memories, with the user's own term statistics (see `bm25`)."""
+        terms = [t for t in dict.fromkeys(terms) if t and fts_query([t])]
+        if not terms:
             return []
-        clause, params = filter_sql(filters)
-        rows = self._query(lexical_sql(clause), (match, user_id, *params, k))
-        # bm25() is negative, lower is better; report the usual positive score.
-        return [(mid, -float(score)) for mid, score in rows]
+        view = self._view(user_id)
+        total = len(view.ids)
+        if total == 0:
+            return []
+        lengths = self._lengths(user_id, view)
+        average = float(lengths.mean())
+        scores = np.zeros(total)
+        for term in terms:
+            rows, counts = self._postings(user_id, view, term)
+            if len(rows):
+                scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
+        mask = self._allowed_mask(user_id, view, filters)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        found = np.flatnonzero(scores > 0)
+        top = found[np.argsort(-scores[found], kind="stable")[:k]]  # ties: the older memory first
+        return [(view.ids[i], float(scores[i])) for i in top]
+
+    def _postings(self, user_id: str, view: "UserView", term: str) -> tuple[np.ndarray, np.ndarray]:
+        """The view rows whose indexed text holds `term` (as FTS5 matches it: stemmed, and as a
+        phrase where it has several tokens) and how often each holds it. Read from FTS5's term
+        positions, which is several times faster than marking matches in each text; kept with the
+        view, since one search asks for the same terms several times."""
+        cached = view.postings.get(term)
+        if cached is not None:
+            return cached
+        tokens = self._tokens(term)
+        if not tokens:
+            found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        elif len(tokens) == 1:
+            rows = self._query("SELECT doc FROM temp.memory_terms WHERE term = ?", tokens)
+            found = self._in_view(view, *np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+                                                   return_counts=True))
+        else:  # a phrase: its tokens at consecutive offsets of one memory
+            starts: set[tuple[int, int]] | None = None
+            for shift, token in enumerate(tokens):
+                here = {(doc, offset - shift) for doc, offset in
+                        self._query("SELECT doc, offset FROM temp.memory_terms WHERE term = ?", (token,))}
+                starts = here if starts is None else starts & here
+            docs = np.fromiter((doc for doc, _ in starts or ()), np.int64)
+            found = self._in_view(view, *np.unique(docs, return_counts=True))
+        if len(view.postings) >= _MAX_CACHED_TERMS:
+            view.postings.clear()
+        view.postings[term] = found
+        return found
+
+    @staticmethod
+    def _in_view(view: "UserView", rowids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The view rows among `rowids` (sorted) with their counts: other users' memories, and
+        memories written after the view was taken, are left out."""
+        if len(view.rowids) == 0 or len(rowids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(view.rowids, rowids), len(view.rowids) - 1)
+        known = view.rowids[at] == rowids
+        return at[known], counts[known]
+
+    def _tokens(self, term: str) -> tuple[str, ...]:
+        """`term` as FTS5 tokenizes it for the index (case-folded, no diacritics, Porter-stemmed)."""
+        with self._lock:
+            tokens = self._term_tokens.get(term)
+            if tokens is None:
+                self._conn.execute("INSERT INTO temp.query_text (rowid, text) VALUES (1, ?)", (term,))
+                tokens = tuple(r[0] for r in self._conn.execute("SELECT term FROM temp.query_terms ORDER BY offset"))
+                self._conn.execute("DELETE FROM temp.query_text")
+                if len(self._term_tokens) >= _MAX_CACHED_TERMS * 8:
+                    self._term_tokens.clear()
+                self._term_tokens[term] = tokens
+            return tokens
+
+    def _lengths(self, user_id: str, view: "UserView") -> np.ndarray:
+        """Each view row's indexed text length in tokens, as FTS5 counted it; read on first need."""
+        if view.lengths is None:
+            view.lengths = self._read_lengths(user_id, view.rowids)
+        return view.lengths
+
+    def _read_lengths(self, user_id: str, rowids: np.ndarray) -> np.ndarray:
+        if len(rowids) == 0:
+            return np.zeros(0, dtype=np.float64)
+        size = dict(self._query(
+            "SELECT d.id, d.sz FROM memories m JOIN memories_fts_docsize d ON d.id = m.rowid "
+            "WHERE m.user_id = ? AND m.rowid BETWEEN ? AND ?", (user_id, int(rowids.min()), int(rowids.max()))))
+        return np.array([bm25.first_varint(size.get(int(r), b"")) for r in rowids], dtype=np.float64)
 
     def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many of the user's memories contain each term, and how many memories the user has."""
         total = self._query("SELECT COUNT(*) FROM memories WHERE user_id = ?", (user_id,))[0][0]
         freqs: dict[str, int] = {}
         for term in dict.fromkeys(terms):
-            rows = self._query(
-                "SELECT COUNT(*) FROM memories_fts CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
-                "WHERE memories_fts MATCH ? AND m.user_id = ?",
-                (fts_query([term]), user_id),
-            )
+            rows = self._query(document_frequency_sql(), (fts_query([term]), user_id))
             freqs[term] = rows[0][0]
         return freqs, total
 

@@ -1,0 +1,33 @@
+import math
+
+import numpy as np
+import pytest
+
+from memlane.store import bm25
+
+
+def test_idf_is_fts5s_and_never_falls_to_zero_or_below():
+    assert bm25.idf(1, 10) == pytest.approx(math.log(9.5 / 1.5))
+    assert bm25.idf(5, 10) == 1e-6  # ln(5.5 / 5.5) = 0
+    assert bm25.idf(9, 10) == 1e-6
+
+
+def test_term_scores_saturate_with_count_and_fall_with_length():
+    scores = bm25.term_scores(np.array([1, 2, 1]), np.array([10, 10, 40]), 20.0, 2.0)
+    k1, b = bm25.K1, bm25.B
+    assert scores[0] == pytest.approx(2.0 * (k1 + 1) / (1 + k1 * (1 - b + b * 0.5)))
+    assert scores[0] < scores[1] < 2 * scores[0]  # a second occurrence adds, but less
+    assert scores[2] < scores[0]  # the same count in a longer memory weighs less
+
+
+@pytest.mark.parametrize("value", [0, 5, 127, 128, 300, 16383, 16384, 2_000_000])
+def test_first_varint_reads_sqlite_varints(value):
+    groups = []
+    rest = value
+    while True:
+        groups.insert(0, rest & 0x7F)
+        rest >>= 7
+        if not rest:
+            break
+    encoded = bytes([g | 0x80 for g in groups[:-1]] + [groups[-1]])
+    assert bm25.first_varint(encoded + b"\x05") == value
