@@ -1,7 +1,7 @@
 import pytest
 
 from memlane.errors import InputError
-from memlane.store.sql import document_frequency_sql, filter_sql, fts_query
+from memlane.store.sql import filter_sql
 
 
 def test_no_filters_is_always_true():
@@ -28,15 +28,6 @@ def test_unknown_filter_names_the_valid_ones():
 def test_bad_date_filter_says_the_format():
     with pytest.raises(InputError, match="YYYY-MM-DD"):
         filter_sql({"date_from": "last week"})
-
-
-def test_fts_query_quotes_every_term():
-    assert fts_query(["dog", 'say "hi"', "OR"]) == '"dog" OR "say ""hi""" OR "OR"'
-
-
-def test_document_frequency_sql_is_scoped_to_one_user():
-    sql = document_frequency_sql()
-    assert "m.user_id = ?" in sql and "MATCH ?" in sql
 
 
 def test_as_of_keeps_what_was_stated_by_then_and_not_yet_superseded():

@@ -43,11 +43,10 @@ def test_lexical_candidates_use_bm25_and_stemming(store):
 
 def _fts5_bm25(store, user, terms):
     """FTS5's own bm25() for the user's memories (negated: higher is better), as a reference."""
-    from memlane.store.sql import fts_query
-
+    match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
     rows = store._conn.execute(
         "SELECT m.id, -bm25(memories_fts) FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid "
-        "WHERE memories_fts MATCH ? AND m.user_id = ?", (fts_query(terms), user)).fetchall()
+        "WHERE memories_fts MATCH ? AND m.user_id = ?", (match, user)).fetchall()
     return dict(rows)
 
 
@@ -118,11 +117,12 @@ def test_a_missing_folder_is_a_clear_error(tmp_path):
         SQLiteStore(tmp_path / "nope" / "s.db")
 
 
-def test_lexical_queries_walk_the_fts_matches_first(store):
-    from memlane.store.sql import document_frequency_sql
-
-    plan = store._conn.execute("EXPLAIN QUERY PLAN " + document_frequency_sql(), ('"x"', "ana")).fetchall()
-    assert "memories_fts" in plan[0][3]  # probing FTS once per user row is quadratic
+def test_document_frequencies_count_one_users_memories_as_fts5_matches_them(store):
+    records = [_record(i, text=t) for i, t in enumerate(LEXICAL_TEXTS)] + [_record(9, user="bo", text="hiking")]
+    store.write(records, np.ones((len(records), 2), np.float32), [])
+    frequencies, total = store.document_frequencies("ana", ["hiking", "e-mail", "homes", "nowhere", "-"])
+    assert total == len(LEXICAL_TEXTS)
+    assert frequencies == {"hiking": 3, "e-mail": 2, "homes": 2, "nowhere": 0, "-": 0}
 
 
 def test_a_copy_can_keep_only_some_users_and_leaves_the_original_alone(store, tmp_path):

@@ -61,19 +61,3 @@ def filter_sql(filters: dict[str, Any] | None, alias: str = "m") -> tuple[str, l
         )
         params.extend([as_of[:10], as_of[:10]])
     return (" AND ".join(clauses) or "1"), params
-
-
-def fts_query(terms: Sequence[str]) -> str:
-    """An FTS5 MATCH expression that ORs the terms, each quoted so no term is read as syntax."""
-    quoted = ['"' + t.replace('"', '""') + '"' for t in terms if t]
-    return " OR ".join(quoted)
-
-
-def document_frequency_sql() -> str:
-    """How many of one user's memories match an FTS5 expression."""
-    return (
-        "SELECT COUNT(*) FROM memories_fts "
-        # CROSS JOIN makes SQLite walk the FTS matches first instead of probing FTS per user row.
-        "CROSS JOIN memories m ON m.rowid = memories_fts.rowid "
-        "WHERE memories_fts MATCH ? AND m.user_id = ?"
-    )

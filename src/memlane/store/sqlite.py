@@ -22,7 +22,7 @@ import numpy as np
 from memlane.errors import StoreError
 from memlane.records import Category, EventDate, HistoryEvent, MemoryRecord
 from memlane.store import IndexInfo, StoreStats, bm25
-from memlane.store.sql import document_frequency_sql, filter_sql, fts_query
+from memlane.store.sql import filter_sql
 
 SCHEMA_VERSION = "1"
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
@@ -892,7 +892,7 @@ class SQLiteStore:
 
     def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
         """Top k by BM25 over the user's memories, with the user's own term statistics (see `bm25`)."""
-        terms = [t for t in dict.fromkeys(terms) if t and fts_query([t])]
+        terms = [t for t in dict.fromkeys(terms) if t]
         if not terms:
             return []
         view = self._view(user_id)
@@ -980,12 +980,8 @@ class SQLiteStore:
 
     def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many of the user's memories contain each term, and how many memories the user has."""
-        total = self._query("SELECT COUNT(*) FROM memories WHERE user_id = ?", (user_id,))[0][0]
-        freqs: dict[str, int] = {}
-        for term in dict.fromkeys(terms):
-            rows = self._query(document_frequency_sql(), (fts_query([term]), user_id))
-            freqs[term] = rows[0][0]
-        return freqs, total
+        view = self._view(user_id)
+        return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
 
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
