@@ -38,6 +38,16 @@ def describe_machine() -> dict[str, str | int]:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    from memlane.embed.local import runtimes_in_use
+
+    if runtimes := runtimes_in_use():  # what the models of this run ran on
+        info["embedding_runtime"] = ", ".join(f"{name}: {runtime}" for name, runtime in sorted(runtimes.items()))
     return info
 
 

@@ -85,7 +85,9 @@ def markdown(result: dict, command: str, plots: list[str]) -> str:
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, torch {m.get('torch', '?')}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, torch {m.get('torch', '?')}"
+        + (f", ONNX Runtime {m['onnxruntime']}" if m.get("onnxruntime") else "") + "."
+        + (f" Models ran on: {m['embedding_runtime']}." if m.get("embedding_runtime") else ""),
         f"Embedding model: `{result['config']['embedder']['model']}`. Questions: {result['questions']}"
         + (f" (split {result['split']})" if result.get("split") else "") + ".",
         "",

@@ -166,7 +166,7 @@ def speed_markdown(result: dict, command: str) -> str:
 Command: `{command}`
 
 Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, torch {m.get('torch', '?')} ({m.get('torch_threads', '?')} threads).
-Model: `{result['model']}`, vector cache off (every vector computed).
+Model: `{result['model']}` on {m.get('embedding_runtime', '?')}, vector cache off (every vector computed).
 
 | measure | value |
 |---|---|

@@ -84,6 +84,7 @@ def make_embedder(config: EmbedderConfig) -> Embedder:
             batch_size=config.batch_size,
             query_prefix=config.query_prefix,
             document_prefix=config.document_prefix,
+            runtime=config.runtime,
         )
         known = local.known_dims
         if config.dims is not None and known is not None and config.dims != known:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -18,8 +19,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from memlane.config import default_cache_path
 from memlane.embed._common import Purpose, check_purpose
 from memlane.errors import ConfigError
+
+log = logging.getLogger("memlane")
+RUNTIMES = ("auto", "onnx", "torch")
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -34,6 +39,13 @@ _FIX = (
 # trains a model must load its own copy, never mutate one taken from here.
 _LOADED: dict[str, Any] = {}
 _LOADED_LOCK = threading.Lock()
+# Their ONNX Runtime encoders by fingerprint (None: the model stays on torch), shared the same way.
+_ONNX: dict[str, Any] = {}
+
+
+def runtimes_in_use() -> dict[str, str]:
+    """What each model loaded in this process runs on, 'onnx' or 'torch', by fingerprint (for reports)."""
+    return {fingerprint: "torch" if _ONNX.get(fingerprint) is None else "onnx" for fingerprint in _LOADED}
 
 
 def _offline_env() -> None:
@@ -183,7 +195,10 @@ class SentenceTransformerEmbedder:
     as E5 or BGE). Vectors are normalized by sentence-transformers.
     """
 
-    def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "", document_prefix: str = "") -> None:
+    def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "", document_prefix: str = "",
+                 runtime: str = "auto", onnx_dir: str | Path | None = None) -> None:
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown embedder runtime {runtime!r}. Fix: use one of {', '.join(RUNTIMES)}.")
         self.model_ref = model
         self.path, self.name = resolve_model(model)
         # The weights, not their place: a checkpoint moved by the fine-tuning gate keeps its cached vectors.
@@ -192,7 +207,11 @@ class SentenceTransformerEmbedder:
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
         self.known_dims = peek_dims(self.path)
+        self.runtime = runtime
+        self.onnx_dir = Path(onnx_dir) if onnx_dir else default_cache_path().parent / "onnx"
         self._model: Any = None
+        self._onnx_checked = False
+        self._onnx_encoder: Any = None
         self._lock = threading.Lock()
 
     @property
@@ -222,8 +241,14 @@ class SentenceTransformerEmbedder:
         if len(texts) == 0:
             return np.zeros((0, self.dims), dtype=np.float32)
         prefix = self.query_prefix if purpose == "query" else self.document_prefix
+        onnx = self.onnx_encoder()
+        if onnx is not None:
+            return self._encode_onnx(onnx, [prefix + text for text in texts])
         if len(texts) <= _DIRECT_MAX and not prefix:
             return self._encode_direct(texts)
+        return self._encode_torch(texts, prefix)
+
+    def _encode_torch(self, texts: Sequence[str], prefix: str = "") -> np.ndarray:
         vectors = self._load().encode(
             list(texts),
             prompt=prefix or None,
@@ -233,6 +258,51 @@ class SentenceTransformerEmbedder:
             convert_to_numpy=True,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    def onnx_encoder(self) -> Any:
+        """The model on ONNX Runtime, or None where it runs on torch (runtime 'torch', or 'auto' and
+        a model the export cannot reproduce). Exported on first use; see `memlane.embed.onnx`."""
+        if self._onnx_checked:
+            return self._onnx_encoder
+        model = self._load()
+        with self._lock, _LOADED_LOCK:
+            if not self._onnx_checked:
+                if self.runtime != "torch":
+                    if self.fingerprint not in _ONNX:
+                        _ONNX[self.fingerprint] = self._load_onnx(model)
+                    self._onnx_encoder = _ONNX[self.fingerprint]
+                self._onnx_checked = True
+        return self._onnx_encoder
+
+    def _load_onnx(self, model: Any) -> Any:
+        try:
+            from memlane.embed.onnx import load_encoder
+
+            return load_encoder(model, self.fingerprint, self.onnx_dir, self._features, self._encode_torch)
+        except (ImportError, RuntimeError, OSError) as exc:
+            if self.runtime == "onnx":
+                raise ConfigError(
+                    f"embedder.runtime is 'onnx' but model '{self.name}' cannot run on ONNX Runtime: {exc}. "
+                    "Fix: set embedder.runtime = 'auto' (ONNX where it reproduces the model, torch otherwise) or 'torch'."
+                ) from None
+            log.info("embedding model %s runs on torch: %s", self.name, exc)
+            return None
+
+    def _features(self, texts: Sequence[str]) -> dict[str, Any]:
+        """The model's own tokenization of `texts` (truncated at its limit, padded to the longest)."""
+        model = self._load()
+        return model.preprocess(list(texts)) if hasattr(model, "preprocess") else model.tokenize(list(texts))
+
+    def _encode_onnx(self, onnx: Any, texts: list[str]) -> np.ndarray:
+        if len(texts) <= _DIRECT_MAX:
+            return onnx.encode(self._features(texts))
+        # Longest first, as sentence-transformers batches: texts of like length pad little.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dims), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            out[chunk] = onnx.encode(self._features([texts[i] for i in chunk]))
+        return out
 
     def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:
         """A few texts (a search's question) straight through the model's modules: the same

@@ -1,0 +1,103 @@
+import os
+
+import numpy as np
+import pytest
+
+from memlane.embed import SentenceTransformerEmbedder, local, onnx
+from memlane.errors import ConfigError
+
+
+class Transformer:
+    auto_model = object()
+
+
+class Pooling:
+    def __init__(self, mode="mean", include_prompt=True):
+        self.pooling_mode, self.include_prompt = mode, include_prompt
+
+
+class Normalize:
+    pass
+
+
+class Dense:
+    pass
+
+
+class FakeModel:
+    def __init__(self, *modules):
+        self.modules = modules
+
+    def children(self):
+        return iter(self.modules)
+
+
+@pytest.mark.parametrize("model, reason", [
+    (FakeModel(Transformer(), Pooling()), None),
+    (FakeModel(Transformer(), Pooling("cls"), Normalize()), None),
+    (FakeModel(Transformer(), Pooling("max")), "pools by 'max'"),
+    (FakeModel(Transformer(), Pooling(), Dense(), Normalize()), "Transformer -> Pooling -> Dense -> Normalize"),
+    (FakeModel(Transformer(), Pooling(include_prompt=False)), "prompt"),
+])
+def test_only_models_the_export_reproduces_are_exported(model, reason):
+    found = onnx.unsupported_reason(model)
+    assert found is None if reason is None else reason in found
+
+
+def test_an_unknown_runtime_is_a_config_error_that_lists_the_choices():
+    with pytest.raises(ConfigError, match="auto, onnx, torch"):
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="tensorflow")
+
+
+TEXTS = [
+    "hi",
+    "Caroline went to the LGBTQ support group last Tuesday.",
+    "Zoë's café, 東京 and crème brûlée. " * 80,  # past the model's 256-token limit
+] + [f"turn {i}: we talked about hiking, painting and the kids" * (i % 4 + 1) for i in range(70)]
+
+
+@pytest.mark.model
+def test_onnx_runtime_gives_torchs_vectors_for_questions_batches_and_prefixes():
+    fast = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx", query_prefix="query: ")
+    slow = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="torch", query_prefix="query: ")
+    assert fast.onnx_encoder() is not None and slow.onnx_encoder() is None
+    for texts, purpose in ((TEXTS[:1], "query"), (TEXTS[1:2], "document"), (TEXTS, "document"), (TEXTS[:5], "query")):
+        a, b = fast.encode(texts, purpose=purpose), slow.encode(texts, purpose=purpose)
+        assert a.shape == b.shape == (len(texts), 384) and a.dtype == np.float32
+        assert np.abs(a - b).max() < 1e-5
+        assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.model
+def test_a_damaged_export_is_made_again_and_old_exports_are_pruned(tmp_path):
+    embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="torch")
+    model = embedder.model
+
+    def load():
+        return onnx.load_encoder(model, embedder.fingerprint, tmp_path, embedder._features, embedder._encode_torch)
+
+    first = load()
+    assert first.path.stat().st_size > 1_000_000
+    first.path.write_bytes(b"not an onnx graph")
+    for i in range(onnx.KEEP_EXPORTS + 2):  # exports of other checkpoints, used long ago
+        (tmp_path / f"old{i}.onnx").write_bytes(b"x")
+        os.utime(tmp_path / f"old{i}.onnx", (1_000_000 + i, 1_000_000 + i))
+    again = load()
+    assert again.path == first.path and again.path.stat().st_size > 1_000_000
+    assert np.abs(again.encode(embedder._features(TEXTS[:3])) - embedder._encode_torch(TEXTS[:3])).max() < 1e-5
+    left = sorted(p.name for p in tmp_path.glob("*.onnx"))
+    newest_old = [f"old{i}.onnx" for i in range(onnx.KEEP_EXPORTS + 1, 2, -1)]
+    assert left == sorted([first.path.name, *newest_old])
+    assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.model
+def test_a_model_the_export_cannot_reproduce_stays_on_torch_or_is_refused(monkeypatch):
+    monkeypatch.setattr(local, "_ONNX", {})
+    monkeypatch.setattr(onnx, "unsupported_reason", lambda model: "it pools by 'max'")
+    auto = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="auto")
+    assert auto.onnx_encoder() is None
+    assert auto.encode(["hello"]).shape == (1, 384)
+    monkeypatch.setattr(local, "_ONNX", {})
+    with pytest.raises(ConfigError, match="runtime is 'onnx'.*pools by 'max'.*Fix"):
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx").encode(["hello"])
