@@ -98,6 +98,9 @@ def test_a_model_the_export_cannot_reproduce_stays_on_torch_or_is_refused(monkey
     auto = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="auto")
     assert auto.onnx_encoder() is None
     assert auto.encode(["hello"]).shape == (1, 384)
+    # Refused whether the export is tried now or was found impossible before.
+    with pytest.raises(ConfigError, match="runtime is 'onnx'.*pools by 'max'.*Fix"):
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx").encode(["hello"])
     monkeypatch.setattr(local, "_ONNX", {})
     with pytest.raises(ConfigError, match="runtime is 'onnx'.*pools by 'max'.*Fix"):
         SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx").encode(["hello"])

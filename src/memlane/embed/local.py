@@ -39,13 +39,14 @@ _FIX = (
 # trains a model must load its own copy, never mutate one taken from here.
 _LOADED: dict[str, Any] = {}
 _LOADED_LOCK = threading.Lock()
-# Their ONNX Runtime encoders by fingerprint (None: the model stays on torch), shared the same way.
-_ONNX: dict[str, Any] = {}
+# Their ONNX Runtime encoders by fingerprint, shared the same way: (encoder, None), or (None, why
+# the model stays on torch).
+_ONNX: dict[str, tuple[Any, str | None]] = {}
 
 
 def runtimes_in_use() -> dict[str, str]:
     """What each model loaded in this process runs on, 'onnx' or 'torch', by fingerprint (for reports)."""
-    return {fingerprint: "torch" if _ONNX.get(fingerprint) is None else "onnx" for fingerprint in _LOADED}
+    return {fingerprint: "onnx" if _ONNX.get(fingerprint, (None,))[0] is not None else "torch" for fingerprint in _LOADED}
 
 
 def _offline_env() -> None:
@@ -192,7 +193,8 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model on CPU. Constructing it resolves the model but loads nothing.
 
     `query_prefix` / `document_prefix` are prepended by purpose (for instruction-tuned models such
-    as E5 or BGE). Vectors are normalized by sentence-transformers.
+    as E5 or BGE). Vectors are unit length. `runtime` picks what runs the model: ONNX Runtime
+    ('onnx'), torch ('torch'), or ONNX where its export reproduces torch's vectors ('auto').
     """
 
     def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "", document_prefix: str = "",
@@ -270,23 +272,26 @@ class SentenceTransformerEmbedder:
                 if self.runtime != "torch":
                     if self.fingerprint not in _ONNX:
                         _ONNX[self.fingerprint] = self._load_onnx(model)
-                    self._onnx_encoder = _ONNX[self.fingerprint]
+                    encoder, reason = _ONNX[self.fingerprint]
+                    if encoder is None and self.runtime == "onnx":
+                        raise ConfigError(
+                            f"embedder.runtime is 'onnx' but model '{self.name}' cannot run on ONNX Runtime: "
+                            f"{reason}. Fix: set embedder.runtime = 'auto' (ONNX where it reproduces the model, "
+                            "torch otherwise) or 'torch'."
+                        )
+                    self._onnx_encoder = encoder
                 self._onnx_checked = True
         return self._onnx_encoder
 
-    def _load_onnx(self, model: Any) -> Any:
+    def _load_onnx(self, model: Any) -> tuple[Any, str | None]:
+        """(the ONNX encoder, None), or (None, why not)."""
         try:
             from memlane.embed.onnx import load_encoder
 
-            return load_encoder(model, self.fingerprint, self.onnx_dir, self._features, self._encode_torch)
+            return load_encoder(model, self.fingerprint, self.onnx_dir, self._features, self._encode_torch), None
         except (ImportError, RuntimeError, OSError) as exc:
-            if self.runtime == "onnx":
-                raise ConfigError(
-                    f"embedder.runtime is 'onnx' but model '{self.name}' cannot run on ONNX Runtime: {exc}. "
-                    "Fix: set embedder.runtime = 'auto' (ONNX where it reproduces the model, torch otherwise) or 'torch'."
-                ) from None
             log.info("embedding model %s runs on torch: %s", self.name, exc)
-            return None
+            return None, str(exc)
 
     def _features(self, texts: Sequence[str]) -> dict[str, Any]:
         """The model's own tokenization of `texts` (truncated at its limit, padded to the longest)."""

@@ -83,23 +83,25 @@ def load_encoder(model: Any, fingerprint: str, folder: Path, tokenize: Any, refe
     names = [n for n in _INPUTS if n in probe]
     expected = reference(list(PROBE_TEXTS))
     path = folder / f"{_file_key(fingerprint, names)}.onnx"
-    for attempt in ("cached", "fresh"):
-        if attempt == "fresh" or not path.exists():
+    exported = False
+    while True:
+        if not path.exists():
             _export(model, probe, names, path)
+            exported = True
         try:
             encoder = OnnxEncoder(path, names, _threads())
             difference = float(np.abs(encoder.encode(probe) - expected).max())
-        except Exception as exc:  # an unreadable or truncated file: export again
-            difference, error = float("inf"), exc
-        else:
-            error = None
-        if difference <= TOLERANCE:
-            os.utime(path)  # most recently used, for pruning
-            _prune(folder)
-            return encoder
-        log.warning("ONNX export %s disagrees with torch (%s); %s", path.name,
-                    error or f"max difference {difference:.2e}", "exporting again" if attempt == "cached" else "using torch")
-    raise RuntimeError(f"the ONNX export of this model does not reproduce its torch vectors ({path})")
+            problem = f"max difference {difference:.2e}"
+            if difference <= TOLERANCE:
+                os.utime(path)  # most recently used, for pruning
+                _prune(folder)
+                return encoder
+        except Exception as exc:  # an unreadable or truncated file
+            problem = str(exc)
+        if exported:
+            raise RuntimeError(f"its ONNX export does not reproduce its torch vectors ({problem})")
+        log.warning("ONNX export %s disagrees with torch (%s); exporting again", path.name, problem)
+        path.unlink(missing_ok=True)
 
 
 _EXPORT_LOCK = threading.Lock()
