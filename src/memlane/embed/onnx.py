@@ -123,6 +123,7 @@ def _export(model: Any, probe: dict[str, Any], names: list[str], path: Path) -> 
                 warnings.simplefilter("ignore")
                 torch.onnx.export(graph, example, temporary, input_names=names, output_names=["embedding"],
                                   dynamic_axes=axes, opset_version=17, dynamo=False)
+            os.chmod(temporary, 0o644)  # as readable as the vector cache beside it (mkstemp makes 0600)
             os.replace(temporary, path)
         finally:
             if os.path.exists(temporary):
