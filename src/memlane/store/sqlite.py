@@ -922,17 +922,21 @@ class SQLiteStore:
         if cached is not None:
             return cached
         tokens = self._tokens(term)
+        # The vocabulary table is searched by term only; the rowid range drops other users' rows
+        # before they reach Python where a user's memories lie together (one user, bulk imports).
+        span = (int(view.rowids[0]), int(view.rowids[-1])) if len(view.rowids) else (0, -1)
         if not tokens:
             found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         elif len(tokens) == 1:
-            rows = self._query("SELECT doc FROM temp.memory_terms WHERE term = ?", tokens)
+            rows = self._query("SELECT doc FROM temp.memory_terms WHERE term = ? AND doc BETWEEN ? AND ?",
+                               (tokens[0], *span))
             found = self._in_view(view, *np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)),
                                                    return_counts=True))
         else:  # a phrase: its tokens at consecutive offsets of one memory
             starts: set[tuple[int, int]] | None = None
             for shift, token in enumerate(tokens):
-                here = {(doc, offset - shift) for doc, offset in
-                        self._query("SELECT doc, offset FROM temp.memory_terms WHERE term = ?", (token,))}
+                here = {(doc, offset - shift) for doc, offset in self._query(
+                    "SELECT doc, offset FROM temp.memory_terms WHERE term = ? AND doc BETWEEN ? AND ?", (token, *span))}
                 starts = here if starts is None else starts & here
             docs = np.fromiter((doc for doc, _ in starts or ()), np.int64)
             found = self._in_view(view, *np.unique(docs, return_counts=True))
