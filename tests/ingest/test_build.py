@@ -66,3 +66,27 @@ def test_with_passages_off_every_record_is_embedded_whole():
     long = _turn("I adopted a beagle puppy. His name is Biscuit, he is two.")
     [vector] = embed_records(embedder, [long], passages=False)
     assert vector.shape == (64,) and np.allclose(vector, embedder.encode([long.embed_text])[0])
+
+
+def test_embed_records_sends_texts_longest_first_and_puts_each_vector_back_in_place():
+    class Recording(HashEmbedder):
+        def __init__(self):
+            super().__init__(dims=32)
+            self.calls = []
+
+        def encode(self, texts, purpose="document"):
+            self.calls.append(list(texts))
+            return super().encode(texts, purpose)
+
+    embedder = Recording()
+    records = [_turn("ok"), _turn("A much longer single sentence about the beagle"), _turn("I adopted a beagle puppy. His name is Biscuit, he is two."),
+               _turn("medium length one")]
+    vectors = embed_records(embedder, records, batch=2)
+    sent = [text for call in embedder.calls for text in call]
+    assert [len(t) for t in sent] == sorted((len(t) for t in sent), reverse=True)
+    assert all(len(call) <= 2 for call in embedder.calls) and len(sent) == 5  # the third record has 2 passages
+    plain = HashEmbedder(dims=32)
+    for record, vector in zip(records, vectors):
+        pieces = passage_texts(record)
+        expected = with_passages(plain.encode(pieces)) if pieces else plain.encode([record.embed_text])[0]
+        assert np.allclose(vector, expected)
