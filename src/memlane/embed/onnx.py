@@ -1,6 +1,6 @@
 """A sentence-transformers model run by ONNX Runtime: the same vectors as torch (to about 1e-7)
 for much less per call on a CPU. A question takes about 3 ms instead of 9 on 2 cores, which is
-most of a search's latency; batches gain about 10%.
+most of a search's latency. Batches gain only a few percent (the matrix products are the same work).
 
 The model is exported once per weights fingerprint into the cache folder and checked against
 torch on probe texts each time it is loaded: a file that disagrees is exported again, and a model
