@@ -104,3 +104,21 @@ def test_a_model_the_export_cannot_reproduce_stays_on_torch_or_is_refused(monkey
     monkeypatch.setattr(local, "_ONNX", {})
     with pytest.raises(ConfigError, match="runtime is 'onnx'.*pools by 'max'.*Fix"):
         SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx").encode(["hello"])
+
+
+@pytest.mark.model
+def test_an_export_that_fails_leaves_no_file_and_the_model_on_torch(monkeypatch, tmp_path):
+    import torch
+
+    def broken_export(*args, **kwargs):
+        raise TypeError("cannot trace this architecture")
+
+    monkeypatch.setattr(local, "_ONNX", {})
+    monkeypatch.setattr(torch.onnx, "export", broken_export)
+    embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="auto", onnx_dir=tmp_path)
+    assert embedder.onnx_encoder() is None
+    assert embedder.encode(["hello"]).shape == (1, 384)
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(local, "_ONNX", {})
+    with pytest.raises(ConfigError, match="export failed: TypeError: cannot trace"):
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx", onnx_dir=tmp_path).encode(["hello"])

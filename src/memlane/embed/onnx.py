@@ -121,8 +121,11 @@ def _export(model: Any, probe: dict[str, Any], names: list[str], path: Path) -> 
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(graph, example, temporary, input_names=names, output_names=["embedding"],
-                                  dynamic_axes=axes, opset_version=17, dynamo=False)
+                try:
+                    torch.onnx.export(graph, example, temporary, input_names=names, output_names=["embedding"],
+                                      dynamic_axes=axes, opset_version=17, dynamo=False)
+                except Exception as exc:  # the tracer fails in many ways on architectures it cannot follow
+                    raise RuntimeError(f"the ONNX export failed: {type(exc).__name__}: {exc}") from exc
             os.chmod(temporary, 0o644)  # as readable as the vector cache beside it (mkstemp makes 0600)
             os.replace(temporary, path)
         finally:
