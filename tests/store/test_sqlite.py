@@ -87,6 +87,58 @@ def test_lexical_scores_take_no_statistics_from_other_users(tmp_path):
     assert _fts5_bm25(store, "ana", ["hiking", "home", "grew"]) != pytest.approx(dict(shared))
 
 
+def _interleaved(tmp_path, name="mixed.db"):
+    """ana's memories written one at a time between other users', so they are spread over the file."""
+    store = SQLiteStore(tmp_path / name)
+    store.create_index("toy", 2, active=True)
+    for i, text in enumerate(LEXICAL_TEXTS):
+        store.write([_record(f"ana{i}", text=text)], np.ones((1, 2), np.float32), [])
+        others = [_record(f"{u}{i}", user=u, text="hiking hiking home e-mail") for u in ("bo", "cy", "di")]
+        store.write(others, np.ones((3, 2), np.float32), [])
+    return store
+
+
+QUERIES = (["hiking"], ["hikes", "home"], ["e-mail", "cafe", "grew"], ["day", "alps", "zoe", "nothing"])
+
+
+def test_a_user_spread_over_the_file_gets_their_own_term_index_with_the_same_scores(tmp_path):
+    alone = SQLiteStore(tmp_path / "alone.db")
+    alone.create_index("toy", 2, active=True)
+    alone.write([_record(f"ana{i}", text=t) for i, t in enumerate(LEXICAL_TEXTS)], np.ones((5, 2), np.float32), [])
+    mixed = _interleaved(tmp_path)
+    for terms in QUERIES:
+        assert mixed.document_frequencies("ana", terms) == alone.document_frequencies("ana", terms)
+        ours = mixed.lexical_candidates("ana", terms, 10, None)
+        assert [mid for mid, _ in ours] == [mid for mid, _ in alone.lexical_candidates("ana", terms, 10, None)]
+        assert dict(ours) == pytest.approx(_fts5_bm25(alone, "ana", terms), rel=1e-9)
+    assert "ana" in mixed._lexicons  # read from ana's own index, not the file's
+    assert "ana" not in alone._lexicons  # one user fills the file: the shared index serves
+
+
+def test_a_users_term_index_follows_inserts_and_is_rebuilt_after_other_writes(tmp_path):
+    store = _interleaved(tmp_path)
+    assert store.lexical_candidates("ana", ["alps"], 10, None)
+    table = store._lexicons["ana"].table
+    store.write([_record("ana9", text="back to the alps in winter")], np.ones((1, 2), np.float32), [])
+    store.write([_record("bo9", user="bo", text="the alps the alps")], np.ones((1, 2), np.float32), [])
+    assert {mid for mid, _ in store.lexical_candidates("ana", ["alps"], 10, None)} == {"mana0", "mana9"}
+    assert store._lexicons["ana"].table == table  # followed the inserts, not rebuilt
+    store.delete("ana", ["mana0"], [])
+    assert [mid for mid, _ in store.lexical_candidates("ana", ["alps"], 10, None)] == ["mana9"]
+    assert store._lexicons["ana"].table != table  # a delete is not followed: rebuilt
+
+
+def test_term_indexes_kept_are_bounded_and_dropped_when_evicted(tmp_path, monkeypatch):
+    monkeypatch.setattr("memlane.store.sqlite._MAX_LEXICONS", 2)
+    store = _interleaved(tmp_path)
+    for user in ("bo", "cy", "di", "ana"):
+        assert store.lexical_candidates(user, ["home"], 10, None)
+    assert list(store._lexicons) == ["di", "ana"]
+    tables = {r[0] for r in store._conn.execute("SELECT name FROM sqlite_temp_master WHERE type = 'table'")}
+    assert {f"{l.table}{end}" for l in store._lexicons.values() for end in ("", "_terms")} <= tables
+    assert sum(1 for t in tables if t.startswith("user_terms_") and t.endswith("_terms")) == 2
+
+
 def test_lexical_candidates_respect_filters_and_k(store):
     records = [_record(i, text=t) for i, t in enumerate(LEXICAL_TEXTS)]
     records[2].node_type = "session"

@@ -27,6 +27,10 @@ from memlane.store.sql import filter_sql
 SCHEMA_VERSION = "1"
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
+_MAX_LEXICONS = _MAX_VIEWS  # users whose own term index is kept (see `_Lexicon`)
+# Below this share of the rows in its rowid span, a user's memories are interleaved with other
+# users' and get their own term index; above it, FTS5's shared one costs about the same.
+_OWN_LEXICON_BELOW = 0.5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -175,6 +179,18 @@ def _session_links(node_types: np.ndarray, session_ids: list[str | None],
         previous[order[1:]] = order[:-1]
         following[order[:-1]] = order[1:]
     return previous, following
+
+
+@dataclass
+class _Lexicon:
+    """One user's indexed texts in a scratch FTS5 table of this connection, with its term
+    positions (`table`_terms): the user's postings then cost what the user's own memories hold.
+    FTS5's shared vocabulary can only be searched by term, so there a common term costs its
+    occurrences in the whole file, every user's (8 ms per term at 165,000 memories and 500 users
+    whose writes interleave). Valid for one store generation; an insert-only write adds its rows."""
+
+    table: str
+    generation: int
 
 
 @dataclass
@@ -330,6 +346,8 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._views: dict[str, UserView] = {}
         self._term_tokens: dict[str, tuple[str, ...]] = {}
+        self._lexicons: dict[str, _Lexicon] = {}  # by user, least recently used first
+        self._lexicon_serial = 0
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -476,6 +494,7 @@ class SQLiteStore:
                     "SELECT 1 FROM memories WHERE user_id = ? LIMIT 1", (uid,)).fetchone() is None}
                 rows: dict[str, list[tuple]] = {}
                 texts: dict[str, list[str]] = {}
+                indexed: dict[str, list[tuple[int, str]]] = {}
                 for record, vector in zip(records, vectors):
                     cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
                                        _record_params(record))
@@ -483,6 +502,7 @@ class SQLiteStore:
                     conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
                     rows.setdefault(record.user_id, []).append(_view_row(cur.lastrowid, record, blob))
                     texts.setdefault(record.user_id, []).append(record.text)
+                    indexed.setdefault(record.user_id, []).append((cur.lastrowid, record.embed_text))
                 for record in amended:
                     conn.execute(
                         "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
@@ -493,6 +513,7 @@ class SQLiteStore:
                 self._write_events(conn, events)
             if not amended:
                 self._follow_insert(before, index, rows, texts, new_users)
+                self._follow_lexicons(before, indexed)
 
     def _follow_insert(self, before: int, index: IndexInfo, rows: dict[str, list[tuple]],
                        texts: dict[str, list[str]], new_users: set[str]) -> None:
@@ -518,6 +539,20 @@ class SQLiteStore:
             if len(self._views) >= _MAX_VIEWS:  # a view nobody has searched yet never evicts one in use
                 break
             self._views[user_id] = UserView.build(after, index.name, index.dims, rows[user_id])
+
+    def _follow_lexicons(self, before: int, indexed: dict[str, list[tuple[int, str]]]) -> None:
+        """Add an insert-only write's (rowid, indexed text) rows to the term indexes of their
+        users that were current before it; the others are rebuilt when next used."""
+        for user_id, lexicon in list(self._lexicons.items()):
+            if lexicon.generation != before:
+                continue
+            try:
+                if user_id in indexed:
+                    self._conn.executemany(f"INSERT INTO temp.{lexicon.table} (rowid, embed_text) VALUES (?, ?)",
+                                           indexed[user_id])
+                lexicon.generation = before + 1
+            except sqlite3.Error:  # the write itself is committed; this index is rebuilt when next used
+                self._drop_lexicon(self._lexicons.pop(user_id))
 
     def merge(self, keep: MemoryRecord, remove_ids: Sequence[str], events: Sequence[HistoryEvent]) -> None:
         """Consolidation in one transaction: rewrite the kept memory's fields, delete the merged ones."""
@@ -922,28 +957,69 @@ class SQLiteStore:
         if cached is not None:
             return cached
         tokens = self._tokens(term)
-        # The vocabulary table is searched by term only; the rowid range drops other users' rows
-        # before they reach Python where a user's memories lie together (one user, bulk imports).
-        span = (int(view.rowids[0]), int(view.rowids[-1])) if len(view.rowids) else (0, -1)
-        if not tokens:
-            found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-        elif len(tokens) == 1:
-            rows = self._query("SELECT doc FROM temp.memory_terms WHERE term = ? AND doc BETWEEN ? AND ?",
-                               (tokens[0], *span))
-            found = self._in_view(view, *np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-                                                   return_counts=True))
-        else:  # a phrase: its tokens at consecutive offsets of one memory
-            starts: set[tuple[int, int]] | None = None
-            for shift, token in enumerate(tokens):
-                here = {(doc, offset - shift) for doc, offset in self._query(
-                    "SELECT doc, offset FROM temp.memory_terms WHERE term = ? AND doc BETWEEN ? AND ?", (token, *span))}
-                starts = here if starts is None else starts & here
-            docs = np.fromiter((doc for doc, _ in starts or ()), np.int64)
-            found = self._in_view(view, *np.unique(docs, return_counts=True))
+        with self._lock:  # the user's term index stays in place while it is read
+            terms, where, bounds = self._term_positions(user_id, view) if tokens else ("", "", ())
+            if not tokens:
+                found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+            elif len(tokens) == 1:
+                rows = self._query(f"SELECT doc FROM {terms} WHERE term = ?{where}", (tokens[0], *bounds))
+                found = self._in_view(view, *np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+                                                       return_counts=True))
+            else:  # a phrase: its tokens at consecutive offsets of one memory
+                starts: set[tuple[int, int]] | None = None
+                for shift, token in enumerate(tokens):
+                    here = {(doc, offset - shift) for doc, offset in self._query(
+                        f"SELECT doc, offset FROM {terms} WHERE term = ?{where}", (token, *bounds))}
+                    starts = here if starts is None else starts & here
+                docs = np.fromiter((doc for doc, _ in starts or ()), np.int64)
+                found = self._in_view(view, *np.unique(docs, return_counts=True))
         if len(view.postings) >= _MAX_CACHED_TERMS:
             view.postings.clear()
         view.postings[term] = found
         return found
+
+    def _term_positions(self, user_id: str, view: "UserView") -> tuple[str, str, tuple[int, ...]]:
+        """Where to read the user's term positions: (table, extra condition, its parameters).
+        FTS5's shared table, bounded by the user's rowid span, where the user's memories fill most
+        of that span (one user, bulk imports); else the user's own term index (see `_Lexicon`)."""
+        if len(view.rowids) == 0:
+            return "temp.memory_terms", " AND doc BETWEEN ? AND ?", (0, -1)
+        low, high = int(view.rowids[0]), int(view.rowids[-1])
+        if len(view.rowids) >= _OWN_LEXICON_BELOW * (high - low + 1):
+            return "temp.memory_terms", " AND doc BETWEEN ? AND ?", (low, high)
+        return f"temp.{self._lexicon(user_id, view.generation).table}_terms", "", ()
+
+    def _lexicon(self, user_id: str, generation: int) -> _Lexicon:
+        """The user's term index for this generation, built from the user's memories if needed."""
+        with self._lock:
+            lexicon = self._lexicons.pop(user_id, None)
+            if lexicon is not None and lexicon.generation != generation:
+                self._drop_lexicon(lexicon)
+                lexicon = None
+            if lexicon is None:
+                while len(self._lexicons) >= _MAX_LEXICONS:
+                    self._drop_lexicon(self._lexicons.pop(next(iter(self._lexicons))))
+                self._lexicon_serial += 1
+                lexicon = _Lexicon(f"user_terms_{self._lexicon_serial}", generation)
+                try:
+                    self._conn.execute(
+                        f"CREATE VIRTUAL TABLE temp.{lexicon.table} USING fts5 (embed_text, tokenize='{_TOKENIZER}')")
+                    self._conn.execute(
+                        f"CREATE VIRTUAL TABLE temp.{lexicon.table}_terms USING fts5vocab(temp, {lexicon.table}, 'instance')")
+                    self._conn.execute(f"INSERT INTO temp.{lexicon.table} (rowid, embed_text) "
+                                       "SELECT rowid, embed_text FROM memories WHERE user_id = ?", (user_id,))
+                except sqlite3.Error as exc:
+                    self._drop_lexicon(lexicon)
+                    raise StoreError(f"cannot index the terms of user {user_id!r} in {self.path}: {exc}") from None
+            self._lexicons[user_id] = lexicon  # most recently used last
+            return lexicon
+
+    def _drop_lexicon(self, lexicon: _Lexicon) -> None:
+        try:
+            self._conn.execute(f"DROP TABLE IF EXISTS temp.{lexicon.table}_terms")
+            self._conn.execute(f"DROP TABLE IF EXISTS temp.{lexicon.table}")
+        except sqlite3.Error:  # a scratch table of this connection: left behind, it only takes space
+            pass
 
     @staticmethod
     def _in_view(view: "UserView", rowids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
