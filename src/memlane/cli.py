@@ -279,6 +279,35 @@ def bench_speed(
     console.print(markdown)
 
 
+@bench_app.command("tenants")
+def bench_tenants(
+    users: int = typer.Option(500, "--users", help="Users sharing the store; sessions go to them in turn."),
+    sessions: Optional[int] = typer.Option(None, "--sessions", help="LongMemEval sessions to write [default: all distinct ones, about 15,900]."),
+    searched: int = typer.Option(100, "--searched-users", help="Users to search, picked at random (seed 42)."),
+    per_user: int = typer.Option(4, "--searches-per-user", help="Questions asked of each of them in a row."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder [default: ../shared/data]."),
+    out: Path = typer.Option(Path("benchmarks/results/tenants.json"), "--out", help="JSON report; a .md is written beside it."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Search latency for one user among many in a shared store (hashed vectors: the store's own work)."""
+    from memlane.bench.datasets import find_data_dir
+    from memlane.bench.tenants import longmemeval_sessions, run_tenants_benchmark, tenants_markdown
+
+    command = "memlane bench tenants " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    with _errors():
+        chosen, questions = longmemeval_sessions(find_data_dir(data), sessions)
+        with _progress("write") as update:
+            result = run_tenants_benchmark(_config(config), chosen, questions, users=users, searched_users=searched,
+                                           searches_per_user=per_user, status=lambda s: err.print(f"[dim]{s}[/]"),
+                                           on_progress=update)
+    result["command"] = command
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    markdown = tenants_markdown(result, command)
+    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    console.print(markdown)
+
+
 RetrieverOption = typer.Option("full", "--retriever", help="full | hybrid | dense | bm25 (ablations).")
 OutOption = typer.Option(..., "--out", help="JSON report; a .md and PNG plots are written beside it.")
 FirstStageOption = typer.Option(None, "--first-stage", help="none | static: the tiered path (static first stage, full model re-scores candidates) [default: from config].")
