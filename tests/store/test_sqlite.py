@@ -123,8 +123,14 @@ def test_a_users_term_index_follows_inserts_and_is_rebuilt_after_other_writes(tm
     store.write([_record("bo9", user="bo", text="the alps the alps")], np.ones((1, 2), np.float32), [])
     assert {mid for mid, _ in store.lexical_candidates("ana", ["alps"], 10, None)} == {"mana0", "mana9"}
     assert store._lexicons["ana"].table == table  # followed the inserts, not rebuilt
+    replaced = store.get("ana", "mana9")
+    replaced.superseded_by = "mana10"  # a knowledge update: the old fact's fields change, not its text
+    store.write([_record("ana10", text="the alps again, by train")], np.ones((1, 2), np.float32), [],
+                amended=[replaced])
+    assert {mid for mid, _ in store.lexical_candidates("ana", ["alps"], 10, None)} == {"mana0", "mana9", "mana10"}
+    assert store._lexicons["ana"].table == table
     store.delete("ana", ["mana0"], [])
-    assert [mid for mid, _ in store.lexical_candidates("ana", ["alps"], 10, None)] == ["mana9"]
+    assert {mid for mid, _ in store.lexical_candidates("ana", ["alps"], 10, None)} == {"mana9", "mana10"}
     assert store._lexicons["ana"].table != table  # a delete is not followed: rebuilt
 
 

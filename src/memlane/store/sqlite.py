@@ -187,7 +187,8 @@ class _Lexicon:
     positions (`table`_terms): the user's postings then cost what the user's own memories hold.
     FTS5's shared vocabulary can only be searched by term, so there a common term costs its
     occurrences in the whole file, every user's (8 ms per term at 165,000 memories and 500 users
-    whose writes interleave). Valid for one store generation; an insert-only write adds its rows."""
+    whose writes interleave). Valid for one store generation; a write that adds memories (and at most
+    amends other fields of old ones) extends it, a delete or a text update has it rebuilt."""
 
     table: str
     generation: int
@@ -513,7 +514,7 @@ class SQLiteStore:
                 self._write_events(conn, events)
             if not amended:
                 self._follow_insert(before, index, rows, texts, new_users)
-                self._follow_lexicons(before, indexed)
+            self._follow_lexicons(before, indexed)  # amended records keep their text
 
     def _follow_insert(self, before: int, index: IndexInfo, rows: dict[str, list[tuple]],
                        texts: dict[str, list[str]], new_users: set[str]) -> None:
@@ -541,8 +542,9 @@ class SQLiteStore:
             self._views[user_id] = UserView.build(after, index.name, index.dims, rows[user_id])
 
     def _follow_lexicons(self, before: int, indexed: dict[str, list[tuple[int, str]]]) -> None:
-        """Add an insert-only write's (rowid, indexed text) rows to the term indexes of their
-        users that were current before it; the others are rebuilt when next used."""
+        """Add a write's new (rowid, indexed text) rows to the term indexes of their users that
+        were current before it (a write that only amends other fields leaves texts as they were);
+        the others are rebuilt when next used."""
         for user_id, lexicon in list(self._lexicons.items()):
             if lexicon.generation != before:
                 continue
