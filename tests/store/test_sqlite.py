@@ -115,6 +115,15 @@ def test_a_user_spread_over_the_file_gets_their_own_term_index_with_the_same_sco
     assert "ana" not in alone._lexicons  # one user fills the file: the shared index serves
 
 
+def test_a_user_written_in_one_block_among_others_also_gets_their_own_term_index(tmp_path):
+    store = SQLiteStore(tmp_path / "blocks.db")
+    store.create_index("toy", 2, active=True)
+    store.write([_record(f"ana{i}", text=t) for i, t in enumerate(LEXICAL_TEXTS)], np.ones((5, 2), np.float32), [])
+    store.write([_record(f"bo{i}", user="bo", text="hiking home") for i in range(20)], np.ones((20, 2), np.float32), [])
+    assert store.document_frequencies("ana", ["hiking", "home"]) == ({"hiking": 3, "home": 2}, 5)
+    assert "ana" in store._lexicons  # 5 of 25 memories: the shared index would read bo's as well
+
+
 def test_a_users_term_index_follows_inserts_and_is_rebuilt_after_other_writes(tmp_path):
     store = _interleaved(tmp_path)
     assert store.lexical_candidates("ana", ["alps"], 10, None)
