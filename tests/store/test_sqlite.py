@@ -143,6 +143,14 @@ def test_a_users_term_index_follows_inserts_and_is_rebuilt_after_other_writes(tm
     assert store._lexicons["ana"].table != table  # a delete is not followed: rebuilt
 
 
+def test_the_share_of_the_file_is_read_without_scanning_the_memories(store):
+    from memlane.store.sqlite import _ROWID_BOUNDS
+
+    steps = [row[-1].upper() for row in store._conn.execute("EXPLAIN QUERY PLAN " + _ROWID_BOUNDS)]
+    assert not [s for s in steps if s.startswith("SCAN MEMORIES")]  # min() and max() together scan
+    assert sum(s.startswith("SEARCH MEMORIES") for s in steps) == 2
+
+
 def test_term_indexes_kept_are_bounded_and_dropped_when_evicted(tmp_path, monkeypatch):
     monkeypatch.setattr("memlane.store.sqlite._MAX_LEXICONS", 2)
     store = _interleaved(tmp_path)
