@@ -254,6 +254,21 @@ def _demo_questions(qa: list[dict], n: int) -> list[dict]:
     return picked
 
 
+def _command_line() -> str:
+    """The command being run, as a report records it."""
+    return "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _save_report(out: Path, result: dict, markdown_of) -> None:
+    """A benchmark's JSON at `out` with the command that made it, its Markdown beside it, printed."""
+    result["command"] = command = _command_line()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    markdown = markdown_of(result, command)
+    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    console.print(markdown)
+
+
 @bench_app.command("speed")
 def bench_speed(
     turns: int = typer.Option(10_000, "--turns", help="Turns in the store."),
@@ -266,17 +281,11 @@ def bench_speed(
     from memlane.bench.datasets import find_data_dir
     from memlane.bench.speed import run_speed_benchmark, speed_markdown
 
-    command = "memlane bench speed " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     with _errors():
         with _progress("ingest") as update:
             result = run_speed_benchmark(_config(config), find_data_dir(data), turns=turns, queries=queries,
                                          status=lambda s: err.print(f"[dim]{s}[/]"), on_progress=update)
-    result["command"] = command
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    markdown = speed_markdown(result, command)
-    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    console.print(markdown)
+    _save_report(out, result, speed_markdown)
 
 
 @bench_app.command("tenants")
@@ -293,19 +302,13 @@ def bench_tenants(
     from memlane.bench.datasets import find_data_dir
     from memlane.bench.tenants import longmemeval_sessions, run_tenants_benchmark, tenants_markdown
 
-    command = "memlane bench tenants " + " ".join(shlex.quote(a) for a in sys.argv[3:])
     with _errors():
         chosen, questions = longmemeval_sessions(find_data_dir(data), sessions)
         with _progress("write") as update:
             result = run_tenants_benchmark(_config(config), chosen, questions, users=users, searched_users=searched,
                                            searches_per_user=per_user, status=lambda s: err.print(f"[dim]{s}[/]"),
                                            on_progress=update)
-    result["command"] = command
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    markdown = tenants_markdown(result, command)
-    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    console.print(markdown)
+    _save_report(out, result, tenants_markdown)
 
 
 RetrieverOption = typer.Option("full", "--retriever", help="full | hybrid | dense | bm25 (ablations).")
@@ -324,7 +327,7 @@ def _bench_config(config: Optional[Path], retriever: str, first_stage: Optional[
 def _finish(result: dict, out: Path) -> None:
     from memlane.bench.report import rich_table, write_report
 
-    command = "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     write_report(result, out, command)
     console.print(rich_table(result))
     console.print(f"wrote {out}, {out.with_suffix('.md')} and plots")
@@ -436,7 +439,7 @@ def bench_models(
             raise typer.BadParameter(f"unknown dataset '{dataset}'; choose locomo or longmemeval")
         report = run_models([m.strip() for m in models.split(",") if m.strip()], run, base,
                             status=lambda s: err.print(f"[dim]{s}[/]"))
-    command = "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     report["command"] = command
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
@@ -461,7 +464,7 @@ def bench_misses(
         result = json.loads(report.read_text())
         conversations = load_locomo(locomo_paths(data), result.get("conversations"))
         analysis = miss_analysis(result, conversations, k=k)
-    command = "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line()
     text = misses_markdown(analysis, command)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
