@@ -3,7 +3,7 @@
 import pytest
 
 from memlane import MemoryConfig
-from memlane.bench.tenants import run_tenants_benchmark, tenants_markdown
+from memlane.bench.tenants import pick_users, run_tenants_benchmark, tenants_markdown
 from memlane.errors import InputError
 from memlane.records import Session, Turn
 
@@ -23,6 +23,13 @@ def test_sessions_are_spread_over_users_and_every_search_is_timed():
     for key in ("first_search_ms", "repeat_search_ms"):
         assert set(result["search"][key]) == {"p50", "p95", "p99"} and result["search"][key]["p50"] > 0
     assert "first search of a user (3 users)" in tenants_markdown(result, "memlane bench tenants")
+
+
+def test_the_users_searched_depend_on_the_seed_only_not_on_order():
+    owners = [f"user-{i % 50}" for i in range(500)]
+    picked = pick_users(owners, 10)
+    assert len(set(picked)) == 10 and set(picked) <= set(owners)
+    assert pick_users(list(reversed(owners)), 10) == picked  # a set's order varies between processes
 
 
 def test_a_bad_count_is_refused_by_name():

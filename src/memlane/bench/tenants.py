@@ -41,6 +41,12 @@ def longmemeval_sessions(data_dir: Path, limit: int | None = None) -> tuple[list
     return sessions, [item["question"] for item in items]
 
 
+def pick_users(owners: list[str], count: int) -> list[str]:
+    """`count` distinct users at random (seed 42), whatever the order `owners` come in."""
+    everyone = sorted(set(owners))
+    return random.Random(SEED).sample(everyone, min(count, len(everyone)))
+
+
 def run_tenants_benchmark(
     config: MemoryConfig,
     sessions: list[Session],
@@ -78,8 +84,7 @@ def run_tenants_benchmark(
                 on_progress(done, len(sessions))
         ingest_seconds = time.perf_counter() - started
         stats = memory.stats()
-        chooser = random.Random(SEED)
-        asked = sorted(set(owners), key=lambda _: chooser.random())[:searched_users]
+        asked = pick_users(owners, searched_users)
         first: list[float] = []
         repeat: list[float] = []
         status(f"searching: {len(asked)} users, {searches_per_user} questions each")
