@@ -259,11 +259,11 @@ def _command_line() -> str:
     return "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def _save_report(out: Path, result: dict, markdown_of) -> None:
+def _save_report(out: Path, result: dict, markdown_of, indent: int = 2) -> None:
     """A benchmark's JSON at `out` with the command that made it, its Markdown beside it, printed."""
     result["command"] = command = _command_line()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out.write_text(json.dumps(result, indent=indent) + "\n", encoding="utf-8")
     markdown = markdown_of(result, command)
     out.with_suffix(".md").write_text(markdown, encoding="utf-8")
     console.print(markdown)
@@ -294,16 +294,16 @@ def bench_tenants(
     sessions: Optional[int] = typer.Option(None, "--sessions", help="LongMemEval sessions to write [default: all distinct ones, about 15,900]."),
     searched: int = typer.Option(100, "--searched-users", help="Users to search, picked at random (seed 42)."),
     per_user: int = typer.Option(4, "--searches-per-user", help="Questions asked of each of them in a row."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder [default: ../shared/data]."),
+    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval file (.json or .json.xz), or the data folder [default: ../shared/data]."),
     out: Path = typer.Option(Path("benchmarks/results/tenants.json"), "--out", help="JSON report; a .md is written beside it."),
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Search latency for one user among many in a shared store (hashed vectors: the store's own work)."""
-    from memlane.bench.datasets import find_data_dir
+    from memlane.bench.datasets import longmemeval_file
     from memlane.bench.tenants import longmemeval_sessions, run_tenants_benchmark, tenants_markdown
 
     with _errors():
-        chosen, questions = longmemeval_sessions(find_data_dir(data), sessions)
+        chosen, questions = longmemeval_sessions(longmemeval_file(data), sessions)
         with _progress("write") as update:
             result = run_tenants_benchmark(_config(config), chosen, questions, users=users, searched_users=searched,
                                            searches_per_user=per_user, status=lambda s: err.print(f"[dim]{s}[/]"),
@@ -439,13 +439,7 @@ def bench_models(
             raise typer.BadParameter(f"unknown dataset '{dataset}'; choose locomo or longmemeval")
         report = run_models([m.strip() for m in models.split(",") if m.strip()], run, base,
                             status=lambda s: err.print(f"[dim]{s}[/]"))
-    command = _command_line()
-    report["command"] = command
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    markdown = models_markdown(report, command)
-    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    console.print(markdown)
+    _save_report(out, report, models_markdown, indent=1)
 
 
 @bench_app.command("misses")

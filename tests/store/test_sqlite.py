@@ -58,11 +58,13 @@ LEXICAL_TEXTS = [
     "home",
 ]
 
+QUERIES = (["hiking"], ["hikes", "home"], ["e-mail", "cafe", "grew"], ["day", "alps", "zoe", "nothing"])
+
 
 def test_lexical_scores_equal_fts5_bm25_in_a_store_of_one_user(store):
     records = [_record(i, text=t) for i, t in enumerate(LEXICAL_TEXTS)]
     store.write(records, np.ones((len(records), 2), np.float32), [])
-    for terms in (["hiking"], ["hikes", "home"], ["e-mail", "cafe", "grew"], ["day", "alps", "zoe", "nothing"]):
+    for terms in QUERIES:
         ours = dict(store.lexical_candidates("ana", terms, 10, None))
         reference = _fts5_bm25(store, "ana", terms)
         assert ours.keys() == reference.keys() and ours
@@ -96,9 +98,6 @@ def _interleaved(tmp_path, name="mixed.db"):
         others = [_record(f"{u}{i}", user=u, text="hiking hiking home e-mail") for u in ("bo", "cy", "di")]
         store.write(others, np.ones((3, 2), np.float32), [])
     return store
-
-
-QUERIES = (["hiking"], ["hikes", "home"], ["e-mail", "cafe", "grew"], ["day", "alps", "zoe", "nothing"])
 
 
 def test_a_user_spread_over_the_file_gets_their_own_term_index_with_the_same_scores(tmp_path):

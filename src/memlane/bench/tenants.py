@@ -4,8 +4,6 @@ and the retriever's own work for one user among many: per-user BM25 and dense sc
 
 from __future__ import annotations
 
-import json
-import lzma
 import random
 import tempfile
 import time
@@ -16,29 +14,19 @@ from memlane.bench.machine import describe_machine
 from memlane.bench.metrics import percentiles
 from memlane.config import MemoryConfig
 from memlane.errors import InputError
-from memlane.records import Session, Turn
+from memlane.ingest.formats import load_conversations
+from memlane.records import Session
 
 Status = Callable[[str], None]
 SEED = 42
 
 
-def longmemeval_sessions(data_dir: Path, limit: int | None = None) -> tuple[list[Session], list[str]]:
-    """The distinct haystack sessions of the LongMemEval dev file (both roles, as they are), and
-    its questions."""
-    with lzma.open(data_dir / "longmemeval" / "longmemeval_s_cleaned_dev.json.xz", "rt", encoding="utf-8") as handle:
-        items = json.load(handle)
-    sessions: list[Session] = []
-    seen: set[str] = set()
-    for item in items:
-        for sid, day, raw in zip(item["haystack_session_ids"], item["haystack_dates"], item["haystack_sessions"]):
-            if sid in seen or not raw:
-                continue
-            seen.add(sid)
-            sessions.append(Session(turns=[Turn(text=t["content"], speaker=t["role"], role=t["role"]) for t in raw],
-                                    session_id=sid, date=day))
-            if limit and len(sessions) >= limit:
-                return sessions, [item["question"] for item in items]
-    return sessions, [item["question"] for item in items]
+def longmemeval_sessions(path: Path, limit: int | None = None) -> tuple[list[Session], list[str]]:
+    """The distinct haystack sessions of a LongMemEval file (both roles, as they are), at most
+    `limit` of them, and its questions."""
+    conversations = load_conversations(path)
+    sessions = list({s.session_id: s for c in conversations for s in c.sessions if s.turns}.values())
+    return sessions[:limit] if limit else sessions, [q["question"] for c in conversations for q in c.questions]
 
 
 def pick_users(owners: list[str], count: int) -> list[str]:
