@@ -136,3 +136,41 @@ def tiny_config(tmp_path: Path, model: "Path | str"):
     cfg.fine_tune.learning_rate = 1e-3
     cfg.fine_tune.epochs = 2
     return cfg
+
+
+# --- a folder nobody may write, even root -----------------------------------------------------------------------------
+
+def read_only_folder(folder: Path):
+    """A context manager that makes `folder` unwritable for this process, even as root (a
+    read-only bind mount, else the immutable attribute; plain permission bits otherwise)."""
+    import contextlib
+    import os
+    import subprocess
+
+    @contextlib.contextmanager
+    def frozen():
+        if os.geteuid() != 0:
+            folder.chmod(0o555)
+            try:
+                yield
+            finally:
+                folder.chmod(0o755)
+            return
+        run = lambda *cmd: subprocess.run(cmd, capture_output=True).returncode == 0  # noqa: E731
+        if run("mount", "--bind", str(folder), str(folder)):
+            if run("mount", "-o", "remount,bind,ro", str(folder)):
+                try:
+                    yield
+                finally:  # lazily if a file in it is still open
+                    run("umount", str(folder)) or run("umount", "-l", str(folder))
+                return
+            run("umount", str(folder))
+        if run("chattr", "+i", str(folder)):
+            try:
+                yield
+            finally:
+                run("chattr", "-i", str(folder))
+            return
+        raise RuntimeError("cannot make a folder read-only here (no bind mount, no chattr)")
+
+    return frozen()

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from memlane.cli import app
 
-from _support import FIXTURES
+from _support import FIXTURES, read_only_folder
 
 runner = CliRunner()
 
@@ -100,4 +100,39 @@ def test_nodes_show_default_prints_loadable_yaml(env):
     assert result.exit_code == 0
     (env / "topology.yaml").write_text(result.output)
     assert load_specs(env / "topology.yaml") == default_topology()
+    runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana"])
     assert "no memory nodes yet" in runner.invoke(app, ["nodes", "list"]).output
+
+
+@pytest.mark.parametrize("command", [["stats"], ["search", "anything", "--user", "ana"], ["nodes", "list"],
+                                     ["consolidate", "--user", "ana"], ["purge", "--user", "ana"]])
+def test_commands_that_do_not_add_never_create_a_store(env, command):
+    typo = env / "typo.db"
+    result = runner.invoke(app, [*command, "--store", str(typo)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "no store at" in result.output
+    assert not typo.exists()
+
+
+def test_a_store_path_with_a_tilde_is_expanded_once(env, monkeypatch):
+    monkeypatch.setenv("HOME", str(env / "home"))
+    (env / "home").mkdir()
+    monkeypatch.chdir(env)
+    result = runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana", "--store", "~/x.db"])
+    assert result.exit_code == 0, result.output
+    assert (env / "home" / "x.db").exists() and not (env / "~").exists()
+    assert runner.invoke(app, ["stats", "--store", "~/x.db"]).exit_code == 0
+
+
+def test_a_store_in_a_read_only_folder_can_be_searched(env):
+    folder = env / "frozen"
+    folder.mkdir()
+    store = folder / "ro.db"
+    assert runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana", "--store", str(store)]).exit_code == 0
+    with read_only_folder(folder):
+        result = runner.invoke(app, ["search", "pottery class", "--user", "ana", "--store", str(store), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)
+        assert runner.invoke(app, ["stats", "--store", str(store)]).exit_code == 0
+        result = runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "bo", "--store", str(store)])
+        assert result.exit_code == 2 and "read-only" in result.output and "Traceback" not in result.output

@@ -51,7 +51,7 @@ def test_update_and_delete_of_another_users_memory_are_refused(two_users):
         memory.update(bo[0].id, "hijacked", user_id="ana")
     with pytest.raises(NotFoundError):
         memory.delete(bo[0].id, user_id="ana")
-    assert memory.get(bo[0].id).text == bo[0].text
+    assert memory.get(bo[0].id, user_id="bo").text == bo[0].text
 
 
 def test_delete_all_removes_only_that_user(two_users):

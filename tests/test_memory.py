@@ -74,13 +74,13 @@ def test_near_duplicates_are_dropped(memory):
 
 def test_get_update_delete_and_history(memory):
     record = memory.add("I live in Porto.", user_id="ana")[0]
-    assert memory.get(record.id).text == "I live in Porto."
-    updated = memory.update(record.id, "I live in Lisbon.")
-    assert updated.text == memory.get(record.id).text == "I live in Lisbon."
+    assert memory.get(record.id, user_id="ana").text == "I live in Porto."
+    updated = memory.update(record.id, "I live in Lisbon.", user_id="ana")
+    assert updated.text == memory.get(record.id, user_id="ana").text == "I live in Lisbon."
     assert memory.search("Lisbon", user_id="ana")[0].id == record.id
-    memory.delete(record.id)
-    assert memory.get(record.id) is None
-    events = memory.history(record.id)
+    memory.delete(record.id, user_id="ana")
+    assert memory.get(record.id, user_id="ana") is None
+    events = memory.history(record.id, user_id="ana")
     assert [e.event for e in events] == ["ADD", "UPDATE", "DELETE"]
     assert (events[1].old_text, events[1].new_text) == ("I live in Porto.", "I live in Lisbon.")
     assert all(e.at.endswith("Z") for e in events)
@@ -117,7 +117,7 @@ def test_unknown_category_lists_the_valid_ones(memory):
 
 def test_categories_are_stored(memory):
     record = memory.add("Always run the tests before pushing.", user_id="ana", category="procedural")[0]
-    assert memory.get(record.id).category is Category.PROCEDURAL
+    assert memory.get(record.id, user_id="ana").category is Category.PROCEDURAL
 
 
 def test_bad_input_is_refused_and_nothing_is_stored(memory):
@@ -132,9 +132,9 @@ def test_bad_input_is_refused_and_nothing_is_stored(memory):
 
 def test_update_and_delete_of_unknown_ids_raise(memory):
     with pytest.raises(NotFoundError):
-        memory.update("nope", "text")
+        memory.update("nope", "text", user_id="ana")
     with pytest.raises(NotFoundError):
-        memory.delete("nope")
+        memory.delete("nope", user_id="ana")
 
 
 def test_a_session_object_and_its_photo_caption(memory):

@@ -13,10 +13,11 @@ from typing import Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from memlane.config import MemoryConfig
+from memlane.config import MemoryConfig, resolve_store_path
 from memlane.errors import MemlaneError
 
 app = typer.Typer(help="memlane: long-term memory for LLM agents and chat assistants.", no_args_is_help=True,
@@ -37,8 +38,16 @@ StoreOption = typer.Option(None, "--store", "-s", help="SQLite store file [defau
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (MEMLANE_* environment variables override it).")
 
 
-def _store_path(store: Optional[Path]) -> Path:
-    return store or Path(os.environ.get("MEMLANE_STORE", "memlane.db"))
+def _store_path(store: Optional[Path], *, must_exist: bool = True) -> Path:
+    """The store a command works on. Only commands that add memories may create one: for the
+    others a missing file is a mistyped path, not a new empty store."""
+    from memlane.errors import StoreError
+
+    path = resolve_store_path(store)
+    if must_exist and not path.exists():
+        raise StoreError(f"no store at {path}: check the path (--store or $MEMLANE_STORE); "
+                         "a store is created by the first command that adds memories (memlane ingest)")
+    return path
 
 
 def _config(path: Optional[Path]) -> MemoryConfig:
@@ -51,7 +60,9 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except MemlaneError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        # One line, however long: scripts read it, and a wrapped path is no longer a path.
+        message = " ".join(str(exc).split())
+        err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -68,10 +79,10 @@ def _progress(label: str) -> Iterator:
         yield update
 
 
-def _open(store: Optional[Path], config: Optional[Path]):
+def _open(store: Optional[Path], config: Optional[Path], *, create: bool = False):
     from memlane.memory import Memory
 
-    return Memory(_store_path(store), _config(config))
+    return Memory(_store_path(store, must_exist=not create), _config(config), create=create)
 
 
 @app.command()
@@ -91,7 +102,7 @@ def ingest(
         if split not in SPLITS:
             raise typer.BadParameter(f"unknown split '{split}'; choose one of {', '.join(SPLITS)}")
         conversations = split_conversations(load_conversations(file), split)
-        memory = _open(store, config)
+        memory = _open(store, config, create=True)
         with _progress(f"embedding {file.name}") as update:
             report = memory.ingest_conversations(conversations, user_id=user, agent_id=agent, on_progress=update)
         memory.close()
@@ -155,7 +166,9 @@ def stats(store: Optional[Path] = StoreOption, config: Optional[Path] = ConfigOp
     from memlane.store.sqlite import SQLiteStore
 
     with _errors():
-        s = SQLiteStore(_store_path(store)).stats()
+        opened = SQLiteStore(_store_path(store), create=False)
+        s = opened.stats()
+        opened.close()
     table = Table(title=str(_store_path(store)))
     table.add_column("what")
     table.add_column("value", justify="right")
@@ -721,7 +734,7 @@ def nodes_add(
 ) -> None:
     """Add or change nodes (a new version each time; a changed template re-embeds only that node's memories)."""
     with _errors():
-        memory = _open(store, config)
+        memory = _open(store, config, create=True)
         defined = memory.define_node(file)
         memory.close()
     for name, version in defined:

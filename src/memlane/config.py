@@ -160,6 +160,22 @@ class FineTuneConfig(_Strict):
     save_every: int = Field(50, ge=1, description="Training steps between resumable checkpoints.")
 
 
+class LimitsConfig(_Strict):
+    """The largest inputs memlane accepts. Past a limit a call is refused with InputError before
+    anything is written; every accepted input is processed in time near-linear in its size
+    (`memlane bench limits` measures it)."""
+
+    max_query_chars: int = Field(4_000, ge=1, description="Characters in a search question.")
+    max_text_chars: int = Field(100_000, ge=1, description="Characters in one message, or in a text given to add or update.")
+    max_messages: int = Field(10_000, ge=1, description="Messages in one add call.")
+    max_import_turns: int = Field(2_000_000, ge=1, description="Turns in one ingest or import call.")
+    max_import_bytes: int = Field(2 * 1024**3, ge=1, description="Size of a file read by ingest (after decompression).")
+    max_metadata_bytes: int = Field(65_536, ge=2, description="Metadata of one call or message, as JSON.")
+    max_json_depth: int = Field(64, ge=2, description="Nesting of objects and lists in metadata and imported JSON.")
+    max_page: int = Field(10_000, ge=1, description="Records in one get_all page.")
+    max_results: int = Field(1_000, ge=1, description="Hits one search may return (its limit).")
+
+
 class MemoryConfig(_Strict):
     """Everything memlane can be told. Load with MemoryConfig.load()."""
 
@@ -170,6 +186,7 @@ class MemoryConfig(_Strict):
     extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     def active_embedder(self) -> EmbedderConfig:
         """The embedder stores use: embedder, with the fine-tuned checkpoint as its model when enabled."""
@@ -221,6 +238,12 @@ class MemoryConfig(_Strict):
                 f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
             )
             raise ConfigError(f"invalid configuration in {source}: {problems}") from None
+
+
+def resolve_store_path(path: str | Path | None = None, env: dict[str, str] | None = None) -> Path:
+    """Where the store is: `path`, else $MEMLANE_STORE, else ./memlane.db; `~` expanded once, here."""
+    value = path if path is not None else (os.environ if env is None else env).get("MEMLANE_STORE", "memlane.db")
+    return Path(value).expanduser()
 
 
 def default_cache_path() -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -11,7 +12,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from memlane.config import EmbedderConfig, MemoryConfig
+from memlane.config import EmbedderConfig, LimitsConfig, MemoryConfig
 from memlane.embed import Embedder, make_embedders
 from memlane.errors import InputError, ModelMismatchError, NotFoundError
 from memlane.ingest.build import (
@@ -29,7 +30,10 @@ from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
 from memlane.retrieve.pipeline import Retriever
 from memlane.store import StoreStats
+from memlane.store.sql import FILTER_FIELDS, filter_sql
 from memlane.store.sqlite import SQLiteStore
+
+_LIST_FILTERS = ("node_type", "category", "agent_id", "session_id", "speaker")
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -71,11 +75,115 @@ class ReindexReport:
     resumed: bool
 
 
+_MAX_ID_CHARS = 512  # user, agent, session and memory ids
+
+
+def _check_id(value: Any, field: str, *, required: bool = True) -> str | None:
+    """An id argument: a non-empty string of printable text (None allowed when not `required`)."""
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        example = {"user_id": "user_id='alice' (every memory belongs to exactly one user)"}.get(
+            field, f"{field}='...' (a non-empty string)")
+        raise InputError(f"{field} must be a non-empty string, got {_describe(value)}", field=field,
+                         fix=f"pass {example}")
+    if len(value) > _MAX_ID_CHARS:
+        raise InputError(f"{field} is {len(value):,} characters long; at most {_MAX_ID_CHARS} are allowed",
+                         field=field, fix=f"use a shorter {field}")
+    _check_encodable(value, field)
+    return value
+
+
 def _require_user(user_id: Any) -> str:
-    if not isinstance(user_id, str) or not user_id.strip():
-        raise InputError(f"user_id must be a non-empty string, got {user_id!r}", field="user_id",
-                         fix="pass user_id='alice' (every memory belongs to exactly one user)")
-    return user_id
+    return _check_id(user_id, "user_id")  # type: ignore[return-value]
+
+
+def _describe(value: Any) -> str:
+    """A value's type and a short view of it, for error messages."""
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{type(value).__name__} {shown}"
+
+
+def _check_encodable(text: str, field: str) -> None:
+    """Refuse text that UTF-8 cannot hold (a lone surrogate, as broken decoders leave)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{field} holds an invalid character (a lone surrogate {text[exc.start]!r}) at "
+                         f"position {exc.start}", field=field,
+                         fix="decode the source text correctly (e.g. bytes.decode('utf-8', 'replace'))") from None
+
+
+def _check_text(value: Any, field: str, max_chars: int) -> str:
+    if not isinstance(value, str):
+        raise InputError(f"{field} must be a string, got {_describe(value)}", field=field,
+                         fix="pass text" + (" (decode bytes first: data.decode('utf-8'))" if isinstance(value, (bytes, bytearray)) else ""))
+    if len(value) > max_chars:
+        raise InputError(f"{field} is {len(value):,} characters long; at most {max_chars:,} are accepted",
+                         field=field, fix="split it into several memories, or raise limits.max_text_chars")
+    _check_encodable(value, field)
+    return value
+
+
+def _check_int(value: Any, field: str, low: int, high: int, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(f"{field} must be a whole number from {low} to {high:,}, got {_describe(value)}",
+                         field=field, fix=f"pass {example}")
+    return value
+
+
+def _check_metadata(metadata: Any, limits: LimitsConfig) -> dict[str, Any] | None:
+    """Metadata: a dict that JSON can hold, within the size and nesting limits."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise InputError(f"metadata must be a dict, got {_describe(metadata)}", field="metadata",
+                         fix="pass metadata={'key': 'value'}")
+    stack: list[tuple[Any, int]] = [(metadata, 1)]
+    while stack:  # iterative: a deeply nested value must not exhaust the call stack
+        value, depth = stack.pop()
+        if depth > limits.max_json_depth:
+            raise InputError(f"metadata is nested more than {limits.max_json_depth} levels deep", field="metadata",
+                             fix="flatten it")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InputError(f"metadata keys must be strings, got {_describe(key)}", field="metadata",
+                                     fix="use string keys")
+                _check_encodable(key, "metadata")
+                stack.append((item, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str):
+            _check_encodable(value, "metadata")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"metadata holds {value!r}, which JSON cannot represent", field="metadata",
+                             fix="use null or a string")
+        elif not (value is None or isinstance(value, (bool, int, float))):
+            raise InputError(f"metadata values must be JSON (str, number, bool, None, list, dict); got "
+                             f"{_describe(value)}", field="metadata", fix="convert it to a string first")
+    try:
+        size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InputError(f"metadata cannot be stored as JSON: {exc}", field="metadata",
+                         fix="use only str, number, bool, None, list and dict values") from None
+    if size > limits.max_metadata_bytes:
+        raise InputError(f"metadata is {size:,} bytes as JSON; at most {limits.max_metadata_bytes:,} are accepted",
+                         field="metadata", fix="store large data elsewhere and keep a reference in metadata")
+    return metadata
+
+
+def _check_cursor(cursor: Any) -> str | None:
+    """A get_all cursor: None, or what an earlier page's `next_cursor` gave (a row number)."""
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19 \
+            or int(cursor) >= 2**63:
+        raise InputError(f"cursor {_describe(cursor)} is not a cursor of this store", field="cursor",
+                         fix="pass None for the first page, then the next_cursor of the page before")
+    return cursor
 
 
 class Memory:
@@ -87,14 +195,19 @@ class Memory:
     """
 
     def __init__(self, path: str | Path = "memlane.db", config: MemoryConfig | None = None, *,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, create: bool = True) -> None:
+        """Open the store at `path` (`~` is expanded). With `create=False` a missing store is an
+        error instead of a new empty file (for commands that only read)."""
+        if not isinstance(path, (str, Path)) or not str(path).strip():
+            raise InputError(f"the store path must be a file path, got {_describe(path)}", field="path",
+                             fix="pass a path such as 'memories.db'")
         self.config = config or MemoryConfig()
-        self.path = str(path)
+        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
         if embedder is not None:
             self._embedder, rescorer = embedder, None
         else:
             self._embedder, rescorer = make_embedders(self.config.active_embedder())
-        self._store = SQLiteStore(self.path)
+        self._store = SQLiteStore(self.path, create=create)
         try:
             self._check_model()
         except Exception:
@@ -143,15 +256,28 @@ class Memory:
         Relative times ("yesterday") are resolved against `session_date` (default: now).
         Returns the new records; nothing is stored if anything is invalid.
         """
+        limits = self.config.limits
+        session_id = _check_id(session_id, "session_id", required=False)
         if isinstance(messages, Session):
             session = messages
             if session_id or session_date:
                 session = Session(turns=session.turns, session_id=session_id or session.session_id,
                                   date=_iso(session_date) or session.date, metadata=session.metadata)
-        else:
-            if isinstance(messages, str):
-                messages = [{"role": "user", "content": messages}]
+        elif isinstance(messages, str):
+            _check_text(messages, "messages", limits.max_text_chars)
+            session = Session(turns=parse_messages([{"role": "user", "content": messages}]),
+                              session_id=session_id, date=_iso(session_date))
+        elif isinstance(messages, (list, tuple)):
+            if len(messages) > limits.max_messages:
+                raise InputError(f"{len(messages):,} messages in one add call; at most {limits.max_messages:,} are "
+                                 "accepted", field="messages", fix="import them with ingest(), or in several calls")
             session = Session(turns=parse_messages(list(messages)), session_id=session_id, date=_iso(session_date))
+        else:
+            raise InputError(
+                f"messages must be a string, a list of chat messages or a Session, got {_describe(messages)}",
+                field="messages",
+                fix="pass [{'role': 'user', 'content': '...'}]"
+                    + (", decoding bytes first (data.decode('utf-8'))" if isinstance(messages, (bytes, bytearray)) else ""))
         report_records: list[MemoryRecord] = []
         self.ingest([session], user_id=user_id, agent_id=agent_id, metadata=metadata, category=category,
                     collect=report_records)
@@ -169,6 +295,9 @@ class Memory:
         collect: list[MemoryRecord] | None = None,
     ) -> IngestReport:
         """Remember many sessions of one user in one transaction: all of them are stored, or none."""
+        if isinstance(sessions, (str, bytes, Session)) or not isinstance(sessions, Iterable):
+            raise InputError(f"sessions must be a list of Session, got {_describe(sessions)}", field="sessions",
+                             fix="pass [Session(...)], or use add() for chat messages")
         return self._ingest([(user_id, list(sessions))], agent_id=agent_id, metadata=metadata,
                             category=category, on_progress=on_progress, collect=collect)
 
@@ -195,12 +324,13 @@ class Memory:
         on_progress: Progress | None = None,
         collect: list[MemoryRecord] | None = None,
     ) -> IngestReport:
-        for user_id, _ in batches:
-            _require_user(user_id)
+        self._check_batches(batches)
+        agent_id = _check_id(agent_id, "agent_id", required=False)
+        if not isinstance(category, (str, Category)):
+            raise InputError(f"category must be a string, got {_describe(category)}", field="category",
+                             fix="pass one of: " + ", ".join(c.value for c in Category))
         category = Category.parse(category)
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InputError(f"metadata must be a dict, got {type(metadata).__name__}", field="metadata",
-                             fix="pass metadata={'key': 'value'}")
+        metadata = _check_metadata(metadata, self.config.limits)
         started = time.perf_counter()
         now = _utc_now()
         recorded_at = now.isoformat(timespec="seconds") + "Z"
@@ -246,6 +376,29 @@ class Memory:
             seconds=time.perf_counter() - started, embed_seconds=embed_seconds,
             embedded_texts=len(turn_records) + len(plan.insert), extracted=len(plan.insert), failures=failures,
         )
+
+    def _check_batches(self, batches: list[tuple[str, list[Session]]]) -> None:
+        """Every session to ingest, checked before anything is built: ids, texts and their sizes."""
+        limits = self.config.limits
+        turns = 0
+        for user_id, sessions in batches:
+            _require_user(user_id)
+            for session in sessions:
+                if not isinstance(session, Session):
+                    raise InputError(f"expected a Session, got {_describe(session)}", field="sessions",
+                                     fix="build sessions with memlane.Session or load_conversations()")
+                _check_id(session.session_id, "session_id", required=False)
+                _check_metadata(session.metadata, limits)
+                turns += len(session.turns)
+                for turn in session.turns:
+                    _check_text(turn.text, "content", limits.max_text_chars)
+                    _check_text(turn.speaker, "speaker", _MAX_ID_CHARS)
+                    if turn.caption is not None:
+                        _check_text(turn.caption, "caption", limits.max_text_chars)
+                    _check_metadata(turn.metadata, limits)
+        if turns > limits.max_import_turns:
+            raise InputError(f"{turns:,} turns in one call; at most {limits.max_import_turns:,} are accepted",
+                             field="sessions", fix="import them in several calls")
 
     # -- memory nodes (LLM extraction) -------------------------------------------------------
 
@@ -418,12 +571,30 @@ class Memory:
         return embed_records(self._embedder, records, max(self.config.embedder.batch_size * 4, 1), on_progress,
                              passages=self.config.ingest.passages)
 
-    def update(self, memory_id: str, text: str, *, user_id: str | None = None) -> MemoryRecord:
-        """Replace a memory's text (dates are resolved again, the vector recomputed); kept in history."""
-        if not isinstance(text, str) or not text.strip():
+    def update(self, memory_id: str, text: str, *, user_id: str | None = None, admin: bool = False) -> MemoryRecord:
+        """Replace a memory's text (dates are resolved again, the vector recomputed); kept in history.
+
+        The old words leave search entirely: a turn's session memory is rewritten from its turns,
+        and facts an LLM extracted from the old text lose it as evidence (those with no other
+        evidence are deleted)."""
+        _check_text(text, "text", self.config.limits.max_text_chars)
+        if not text.strip():
             raise InputError("the new text is empty", field="text", fix="pass the memory's new, non-empty text")
-        record = self._require(memory_id, user_id)
-        old_text = record.text
+        record = self._require(memory_id, user_id, admin)
+        self._rewrite_text(record, text)
+        vector = self._embed([record], None)[0]  # the slow part, before the store is held
+        at = _now_iso()
+        with self._store.atomic():  # what is read from here on cannot change before the write
+            current = self._require(memory_id, record.user_id, True)
+            old_text = current.text
+            self._rewrite_text(current, text)
+            events = [HistoryEvent(current.id, "UPDATE", old_text, text, at)]
+            removed, rewrite = self._forget_derived(current, at, events, changed=(current, vector))
+            self._store.delete(current.user_id, removed, events, rewrite=[(current, vector), *rewrite])
+        return current
+
+    def _rewrite_text(self, record: MemoryRecord, text: str) -> None:
+        """Set a record's new text, with its dates resolved again and its embedded text rebuilt."""
         anchor = parse_session_date(record.session_date) if record.session_date else _utc_now()
         record.text = text
         record.event_dates = resolve_expressions(text, anchor) if self.config.ingest.resolve_dates else []
@@ -431,65 +602,76 @@ class Memory:
             record.embed_text = turn_embed_text(record.speaker or "user", text, anchor.date().isoformat(), record.event_dates)
         else:
             record.embed_text = text
-        vector = self._embed([record], None)[0]
-        at = _now_iso()
-        records, vectors = [record], [vector]
-        events = [HistoryEvent(record.id, "UPDATE", old_text, text, at)]
-        if record.node_type == NodeType.TURN.value:
-            refreshed = self._refreshed_session(record.user_id, record.session_id, changed={record.id: (record, vector)})
-            if refreshed and refreshed[0] == "rewrite":
-                _, session, session_vec, old_session_text = refreshed
-                records.append(session)
-                vectors.append(session_vec)
-                events.append(HistoryEvent(session.id, "UPDATE", old_session_text, session.text, at))
-        self._store.replace_many(records, vectors, events)
-        return record
 
-    def delete(self, memory_id: str, *, user_id: str | None = None) -> None:
+    def delete(self, memory_id: str, *, user_id: str | None = None, admin: bool = False) -> None:
         """Forget one memory. Deleting a turn also rewrites its session memory from the turns that remain
         (or deletes it when fewer than two remain), and drops it from the evidence of extracted memories
         (deleting those it was the only evidence of), so the deleted words leave search entirely."""
-        record = self._require(memory_id, user_id)
         at = _now_iso()
-        ids = [record.id]
-        events = [HistoryEvent(record.id, "DELETE", record.text, None, at)]
-        rewrite = []
-        if record.node_type == NodeType.TURN.value:
-            refreshed = self._refreshed_session(record.user_id, record.session_id, removed={record.id})
-            if refreshed and refreshed[0] == "rewrite":
-                _, session, session_vec, old_session_text = refreshed
-                rewrite.append((session, session_vec))
-                events.append(HistoryEvent(session.id, "UPDATE", old_session_text, session.text, at))
-            elif refreshed:
-                _, session = refreshed
-                ids.append(session.id)
-                events.append(HistoryEvent(session.id, "DELETE", session.text, "fewer than two turns remain", at))
-            # Facts an LLM extracted from this turn lose it as evidence; with none left they go too.
-            for cited in self._store.citing(record.user_id, record.id):
-                cited.metadata["evidence"] = [e for e in cited.metadata.get("evidence", []) if e != record.id]
-                if cited.metadata["evidence"]:
-                    rewrite.append((cited, self._store.vectors(record.user_id, [cited.id])[0]))
-                else:
-                    ids.append(cited.id)
-                    events.append(HistoryEvent(cited.id, "DELETE", cited.text, "its evidence was deleted", at))
-        self._store.delete(record.user_id, ids, events, rewrite=rewrite)
+        with self._store.atomic():  # no other writer changes the session between our read and write
+            record = self._require(memory_id, user_id, admin)
+            events = [HistoryEvent(record.id, "DELETE", record.text, None, at)]
+            removed, rewrite = self._forget_derived(record, at, events)
+            self._store.delete(record.user_id, [record.id, *removed], events, rewrite=rewrite)
 
-    def _refreshed_session(self, user_id: str, session_id: str | None, *, removed: set[str] = frozenset(),
+    def _forget_derived(self, record: MemoryRecord, at: str, events: list[HistoryEvent], *,
+                        changed: tuple[MemoryRecord, np.ndarray] | None = None):
+        """What else must change when a turn is deleted or (with `changed`: its new record and
+        vector) rewritten, so that its old words are found nowhere: its session memory rewritten
+        from its turns as they will be (deleted under two turns), and the memories extracted from
+        it losing it as evidence (deleted with none left). Appends their history events; returns
+        (ids to delete, [(record, vector)] to rewrite)."""
+        removed: list[str] = []
+        rewrite: list[tuple[MemoryRecord, np.ndarray]] = []
+        if record.node_type != NodeType.TURN.value:
+            return removed, rewrite
+        refreshed = self._refreshed_session(record.user_id, record.id, record.session_id,
+                                            changed={record.id: changed} if changed else None)
+        if refreshed and refreshed[0] == "rewrite":
+            _, session, session_vec, old_session_text = refreshed
+            rewrite.append((session, session_vec))
+            events.append(HistoryEvent(session.id, "UPDATE", old_session_text, session.text, at))
+        elif refreshed:
+            _, session = refreshed
+            removed.append(session.id)
+            events.append(HistoryEvent(session.id, "DELETE", session.text, "fewer than two turns remain", at))
+        # Facts an LLM extracted from this turn lose it as evidence; with none left they go too.
+        for cited in self._store.citing(record.user_id, record.id):
+            cited.metadata["evidence"] = [e for e in cited.metadata.get("evidence", []) if e != record.id]
+            if cited.metadata["evidence"]:
+                rewrite.append((cited, self._store.vectors(record.user_id, [cited.id])[0]))
+            else:
+                removed.append(cited.id)
+                reason = "its evidence was changed" if changed else "its evidence was deleted"
+                events.append(HistoryEvent(cited.id, "DELETE", cited.text, reason, at))
+        return removed, rewrite
+
+    def _refreshed_session(self, user_id: str, turn_id: str, session_id: str | None, *,
                            changed: dict | None = None):
-        """The session memory of a changed turn, rebuilt as at ingestion from its turns as they will be:
-        ("rewrite", record, vector, old text), ("delete", record) when under two turns remain, or None."""
+        """The session memory holding turn `turn_id`, rebuilt as at ingestion from its turns as
+        they will be (without the turn, or with its `changed` record and vector):
+        ("rewrite", record, vector, old text), ("delete", record) when under two turns remain, or
+        None. Several add() calls with one session_id make one session memory each; each holds
+        only its own turns (`turn_ids`)."""
         if session_id is None:
             return None
         members = self._store.session_memories(user_id, session_id)
-        session = next((r for r in members if r.node_type == NodeType.SESSION.value), None)
+        sessions = [r for r in members if r.node_type == NodeType.SESSION.value]
+        session = next((r for r in sessions if turn_id in r.metadata.get("turn_ids", ())), None)
+        if session is None:  # written before sessions listed their turns: the session's only one
+            legacy = [r for r in sessions if "turn_ids" not in r.metadata]
+            session = legacy[0] if len(legacy) == 1 else None
         if session is None:
             return None
         changed = changed or {}
-        turns = [changed[r.id][0] if r.id in changed else r for r in members
-                 if r.node_type == NodeType.TURN.value and r.id not in removed]
+        by_id = {r.id: r for r in members if r.node_type == NodeType.TURN.value}
+        order = session.metadata.get("turn_ids") or list(by_id)
+        turns = [changed[t][0] if t in changed else by_id[t] for t in order
+                 if t in by_id and (t != turn_id or t in changed)]
         if len(turns) < 2:
             return ("delete", session)
-        stored = {t.id: v for t, v in zip(turns, self._store.vectors(user_id, [t.id for t in turns]))}
+        kept = [t.id for t in turns if t.id not in changed]
+        stored = dict(zip(kept, self._store.vectors(user_id, kept))) if kept else {}
         vectors = np.stack([own_vector(changed[t.id][1]) if t.id in changed else stored[t.id] for t in turns])
         old_text = session.text
         transcript = "\n".join(f"{t.speaker}: {t.text}" for t in turns)
@@ -525,12 +707,19 @@ class Memory:
         """Find a user's memories relevant to `query`. `now` anchors times in the question ("last week");
         `as_of` searches the state of that day: what had been said by then and was not yet superseded."""
         _require_user(user_id)
+        limits = self.config.limits
         if not isinstance(query, str) or not query.strip():
-            raise InputError("the query is empty", field="query", fix="pass the question to search for")
-        if not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer, got {limit!r}", field="limit", fix="pass limit=10")
-        if filters is not None and not isinstance(filters, dict):
-            raise InputError("filters must be a dict", field="filters", fix="pass filters={'node_type': 'turn'}")
+            raise InputError(f"the query is empty or not text ({_describe(query)})", field="query",
+                             fix="pass the question to search for")
+        if len(query) > limits.max_query_chars:
+            raise InputError(f"the query is {len(query):,} characters long; at most {limits.max_query_chars:,} are "
+                             "accepted", field="query", fix="ask a shorter question, or raise limits.max_query_chars")
+        _check_encodable(query, "query")
+        _check_int(limit, "limit", 1, limits.max_results, "limit=10")
+        if not isinstance(explain, bool):
+            raise InputError(f"explain must be True or False, got {_describe(explain)}", field="explain",
+                             fix="pass explain=True")
+        _check_filters(filters)
         anchor = parse_session_date(now) if now is not None else _utc_now()
         if self._store.active_index() is None:
             return []
@@ -558,19 +747,23 @@ class Memory:
             filters["node_type"] = [NodeType.TURN.value, NodeType.SESSION.value, *route.nodes]
         return [f"routed: {route.reason}", *route.notes]
 
-    def get(self, memory_id: str, *, user_id: str | None = None) -> MemoryRecord | None:
-        """One memory by id, or None. With `user_id`, only that user's memory is returned."""
-        return self._store.get(user_id, memory_id)
+    def get(self, memory_id: str, *, user_id: str | None = None, admin: bool = False) -> MemoryRecord | None:
+        """One of the user's memories by id, or None (also when it belongs to another user).
+        `admin=True` without `user_id` looks across every user (for operators, never tenants)."""
+        return self._store.get(_scope(user_id, admin), _check_id(memory_id, "memory_id"))
 
     def get_all(self, user_id: str, limit: int = 100, cursor: str | None = None,
                 filters: dict[str, Any] | None = None) -> Page:
+        """One page of a user's memories, oldest first; pass `next_cursor` back for the next."""
         _require_user(user_id)
-        records, next_cursor = self._store.list(user_id, limit, cursor, filters)
+        _check_int(limit, "limit", 1, self.config.limits.max_page, "limit=100")
+        records, next_cursor = self._store.list(user_id, limit, _check_cursor(cursor), _check_filters(filters))
         return Page(records, next_cursor)
 
-    def history(self, memory_id: str, *, user_id: str | None = None) -> list[HistoryEvent]:
-        """Every ADD, UPDATE and DELETE of a memory, oldest first (kept after deletion)."""
-        return self._store.history(user_id, memory_id)
+    def history(self, memory_id: str, *, user_id: str | None = None, admin: bool = False) -> list[HistoryEvent]:
+        """Every ADD, UPDATE and DELETE of one of the user's memories, oldest first (kept after
+        deletion). `admin=True` without `user_id` looks across every user."""
+        return self._store.history(_scope(user_id, admin), _check_id(memory_id, "memory_id"))
 
     def stats(self) -> StoreStats:
         return self._store.stats()
@@ -579,8 +772,8 @@ class Memory:
     def embedder(self) -> Embedder:
         return self._embedder
 
-    def _require(self, memory_id: str, user_id: str | None) -> MemoryRecord:
-        record = self._store.get(user_id, memory_id)
+    def _require(self, memory_id: str, user_id: str | None, admin: bool = False) -> MemoryRecord:
+        record = self._store.get(_scope(user_id, admin), _check_id(memory_id, "memory_id"))
         if record is None:
             owner = f" for user '{user_id}'" if user_id else ""
             raise NotFoundError(f"no memory with id {memory_id}{owner}")
@@ -594,6 +787,43 @@ class Memory:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _scope(user_id: Any, admin: bool) -> str | None:
+    """The user a call by id acts for: `user_id`, or every user only when the caller says
+    `admin=True`. A tenant call never reaches another user's memory by leaving user_id out."""
+    if user_id is not None or not admin:
+        if user_id is None:
+            raise InputError("user_id is required", field="user_id",
+                             fix="pass user_id='alice' (or admin=True to act on any user's memory)")
+        return _require_user(user_id)
+    if admin is not True:
+        raise InputError(f"admin must be True or False, got {_describe(admin)}", field="admin", fix="pass admin=True")
+    return None
+
+
+def _check_filters(filters: Any) -> dict[str, Any] | None:
+    """Search and list filters, checked once: known fields, string values, strict dates."""
+    if filters is None:
+        return None
+    if not isinstance(filters, dict):
+        raise InputError(f"filters must be a dict, got {_describe(filters)}", field="filters",
+                         fix="pass filters={'node_type': 'turn'}")
+    for name, value in filters.items():
+        if not isinstance(name, str):
+            raise InputError(f"filter names must be strings, got {_describe(name)}", field="filters",
+                             fix="use any of: " + ", ".join(FILTER_FIELDS))
+        values = value if isinstance(value, (list, tuple, set, frozenset)) and name in _LIST_FILTERS else [value]
+        for item in values:
+            if item is None and name not in _LIST_FILTERS:
+                continue
+            item = getattr(item, "value", item)  # enums such as Category
+            if not isinstance(item, str):
+                raise InputError(f"filter {name} must be a string{' or a list of strings' if name in _LIST_FILTERS else ''}, "
+                                 f"got {_describe(item)}", field=name, fix=f"pass filters={{'{name}': '...'}}")
+            _check_encodable(item, name)
+    filter_sql(filters)  # the rest: unknown fields, dates
+    return filters
 
 
 def _now_iso() -> str:
@@ -636,7 +866,7 @@ def reindex(
                     vectors = [_session_vector_from(store, index, embedder, r.embed_text, r.metadata) for r in records]
                 else:
                     vectors = embed_records(embedder, records, batch_size, passages=passages)
-                store.put_index_vectors(index, [rowid for rowid, _ in batch], vectors)
+                store.put_index_vectors(index, batch, vectors)
                 done += len(batch)
                 if on_progress:
                     on_progress(min(done, total), total)

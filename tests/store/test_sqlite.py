@@ -368,3 +368,41 @@ def test_a_bulk_write_of_new_users_never_evicts_a_view_in_use(store, monkeypatch
     store.write([_record(i, user=f"u{i}") for i in range(2, 7)], np.ones((5, 2), np.float32), [])
     assert len(store._views) == 3 and store._views["ana"] is searched
     assert [mid for mid, _ in store.dense_candidates("u6", np.array([1, 0], np.float32), 5, None)] == ["m6"]
+
+
+def test_a_search_sees_one_state_while_another_process_deletes(tmp_path, config):
+    """The deletion lands between the search's candidate step and its MMR step (which asks for
+    the candidates' vectors): the search must neither raise nor return the deleted memories."""
+    from memlane import Memory
+    from memlane.embed import HashEmbedder
+
+    path = tmp_path / "race.db"
+    with Memory(path, config, embedder=HashEmbedder(dims=256)) as m:
+        added = [m.add(f"I planted tomato seedling number {i} in the garden.", user_id="ana")[0] for i in range(30)]
+
+    with Memory(path, config, embedder=HashEmbedder(dims=256)) as m:
+        asked = m._store.superseded  # the last read before MMR
+
+        def superseded_after_a_delete(user_id, ids):
+            with Memory(path, config, embedder=HashEmbedder(dims=256)) as other:
+                for record in added[::2]:
+                    other.delete(record.id, user_id="ana")
+            return asked(user_id, ids)
+
+        m._store.superseded = superseded_after_a_delete
+        hits = m.search("tomato seedling garden", user_id="ana", limit=10)
+    deleted = {r.id for r in added[::2]}
+    assert hits and not deleted & {h.id for h in hits}
+
+
+def test_a_full_disk_is_reported_as_such_and_loses_nothing(store):
+    store.write([_record(1)], np.ones((1, 2), np.float32), [])
+    pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+    store._conn.execute(f"PRAGMA max_page_count = {pages}")  # the file cannot grow: as a full disk
+    big = [_record(i, text="word " * 20_000) for i in range(2, 6)]
+    with pytest.raises(StoreError, match="full.*free space"):
+        store.write(big, np.ones((4, 2), np.float32), [])
+    assert store.stats().memories == 1
+    store._conn.execute("PRAGMA max_page_count = 1073741823")
+    store.write([_record(9)], np.ones((1, 2), np.float32), [])  # the store is usable afterwards
+    assert store.get("ana", "m9") is not None

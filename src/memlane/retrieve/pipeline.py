@@ -45,7 +45,7 @@ class Retriever:
         notes: list[str] | None = None,
     ) -> list[Hit]:
         """`notes` (e.g. how the question was routed) are added to every explanation."""
-        with _single_threaded_blas():
+        with _single_threaded_blas(), self.store.snapshot(user_id):  # one state of the user, start to end
             return self._search(user_id, query, limit=limit, filters=filters, now=now, explain=explain,
                                 notes=notes or [])
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, ContextManager, Protocol, Sequence
 
 import numpy as np
 
@@ -48,6 +48,12 @@ class Store(Protocol):
         """Delete memories and rewrite others (text, fields, vector) in one transaction."""
 
     def delete_user(self, user_id: str, at: str) -> int: ...
+
+    def snapshot(self, user_id: str) -> ContextManager[None]:
+        """Within the block, this thread's reads about the user see one state of their memories."""
+
+    def atomic(self) -> ContextManager[Any]:
+        """One write transaction around reads and writes: nothing else writes in between."""
 
     def get(self, user_id: str | None, memory_id: str) -> MemoryRecord | None: ...
 

@@ -184,6 +184,19 @@ def _session_links(node_types: np.ndarray, session_ids: list[str | None],
     return previous, following
 
 
+def _reason(exc: sqlite3.Error) -> str:
+    """SQLite's message, with what to do where the cause is outside memlane."""
+    message = str(exc)
+    lowered = message.lower()
+    if "disk is full" in lowered or "disk i/o" in lowered:
+        return f"{message} (free space on the disk that holds the store, then retry)"
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"{message} (the store file or its folder is not writable)"
+    if "locked" in lowered or "busy" in lowered:
+        return f"{message} (another process held the store for longer than 30 s; retry)"
+    return message
+
+
 @dataclass
 class _Lexicon:
     """One user's indexed texts in a scratch FTS5 table of this connection, with its term
@@ -331,44 +344,91 @@ class UserView:
 class SQLiteStore:
     """memlane's embedded store. Thread-safe for one process; other processes may read concurrently."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """Open the store at `path`, creating it when `create` (else a missing file is an error).
+        A store the process cannot write (a read-only file or folder) opens read-only: searches
+        work, writes raise StoreError."""
         self.path = str(path)
+        self.read_only = False
         if self.path != ":memory:":
-            parent = Path(self.path).expanduser().resolve().parent
+            resolved = Path(self.path).expanduser()
+            self.path = str(resolved)
+            parent = resolved.resolve().parent
             if not parent.is_dir():
-                raise StoreError(f"cannot create store {self.path}: folder {parent} does not exist")
+                raise StoreError(f"cannot open store {self.path}: folder {parent} does not exist")
+            if not resolved.exists():
+                if not create:
+                    raise StoreError(f"no store at {self.path}: check the path (--store or $MEMLANE_STORE); "
+                                     "a store is created by the first command that adds memories")
+                if not os.access(parent, os.W_OK):
+                    raise StoreError(f"cannot create store {self.path}: folder {parent} is not writable")
+            self.read_only = resolved.exists() and not (os.access(resolved, os.W_OK) and os.access(parent, os.W_OK))
         try:
-            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA.replace("{tokenizer}", _TOKENIZER))
-            self._migrate()
-            self._conn.executescript(_TERM_TABLES)
-            if self._meta("schema_version") is None:
-                self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            self._conn = self._connect()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}. Is it a memlane SQLite file?") from None
         self._lock = threading.RLock()
+        self._depth = 0  # nesting of `atomic` blocks on this connection (under the lock)
+        self._pins = threading.local()  # per thread: user views a search holds (see `snapshot`)
         self._views: dict[str, UserView] = {}
         self._term_tokens: dict[str, tuple[str, ...]] = {}
         self._lexicons: dict[str, _Lexicon] = {}  # by user, least recently used first
         self._lexicon_serial = 0
 
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            # WAL readers need the -shm file beside the store; where the folder cannot hold one,
+            # nobody can be writing the file either, so it is read as immutable.
+            folder_writable = os.access(Path(self.path).resolve().parent, os.W_OK)
+            uri = Path(self.path).resolve().as_uri() + ("?mode=ro" if folder_writable else "?immutable=1")
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.executescript(_TERM_TABLES)
+            return conn
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        # Deleted text is overwritten in the file, not left in free pages for a copy to carry.
+        conn.execute("PRAGMA secure_delete=ON")
+        conn.executescript(_SCHEMA.replace("{tokenizer}", _TOKENIZER))
+        self._migrate(conn)
+        conn.executescript(_TERM_TABLES)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        return conn
+
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _migrate(self) -> None:
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
         """Bring a store made by an older memlane up to date (adds columns; never drops data)."""
-        present = {row[1] for row in self._conn.execute("PRAGMA table_info(memories)")}
+        present = {row[1] for row in conn.execute("PRAGMA table_info(memories)")}
         for column, kind in _ADDED_COLUMNS.items():
             if column not in present:
-                self._conn.execute(f"ALTER TABLE memories ADD COLUMN {column} {kind}")
-        self._conn.execute(_FACT_INDEX)
+                conn.execute(f"ALTER TABLE memories ADD COLUMN {column} {kind}")
+        conn.execute(_FACT_INDEX)
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction for everything inside, reads included: no other writer (thread or
+        process) comes between what a caller reads and what it writes from it. Nests: an inner
+        block joins the outer one, and only the outermost commits."""
         with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self._conn
+                finally:
+                    self._depth -= 1
+                return
+            if self.read_only:
+                raise StoreError(f"store {self.path} is read-only (the file or its folder is not writable); "
+                                 "open a writable copy to change it")
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot start a write to {self.path}: {_reason(exc)}") from None
+            self._depth = 1
+            try:
                 yield self._conn
                 self._conn.execute(
                     "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) "
@@ -376,17 +436,34 @@ class SQLiteStore:
                 )
                 self._conn.execute("COMMIT")
             except BaseException as exc:
-                self._conn.execute("ROLLBACK")
+                self._rollback()
                 if isinstance(exc, sqlite3.Error):
-                    raise StoreError(f"write to {self.path} failed and was rolled back: {exc}") from None
+                    raise StoreError(f"write to {self.path} failed and was rolled back: {_reason(exc)}") from None
                 raise
+            finally:
+                self._depth = 0
+
+    _transaction = atomic
+
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it does itself on a full disk or
+        an I/O error), and drop what the caches learnt from it."""
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the connection is broken; the file itself is intact (journal)
+            pass
+        # Views and term indexes may have followed writes that are now undone.
+        self._views.clear()
+        for user_id in list(self._lexicons):
+            self._drop_lexicon(self._lexicons.pop(user_id))
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise StoreError(f"read from {self.path} failed: {exc}") from None
+                raise StoreError(f"read from {self.path} failed: {_reason(exc)}") from None
 
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -445,12 +522,31 @@ class SQLiteStore:
         )
         return _own_rows([r[0] for r in rows], index.dims)
 
-    def put_index_vectors(self, index: IndexInfo, rowids: Sequence[int], vectors: Sequence[np.ndarray]) -> None:
+    def put_index_vectors(self, index: IndexInfo, batch: Sequence[tuple[int, MemoryRecord]],
+                          vectors: Sequence[np.ndarray]) -> int:
+        """Store the vectors a reindex computed for `batch` (what `missing_from_index` gave).
+
+        Vectors are keyed by rowid, which SQLite gives again after the newest row is deleted; so a
+        vector is written only where the row still holds the same memory with the same text. One
+        deleted or rewritten meanwhile is skipped, and the reindex embeds it again as missing.
+        Returns how many were written."""
         with self._transaction() as conn:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)",
-                [(int(r), _blob(v)) for r, v in zip(rowids, vectors)],
-            )
+            written = 0
+            for (rowid, record), vector in zip(batch, vectors):
+                row = conn.execute("SELECT id, embed_text FROM memories WHERE rowid = ?", (int(rowid),)).fetchone()
+                if row is None or row[0] != record.id or row[1] != record.embed_text:
+                    continue
+                conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)",
+                             (int(rowid), _blob(vector)))
+                written += 1
+        return written
+
+    def _put_vector(self, conn: sqlite3.Connection, index: IndexInfo, rowid: int, vector: np.ndarray) -> None:
+        """A rewritten memory's new vector in the active index. An index a reindex is building
+        forgets the memory's old vector, so the reindex embeds the new text."""
+        conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (rowid, _blob(vector)))
+        for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE name != ?", (index.name,)).fetchall():
+            conn.execute(f"DELETE FROM {name} WHERE rowid = ?", (rowid,))
 
     def activate_index(self, index: IndexInfo) -> None:
         """Swap `index` in as the one searches use, in one transaction, and drop the old one.
@@ -493,6 +589,7 @@ class SQLiteStore:
             return
         index = self._require_index()
         with self._lock:  # held until the views follow, so no other write of this store comes between
+            nested = self._depth > 0
             with self._transaction() as conn:
                 before = self._generation()  # the transaction moves it on by one
                 new_users = {uid for uid in {r.user_id for r in records} if conn.execute(
@@ -516,6 +613,12 @@ class SQLiteStore:
                          record.superseded_by, record.id, record.user_id),
                     )
                 self._write_events(conn, events)
+            if nested:  # not committed yet: the views of these users are read again when next used
+                for user_id in rows:
+                    self._views.pop(user_id, None)
+                    if user_id in self._lexicons:
+                        self._drop_lexicon(self._lexicons.pop(user_id))
+                return
             if not amended:
                 self._follow_insert(before, index, rows, texts, new_users)
             self._follow_lexicons(before, indexed)  # amended records keep their text
@@ -583,7 +686,7 @@ class SQLiteStore:
                 if row is None:
                     raise StoreError(f"memory {record.id} vanished before its update")
                 conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*_record_params(record), row[0]))
-                conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (row[0], _blob(vector)))
+                self._put_vector(conn, index, row[0], vector)
             self._write_events(conn, events)
 
     def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None:
@@ -595,7 +698,7 @@ class SQLiteStore:
             params = _record_params(record)
             assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
             conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*params, row[0]))
-            conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (row[0], _blob(vector)))
+            self._put_vector(conn, index, row[0], vector)
             self._write_events(conn, [event])
 
     def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent],
@@ -616,7 +719,7 @@ class SQLiteStore:
                 if row is None or index is None:
                     continue
                 conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*_record_params(record), row[0]))
-                conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (row[0], _blob(vector)))
+                self._put_vector(conn, index, row[0], vector)
             self._write_events(conn, events)
         return len(rowids)
 
@@ -875,9 +978,27 @@ class SQLiteStore:
         )
         return [_row_to_record(r) for r in rows]
 
+    @contextmanager
+    def snapshot(self, user_id: str) -> Iterator[None]:
+        """Within this block, every read of this thread about `user_id` (candidates, vectors,
+        speakers, neighbours) sees one state of the user's memories, whatever other threads or
+        processes write meanwhile: a search never meets a memory in one step that is gone in the
+        next. Records are still fetched fresh, so a memory deleted meanwhile is left out."""
+        pins = self._pins.__dict__.setdefault("views", {})
+        outer = pins.get(user_id)
+        pins[user_id] = outer or self._view(user_id)
+        try:
+            yield
+        finally:
+            if outer is None:
+                pins.pop(user_id, None)
+
     def _view(self, user_id: str) -> "UserView":
         """One user's memories as arrays (vectors, ids, speakers, sessions), cached until the store
         changes: dense search, vector fetches and name checks then need no SQL."""
+        pinned = getattr(self._pins, "views", {}).get(user_id)
+        if pinned is not None:
+            return pinned
         with self._lock:  # writes add to a cached view's pending parts
             index = self._require_index()
             generation = self._generation()
