@@ -136,3 +136,20 @@ def test_a_store_in_a_read_only_folder_can_be_searched(env):
         assert runner.invoke(app, ["stats", "--store", str(store)]).exit_code == 0
         result = runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "bo", "--store", str(store)])
         assert result.exit_code == 2 and "read-only" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["search", "", "--user", "ana"],
+    ["search", "pottery", "--user", "ana", "--limit", "0"],
+    ["search", "pottery", "--user", "ana", "--now", "the day after"],
+    ["search", "a" * 5000, "--user", "ana"],
+    ["search", "pottery \udcff", "--user", "ana"],  # undecodable bytes in argv arrive as surrogates
+    ["search", "pottery", "--user", ""],
+    ["restore", "no-such-id", "--user", "ana"],
+])
+def test_bad_input_ends_a_command_with_one_line_and_exit_code_2(env, args):
+    assert runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana"]).exit_code == 0
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "Traceback" not in result.output
