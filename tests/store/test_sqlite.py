@@ -406,3 +406,12 @@ def test_a_full_disk_is_reported_as_such_and_loses_nothing(store):
     store._conn.execute("PRAGMA max_page_count = 1073741823")
     store.write([_record(9)], np.ones((1, 2), np.float32), [])  # the store is usable afterwards
     assert store.get("ana", "m9") is not None
+
+
+def test_a_copy_for_some_users_holds_no_byte_of_the_others_words(store, tmp_path):
+    records = [_record(1, text="ordinary words"), _record(2, user="bo", text="bo's secret xylophonist quokka")]
+    store.write(records, np.eye(2, 2, dtype=np.float32) + 0.1, [HistoryEvent("m2", "ADD", None, records[1].text, "t")])
+    store.copy_to(tmp_path / "copy.db", users=["ana"])
+    raw = (tmp_path / "copy.db").read_bytes()
+    assert b"ordinary" in raw
+    assert b"xylophon" not in raw and b"quokka" not in raw  # not in rows, freed pages or the term index

@@ -819,7 +819,7 @@ class SQLiteStore:
             raise StoreError(f"cannot copy store to {target}: the file exists")
         try:
             with self._lock:
-                destination = sqlite3.connect(str(target))
+                destination = sqlite3.connect(str(target), isolation_level=None)
                 self._conn.backup(destination)
             if users is not None:
                 marks = ", ".join("?" * len(users)) or "NULL"
@@ -830,7 +830,12 @@ class SQLiteStore:
                     destination.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
                 destination.execute(f"DELETE FROM memories WHERE user_id NOT IN ({marks})", list(users))
                 destination.execute(f"DELETE FROM history WHERE user_id NOT IN ({marks})", list(users))
+                destination.execute(f"DELETE FROM expired WHERE user_id NOT IN ({marks})", list(users))
                 destination.execute("COMMIT")
+                # Other users' words must not survive in the copy: FTS5 keeps a deleted text's
+                # tokens in old segments until they merge, and SQLite keeps freed pages.
+                destination.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+                destination.execute("VACUUM")
             destination.close()
         except sqlite3.Error as exc:
             target.unlink(missing_ok=True)
