@@ -366,7 +366,8 @@ class SQLiteStore:
         try:
             self._conn = self._connect()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}. Is it a memlane SQLite file?") from None
+            hint = (" Is it a memlane SQLite file?" if "not a database" in str(exc) or "malformed" in str(exc) else "")
+            raise StoreError(f"cannot open store {self.path}: {_reason(exc)}.{hint}") from None
         self._lock = threading.RLock()
         self._depth = 0  # nesting of `atomic` blocks on this connection (under the lock)
         self._pins = threading.local()  # per thread: user views a search holds (see `snapshot`)
@@ -1169,9 +1170,12 @@ class SQLiteStore:
         with self._lock:
             tokens = self._term_tokens.get(term)
             if tokens is None:
-                self._conn.execute("INSERT INTO temp.query_text (rowid, text) VALUES (1, ?)", (term,))
-                tokens = tuple(r[0] for r in self._conn.execute("SELECT term FROM temp.query_terms ORDER BY offset"))
-                self._conn.execute("DELETE FROM temp.query_text")
+                try:
+                    self._conn.execute("INSERT OR REPLACE INTO temp.query_text (rowid, text) VALUES (1, ?)", (term,))
+                    tokens = tuple(r[0] for r in self._conn.execute("SELECT term FROM temp.query_terms ORDER BY offset"))
+                    self._conn.execute("DELETE FROM temp.query_text")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"cannot tokenize the query in {self.path}: {_reason(exc)}") from None
                 if len(self._term_tokens) >= _MAX_CACHED_TERMS * 8:
                     self._term_tokens.clear()
                 self._term_tokens[term] = tokens
