@@ -191,3 +191,12 @@ def test_calls_by_id_without_a_user_are_refused_unless_admin(memory, call):
     getattr(memory, call)(*args, admin=True)  # the explicit operator path still works
     with pytest.raises(InputError, match="admin"):
         getattr(memory, call)(*args, admin="yes")
+
+
+def test_delete_all_erases_the_users_words_from_history_too(memory):
+    added = memory.add(CODE, user_id="u")
+    kept = memory.add("Bo's own note", user_id="bo")[0]
+    memory.delete_all("u")
+    events = memory.history(added[0].id, user_id="u")
+    assert [e.event for e in events] == ["DELETE"] and events[0].old_text is None
+    assert memory.history(kept.id, user_id="bo")[0].new_text == "Bo's own note"

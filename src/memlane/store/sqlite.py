@@ -725,12 +725,16 @@ class SQLiteStore:
         return len(rowids)
 
     def delete_user(self, user_id: str, at: str) -> int:
+        """Forget a user entirely: memories, expired ones, vectors, and the words in their history
+        (which keeps one DELETE event per memory, without text, as the trace of the erasure)."""
         with self._transaction() as conn:
-            rows = conn.execute("SELECT rowid, id, text FROM memories WHERE user_id = ?", (user_id,)).fetchall()
+            rows = conn.execute("SELECT rowid, id FROM memories WHERE user_id = ?", (user_id,)).fetchall()
             conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM expired WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
             self._delete_vectors(conn, [r[0] for r in rows])
-            self._write_events(conn, [HistoryEvent(mid, "DELETE", text, None, at) for _, mid, text in rows], user_id=user_id)
+            self._write_events(conn, [HistoryEvent(mid, "DELETE", None, "user deleted", at) for _, mid in rows],
+                               user_id=user_id)
         return len(rows)
 
     def _delete_vectors(self, conn: sqlite3.Connection, rowids: list[int]) -> None:
