@@ -134,15 +134,22 @@ CALLS = {
     "delete": st.tuples(anything, st.fixed_dictionaries({"user_id": st.one_of(st.just("bo"), anything)})),
     "update": st.tuples(st.tuples(anything, st.one_of(any_text, anything)),
                         st.fixed_dictionaries({"user_id": st.one_of(st.just("bo"), anything)})),
+    "define_node": st.tuples(anything, st.just({})),
+    "remove_node": st.tuples(anything, st.just({})),
+    "consolidate": st.tuples(st.one_of(st.just("ana"), anything), st.just({})),
+    "expired": st.tuples(st.one_of(st.just("ana"), anything), st.just({})),
+    "purge": st.tuples(st.one_of(st.just("bo"), anything), st.just({})),
+    "restore": st.tuples(anything, st.fixed_dictionaries({"user_id": st.one_of(st.just("ana"), anything)})),
+    "apply_retention": st.tuples(st.just(None), st.fixed_dictionaries({}, optional={"now": anything, "user_id": anything})),
 }
 
 
-@settings(max_examples=300, deadline=None, derandomize=True,
+@settings(max_examples=400, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.sampled_from(sorted(CALLS)).flatmap(lambda name: st.tuples(st.just(name), CALLS[name])))
 def test_any_argument_gives_a_result_or_a_memlane_error(filled, call):
     name, (first, kwargs) = call
-    args = first if name == "update" else (first,)
+    args = first if name == "update" else () if name == "apply_retention" else (first,)
     before = _state(filled)
     try:
         getattr(filled, name)(*args, **kwargs)

@@ -470,8 +470,17 @@ class Memory:
             specs = [node]
         elif isinstance(node, dict):
             specs = [parse_spec(node)]
+        elif isinstance(node, (str, Path)) and str(node).strip():
+            path = Path(node).expanduser()
+            if not path.is_file():
+                raise InputError("no such file", file=str(node), fix="pass a YAML or JSON file of node definitions")
+            if path.stat().st_size > self.config.limits.max_metadata_bytes * 16:
+                raise InputError(f"the file is {path.stat().st_size:,} bytes; node definitions are small",
+                                 file=str(node), fix="check that this is a node definition file")
+            specs = load_specs(path)
         else:
-            specs = load_specs(node)
+            raise InputError(f"a node is a NodeSpec, a dict or a YAML/JSON file, got {_describe(node)}",
+                             field="node", fix="pass a path such as 'nodes.yaml'")
         out = []
         for spec in specs:
             version, previous = self._store.define_node(spec.name, spec.fingerprint(), _now_iso())
@@ -482,6 +491,7 @@ class Memory:
 
     def remove_node(self, name: str) -> None:
         """Stop running a node. Its memories stay (delete them by id or with delete_all)."""
+        _check_id(name, "name")
         if not self._store.remove_node(name, _now_iso()):
             known = ", ".join(s.name for s in self.nodes()) or "none"
             raise NotFoundError(f"no memory node named '{name}' (defined: {known})")
@@ -533,11 +543,12 @@ class Memory:
         Expired memories leave search but stay recoverable (restore) until purged."""
         from memlane.nodes.lifecycle import expired_by_retention
 
+        anchor = parse_session_date(now) if now is not None else _utc_now()
+        users = [_require_user(user_id)] if user_id is not None else None
         limits = self.config.retention.limits()
         if not any(limits.values()):
             return 0
-        anchor = parse_session_date(now) if now is not None else _utc_now()
-        users = [_require_user(user_id)] if user_id else self._store.users()
+        users = users or self._store.users()
         total = 0
         for user in users:
             due = expired_by_retention(self._store.list_all(user, None), limits, anchor)
@@ -553,6 +564,7 @@ class Memory:
     def restore(self, memory_id: str, *, user_id: str) -> MemoryRecord:
         """Bring an expired memory back into search."""
         _require_user(user_id)
+        _check_id(memory_id, "memory_id")
         found = {r.id: r for r, _, _ in self._store.expired(user_id)}
         if memory_id not in found:
             raise NotFoundError(f"no expired memory with id {memory_id} for user '{user_id}'")
