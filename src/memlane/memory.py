@@ -24,7 +24,7 @@ from memlane.ingest.build import (
     turn_embed_text,
 )
 from memlane.ingest.dates import parse_session_date
-from memlane.ingest.formats import Conversation, parse_messages
+from memlane.ingest.formats import Conversation, check_metadata, check_text, parse_messages
 from memlane.ingest.temporal import resolve_expressions
 from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
@@ -79,19 +79,11 @@ _MAX_ID_CHARS = 512  # user, agent, session and memory ids
 
 
 def _check_id(value: Any, field: str, *, required: bool = True) -> str | None:
-    """An id argument: a non-empty string of printable text (None allowed when not `required`)."""
+    """An id argument: non-empty text (None allowed when not `required`)."""
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value.strip():
-        example = {"user_id": "user_id='alice' (every memory belongs to exactly one user)"}.get(
-            field, f"{field}='...' (a non-empty string)")
-        raise InputError(f"{field} must be a non-empty string, got {_describe(value)}", field=field,
-                         fix=f"pass {example}")
-    if len(value) > _MAX_ID_CHARS:
-        raise InputError(f"{field} is {len(value):,} characters long; at most {_MAX_ID_CHARS} are allowed",
-                         field=field, fix=f"use a shorter {field}")
-    _check_encodable(value, field)
-    return value
+    fix = "pass user_id='alice' (every memory belongs to exactly one user)" if field == "user_id" else None
+    return check_text(value, field=field, max_chars=_MAX_ID_CHARS, fix=fix)
 
 
 def _require_user(user_id: Any) -> str:
@@ -100,31 +92,17 @@ def _require_user(user_id: Any) -> str:
 
 def _describe(value: Any) -> str:
     """A value's type and a short view of it, for error messages."""
-    shown = repr(value)
+    try:
+        shown = repr(value)
+    except ValueError:  # an int too long to print
+        shown = "..."
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"{type(value).__name__} {shown}"
 
 
-def _check_encodable(text: str, field: str) -> None:
-    """Refuse text that UTF-8 cannot hold (a lone surrogate, as broken decoders leave)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(f"{field} holds an invalid character (a lone surrogate {text[exc.start]!r}) at "
-                         f"position {exc.start}", field=field,
-                         fix="decode the source text correctly (e.g. bytes.decode('utf-8', 'replace'))") from None
-
-
 def _check_text(value: Any, field: str, max_chars: int) -> str:
-    if not isinstance(value, str):
-        raise InputError(f"{field} must be a string, got {_describe(value)}", field=field,
-                         fix="pass text" + (" (decode bytes first: data.decode('utf-8'))" if isinstance(value, (bytes, bytearray)) else ""))
-    if len(value) > max_chars:
-        raise InputError(f"{field} is {len(value):,} characters long; at most {max_chars:,} are accepted",
-                         field=field, fix="split it into several memories, or raise limits.max_text_chars")
-    _check_encodable(value, field)
-    return value
+    return check_text(value, field=field, max_chars=max_chars, allow_blank=True, limit_name="limits.max_text_chars")
 
 
 def _check_int(value: Any, field: str, low: int, high: int, example: str) -> int:
@@ -132,47 +110,6 @@ def _check_int(value: Any, field: str, low: int, high: int, example: str) -> int
         raise InputError(f"{field} must be a whole number from {low} to {high:,}, got {_describe(value)}",
                          field=field, fix=f"pass {example}")
     return value
-
-
-def _check_metadata(metadata: Any, limits: LimitsConfig) -> dict[str, Any] | None:
-    """Metadata: a dict that JSON can hold, within the size and nesting limits."""
-    if metadata is None:
-        return None
-    if not isinstance(metadata, dict):
-        raise InputError(f"metadata must be a dict, got {_describe(metadata)}", field="metadata",
-                         fix="pass metadata={'key': 'value'}")
-    stack: list[tuple[Any, int]] = [(metadata, 1)]
-    while stack:  # iterative: a deeply nested value must not exhaust the call stack
-        value, depth = stack.pop()
-        if depth > limits.max_json_depth:
-            raise InputError(f"metadata is nested more than {limits.max_json_depth} levels deep", field="metadata",
-                             fix="flatten it")
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if not isinstance(key, str):
-                    raise InputError(f"metadata keys must be strings, got {_describe(key)}", field="metadata",
-                                     fix="use string keys")
-                _check_encodable(key, "metadata")
-                stack.append((item, depth + 1))
-        elif isinstance(value, (list, tuple)):
-            stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            _check_encodable(value, "metadata")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise InputError(f"metadata holds {value!r}, which JSON cannot represent", field="metadata",
-                             fix="use null or a string")
-        elif not (value is None or isinstance(value, (bool, int, float))):
-            raise InputError(f"metadata values must be JSON (str, number, bool, None, list, dict); got "
-                             f"{_describe(value)}", field="metadata", fix="convert it to a string first")
-    try:
-        size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InputError(f"metadata cannot be stored as JSON: {exc}", field="metadata",
-                         fix="use only str, number, bool, None, list and dict values") from None
-    if size > limits.max_metadata_bytes:
-        raise InputError(f"metadata is {size:,} bytes as JSON; at most {limits.max_metadata_bytes:,} are accepted",
-                         field="metadata", fix="store large data elsewhere and keep a reference in metadata")
-    return metadata
 
 
 def _check_cursor(cursor: Any) -> str | None:
@@ -265,13 +202,14 @@ class Memory:
                                   date=_iso(session_date) or session.date, metadata=session.metadata)
         elif isinstance(messages, str):
             _check_text(messages, "messages", limits.max_text_chars)
-            session = Session(turns=parse_messages([{"role": "user", "content": messages}]),
+            session = Session(turns=parse_messages([{"role": "user", "content": messages}], limits=limits),
                               session_id=session_id, date=_iso(session_date))
         elif isinstance(messages, (list, tuple)):
             if len(messages) > limits.max_messages:
                 raise InputError(f"{len(messages):,} messages in one add call; at most {limits.max_messages:,} are "
                                  "accepted", field="messages", fix="import them with ingest(), or in several calls")
-            session = Session(turns=parse_messages(list(messages)), session_id=session_id, date=_iso(session_date))
+            session = Session(turns=parse_messages(list(messages), limits=limits), session_id=session_id,
+                              date=_iso(session_date))
         else:
             raise InputError(
                 f"messages must be a string, a list of chat messages or a Session, got {_describe(messages)}",
@@ -330,7 +268,7 @@ class Memory:
             raise InputError(f"category must be a string, got {_describe(category)}", field="category",
                              fix="pass one of: " + ", ".join(c.value for c in Category))
         category = Category.parse(category)
-        metadata = _check_metadata(metadata, self.config.limits)
+        metadata = check_metadata(metadata, limits=self.config.limits) if metadata is not None else None
         started = time.perf_counter()
         now = _utc_now()
         recorded_at = now.isoformat(timespec="seconds") + "Z"
@@ -388,14 +326,9 @@ class Memory:
                     raise InputError(f"expected a Session, got {_describe(session)}", field="sessions",
                                      fix="build sessions with memlane.Session or load_conversations()")
                 _check_id(session.session_id, "session_id", required=False)
-                _check_metadata(session.metadata, limits)
-                turns += len(session.turns)
-                for turn in session.turns:
-                    _check_text(turn.text, "content", limits.max_text_chars)
-                    _check_text(turn.speaker, "speaker", _MAX_ID_CHARS)
-                    if turn.caption is not None:
-                        _check_text(turn.caption, "caption", limits.max_text_chars)
-                    _check_metadata(turn.metadata, limits)
+                if session.metadata:
+                    check_metadata(session.metadata, field="session.metadata", limits=limits)
+                turns += len(parse_messages(session, source="session", limits=limits))  # checks every turn
         if turns > limits.max_import_turns:
             raise InputError(f"{turns:,} turns in one call; at most {limits.max_import_turns:,} are accepted",
                              field="sessions", fix="import them in several calls")
@@ -726,7 +659,7 @@ class Memory:
         if len(query) > limits.max_query_chars:
             raise InputError(f"the query is {len(query):,} characters long; at most {limits.max_query_chars:,} are "
                              "accepted", field="query", fix="ask a shorter question, or raise limits.max_query_chars")
-        _check_encodable(query, "query")
+        check_text(query, field="query")
         _check_int(limit, "limit", 1, limits.max_results, "limit=10")
         if not isinstance(explain, bool):
             raise InputError(f"explain must be True or False, got {_describe(explain)}", field="explain",
@@ -833,7 +766,7 @@ def _check_filters(filters: Any) -> dict[str, Any] | None:
             if not isinstance(item, str):
                 raise InputError(f"filter {name} must be a string{' or a list of strings' if name in _LIST_FILTERS else ''}, "
                                  f"got {_describe(item)}", field=name, fix=f"pass filters={{'{name}': '...'}}")
-            _check_encodable(item, name)
+            check_text(item, field=name, allow_blank=True, max_chars=_MAX_ID_CHARS)
     filter_sql(filters)  # the rest: unknown fields, dates
     return filters
 
