@@ -23,7 +23,7 @@ from memlane.ingest.build import (
     session_vector,
     turn_embed_text,
 )
-from memlane.ingest.dates import parse_session_date
+from memlane.ingest.dates import parse_iso_day, parse_session_date
 from memlane.ingest.formats import Conversation, check_metadata, check_text, parse_messages
 from memlane.ingest.temporal import resolve_expressions
 from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
@@ -76,6 +76,7 @@ class ReindexReport:
 
 
 _MAX_ID_CHARS = 512  # user, agent, session and memory ids
+_MAX_FILTER_VALUES = 1_000  # values of one list filter (SQLite binds each as a parameter)
 
 
 def _check_id(value: Any, field: str, *, required: bool = True) -> str | None:
@@ -379,7 +380,7 @@ class Memory:
         out = []
         for name, version, spec in rows:
             if (name, version) not in cache:  # parsing checks the JSON Schema: once per version, not per search
-                cache[(name, version)] = parse_spec(json.loads(spec), f"store node {name}")
+                cache[(name, version)] = parse_spec(json.loads(spec), f"store node {name}", stored=True)
             out.append((cache[(name, version)], version))
         return out
 
@@ -476,7 +477,7 @@ class Memory:
         Expired memories leave search but stay recoverable (restore) until purged."""
         from memlane.nodes.lifecycle import expired_by_retention
 
-        anchor = parse_session_date(now) if now is not None else _utc_now()
+        anchor = parse_session_date(now, field="now") if now is not None else _utc_now()
         users = [_require_user(user_id)] if user_id is not None else None
         limits = self.config.retention.limits()
         if not any(limits.values()):
@@ -665,12 +666,12 @@ class Memory:
             raise InputError(f"explain must be True or False, got {_describe(explain)}", field="explain",
                              fix="pass explain=True")
         _check_filters(filters)
-        anchor = parse_session_date(now) if now is not None else _utc_now()
+        anchor = parse_session_date(now, field="now") if now is not None else _utc_now()
         if self._store.active_index() is None:
             return []
         filters = dict(filters or {})
         if as_of is not None:
-            filters["as_of"] = parse_session_date(as_of).date().isoformat()
+            filters["as_of"] = parse_iso_day(as_of, "as_of")  # as the as_of filter reads it
         notes = self._route(query, filters)
         return self._retriever.search(user_id, query, limit=limit, filters=filters or None, now=anchor,
                                       explain=explain, notes=notes)
@@ -759,6 +760,9 @@ def _check_filters(filters: Any) -> dict[str, Any] | None:
             raise InputError(f"filter names must be strings, got {_describe(name)}", field="filters",
                              fix="use any of: " + ", ".join(FILTER_FIELDS))
         values = value if isinstance(value, (list, tuple, set, frozenset)) and name in _LIST_FILTERS else [value]
+        if len(values) > _MAX_FILTER_VALUES:
+            raise InputError(f"filter {name} lists {len(values):,} values; at most {_MAX_FILTER_VALUES:,} are accepted",
+                             field=name, fix="filter on fewer values, or on a broader field")
         for item in values:
             if item is None and name not in _LIST_FILTERS:
                 continue

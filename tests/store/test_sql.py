@@ -37,3 +37,39 @@ def test_as_of_keeps_what_was_stated_by_then_and_not_yet_superseded():
     assert params == ["2023-06-01", "2023-06-01"]
     with pytest.raises(InputError, match="as_of"):
         filter_sql({"as_of": "June"})
+
+
+@pytest.mark.parametrize("field", ["date_from", "date_to", "as_of"])
+@pytest.mark.parametrize("value", ["2023-02-30", "2023-05-07xyz", "2023-5-7", "0000-01-01", "99", "-2023-01-01",
+                                   "8 May 2023", 20230507, ["2023-05-07"]])
+def test_date_filters_take_only_real_iso_days(field, value):
+    with pytest.raises(InputError) as caught:
+        filter_sql({field: value})
+    assert caught.value.field == field and repr(value) in str(caught.value) and "YYYY-MM-DD" in str(caught.value)
+
+
+def test_date_filters_convert_offsets_to_the_utc_day():
+    _, params = filter_sql({"date_from": "2023-05-01T23:30-02:00", "date_to": "2023-05-31T00:30+02:00"})
+    assert params == ["2023-05-30", "2023-05-02", "2023-05-02", "2023-05-30"]
+    _, params = filter_sql({"as_of": "2023-06-01T23:00-05:00"})
+    assert params == ["2023-06-02", "2023-06-02"]
+
+
+def test_an_open_date_range_keeps_its_other_end():
+    _, params = filter_sql({"date_to": "2023-05-31"})
+    assert params == ["2023-05-31", "0000-01-01", "0000-01-01", "2023-05-31"]
+
+
+@pytest.mark.parametrize("value", [42, 10**30, True, {"a": 1}, [b"turn"], ["turn", None]])
+def test_equality_filters_take_strings_only(value):
+    with pytest.raises(InputError, match="node_type takes strings"):
+        filter_sql({"node_type": value})
+
+
+def test_an_empty_list_matches_nothing():
+    assert filter_sql({"speaker": []}) == ("0", [])
+
+
+def test_filters_must_be_a_dict():
+    with pytest.raises(InputError, match="must be a dict"):
+        filter_sql(["node_type"])

@@ -77,3 +77,76 @@ def test_too_few_examples_is_a_clear_error(tmp_path, tiny_checkpoint):
     cfg = tiny_config(tmp_path, tiny_checkpoint)
     with pytest.raises(InputError, match="at least 2"):
         train(_examples(1), cfg.embedder, cfg.fine_tune, tmp_path / "x")
+
+
+class _Tripwire:
+    """Unpickling this creates the marker file: what a crafted trainer.pt could do instead."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _interrupted_run(tmp_path, tiny_checkpoint):
+    cfg = tiny_config(tmp_path, tiny_checkpoint)
+    cfg.fine_tune.save_every = 1
+
+    def crash(step, total, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_examples(), cfg.embedder, cfg.fine_tune, tmp_path / "run", on_step=crash)
+    return cfg, tmp_path / "run" / "state"
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_a_crafted_trainer_pt_is_refused_and_never_run(tmp_path, tiny_checkpoint, how):
+    import pickle
+
+    import torch
+
+    cfg, state = _interrupted_run(tmp_path, tiny_checkpoint)
+    marker = tmp_path / "pwned"
+    crafted = {"optimizer": {}, "schedule": {}, "torch_rng": _Tripwire(marker)}
+    if how == "torch.save":
+        torch.save(crafted, state / "trainer.pt")
+    else:
+        (state / "trainer.pt").write_bytes(pickle.dumps(crafted, protocol=2))
+    with pytest.raises(InputError) as caught:
+        train(_examples(), cfg.embedder, cfg.fine_tune, tmp_path / "run")
+    assert not marker.exists()
+    message = str(caught.value)
+    assert "trainer.pt" in message and f"delete {state}" in message and "weights_only=False" not in message
+
+
+def test_a_state_without_its_trainer_json_is_refused(tmp_path, tiny_checkpoint):
+    cfg, state = _interrupted_run(tmp_path, tiny_checkpoint)
+    (state / "trainer.json").unlink()
+    with pytest.raises(InputError, match=f"trainer.json.*delete {state}"):
+        train(_examples(), cfg.embedder, cfg.fine_tune, tmp_path / "run")
+
+
+@pytest.mark.parametrize("change", [
+    {"step": 10**30}, {"step": -1}, {"losses": "x"}, {"inference_length": None}, {"format": 99},
+])
+def test_a_tampered_trainer_json_is_refused(tmp_path, tiny_checkpoint, change):
+    import json
+
+    cfg, state = _interrupted_run(tmp_path, tiny_checkpoint)
+    meta = json.loads((state / "trainer.json").read_text())
+    (state / "trainer.json").write_text(json.dumps({**meta, **change}))
+    with pytest.raises(InputError, match="delete"):
+        train(_examples(), cfg.embedder, cfg.fine_tune, tmp_path / "run")
+
+
+def test_a_state_that_does_not_fit_the_model_is_refused(tmp_path, tiny_checkpoint):
+    import torch
+
+    cfg, state = _interrupted_run(tmp_path, tiny_checkpoint)
+    saved = torch.load(state / "trainer.pt", weights_only=True)
+    saved["optimizer"]["param_groups"] = []
+    torch.save(saved, state / "trainer.pt")
+    with pytest.raises(InputError, match="does not fit"):
+        train(_examples(), cfg.embedder, cfg.fine_tune, tmp_path / "run")

@@ -23,11 +23,18 @@ STOPWORDS = frozenset(
 )
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’\-]*")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# An email's local part starts where a run of its characters starts (the lookbehind): tried from
+# every character of a long run ("a" * 100_000), the scan to the run's end made the search quadratic.
+# `_EMAIL_AT` continues a run where the previous email ended, as an unanchored search would.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]+(?:\.[\w-]+)+")
+_EMAIL_AT = re.compile(r"[\w.+-]++@[\w-]+(?:\.[\w-]+)+")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
-_QUOTED = re.compile(r"\"([^\"]{2,200})\"|“([^”]{2,200})”")
+# Possessive: a quote is tried at most 200 characters ahead and never backed into ("“" * 1_000_000).
+_QUOTED = re.compile(r"\"([^\"]{2,200}+)\"|“([^”]{2,200}+)”")
 # Codes and long numbers (order numbers, phone numbers, "AB-1234"); plain years are too common to anchor on.
-_CODE = re.compile(r"\b(?=[A-Za-z0-9-]*\d)(?:[A-Za-z]+-?\d[\w-]*|\d{5,}|\d[\d-]{4,}\d)\b")
+# Every branch holds a digit; no lookahead scans ahead for one (from each boundary of "a-a-a-...",
+# that scan was quadratic).
+_CODE = re.compile(r"\b(?:[A-Za-z]+-?\d[\w-]*|\d{5,}|\d[\d-]{4,}\d)\b")
 _CAPITALIZED = re.compile(r"\b[A-Z][a-zA-Z'’\-]+(?:\s+[A-Z][a-zA-Z'’\-]+)*")
 # Questions whose answer is a time: "When did ...", "What year ...", "How long ago ...".
 _ASKS_WHEN = re.compile(r"^\W*(?:when|since when|what (?:year|month|date|day|time)|which (?:year|month|day)|how long ago)\b",
@@ -51,9 +58,22 @@ def content_terms(text: str) -> list[str]:
     return list(dict.fromkeys(terms))
 
 
+def _emails(text: str) -> list[str]:
+    """The emails in `text`, as `re.findall` of the unanchored pattern finds them, in linear time."""
+    found: list[str] = []
+    position = 0
+    while True:
+        # After an email, the next may start in the same run of local-part characters ("a@b.c+d@e.f").
+        match = (found and _EMAIL_AT.match(text, position)) or _EMAIL.search(text, position)
+        if match is None:
+            return found
+        found.append(match.group(0))
+        position = match.end()
+
+
 def lookup_needles(text: str) -> list[str]:
     """Strings to find verbatim: memory ids, emails, quoted phrases, codes and long numbers."""
-    needles = _UUID.findall(text) + _EMAIL.findall(text)
+    needles = _UUID.findall(text) + _emails(text)
     needles += [a or b for a, b in _QUOTED.findall(text)]
     needles += [c for c in _CODE.findall(text) if not _UUID.search(c)]
     return list(dict.fromkeys(n.strip() for n in needles if n.strip()))

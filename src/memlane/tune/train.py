@@ -8,7 +8,10 @@ really an answer.
 
 Resumable: every `save_every` steps the model, optimizer, schedule and random state are saved
 under OUT/state; a rerun with the same inputs continues from there and ends with the same
-weights as an uninterrupted run. The finished model is written to OUT/model.
+weights as an uninterrupted run. The finished model is written to OUT/model. The saved state is
+data only: tensors and plain containers in OUT/state/trainer.pt, read back with
+`torch.load(weights_only=True)` so a tampered file cannot run code, and the step, losses and
+inputs' fingerprint in OUT/state/trainer.json.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def train(examples: Sequence[Example], embedder: EmbedderConfig, tune: FineTuneC
 
     _offline_env()
     torch.manual_seed(tune.seed)
-    resume = _read_state(state_dir, fingerprint)
+    resume = _read_state(state_dir, fingerprint, total)
     with _quiet_transformers():
         model = SentenceTransformer(str(state_dir / "model" if resume else base_path), device="cpu", local_files_only=True)
     inference_length = model.max_seq_length if not resume else resume["inference_length"]
@@ -113,9 +116,7 @@ def train(examples: Sequence[Example], embedder: EmbedderConfig, tune: FineTuneC
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, warmup, total))
     step, losses = 0, []
     if resume:
-        optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["schedule"])
-        torch.set_rng_state(resume["torch_rng"])
+        _restore(state_dir, resume, optimizer, schedule)
         step, losses = resume["step"], resume["losses"]
     resumed_at = step
     preprocess = getattr(model, "preprocess", None) or model.tokenize
@@ -170,6 +171,9 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return max(0.0, (total - step) / max(1, total - warmup))
 
 
+STATE_FORMAT = 1
+
+
 def _write_state(state_dir: Path, model, optimizer, schedule, step: int, losses: list[float], fingerprint: str,
                  inference_length: int) -> None:
     import torch
@@ -180,26 +184,80 @@ def _write_state(state_dir: Path, model, optimizer, schedule, step: int, losses:
     shutil.rmtree(partial, ignore_errors=True)
     with _quiet_transformers():
         model.save(str(partial / "model"))
+    # Tensors and plain containers only, so that reading it back needs no unpickling of objects.
     torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "torch_rng": torch.get_rng_state(), "step": step, "losses": losses,
-                "fingerprint": fingerprint, "inference_length": inference_length}, partial / "trainer.pt")
+                "torch_rng": torch.get_rng_state()}, partial / "trainer.pt")
+    (partial / "trainer.json").write_text(json.dumps({
+        "format": STATE_FORMAT, "fingerprint": fingerprint, "step": step, "losses": losses,
+        "inference_length": inference_length}), encoding="utf-8")
     shutil.rmtree(state_dir, ignore_errors=True)
     partial.rename(state_dir)
 
 
-def _read_state(state_dir: Path, fingerprint: str) -> dict | None:
-    """The saved state of an interrupted run with the same inputs, or None."""
+def _read_state(state_dir: Path, fingerprint: str, total: int) -> dict | None:
+    """The saved state of an interrupted run with the same inputs, or None when there is none.
+
+    trainer.pt is loaded with `weights_only=True`: a file holding anything but tensors and plain
+    data (a crafted pickle) is refused with an InputError, never executed.
+    """
     import torch
 
     file = state_dir / "trainer.pt"
     if not file.exists():
         return None
-    state = torch.load(file, weights_only=False)
-    if state.get("fingerprint") != fingerprint:
+    meta_file = state_dir / "trainer.json"
+    restart = f"delete {state_dir} to restart training from the first step"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("the interrupted run's state has no trainer.json (written by an older memlane, or "
+                         "damaged)", file=str(meta_file), fix=restart) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"cannot read the interrupted run's state: {exc}", file=str(meta_file), fix=restart) from None
+    if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT:
+        raise InputError("not a training state this memlane writes", file=str(meta_file), fix=restart)
+    if meta.get("fingerprint") != fingerprint:
         raise InputError(
             f"{state_dir} holds an interrupted run with other examples or settings",
             field="out", fix=f"delete {state_dir} to start afresh, or rerun with the same inputs to resume",
         )
-    return state
+    step, losses, length = meta.get("step"), meta.get("losses"), meta.get("inference_length")
+    if not (_is_int(step) and 0 < step < total and isinstance(losses, list) and len(losses) == step
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in losses)
+            and _is_int(length) and length > 0):
+        raise InputError(f"the step ({step!r:.20}), losses or inference length do not fit a run of {total} steps",
+                         file=str(meta_file), fix=restart)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for a bad file
+        raise InputError(
+            f"cannot load the saved training state safely ({type(exc).__name__}): the file holds something "
+            "other than tensors and plain data, or is damaged; it was not run", file=str(file), fix=restart,
+        ) from None
+    if not (isinstance(state, dict) and isinstance(state.get("optimizer"), dict)
+            and isinstance(state.get("schedule"), dict) and isinstance(state.get("torch_rng"), torch.Tensor)
+            and state["torch_rng"].dtype == torch.uint8):
+        raise InputError("the saved training state lacks the optimizer, schedule or random state",
+                         file=str(file), fix=restart)
+    return {**state, "step": step, "losses": losses, "inference_length": length}
 
 
+def _restore(state_dir: Path, state: dict, optimizer, schedule) -> None:
+    """Load the saved optimizer, schedule and random state; InputError when they do not fit this run."""
+    import torch
+
+    unknown = set(state["schedule"]) - set(schedule.state_dict())
+    try:
+        if unknown:
+            raise ValueError(f"unknown schedule entries {sorted(unknown)}")
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        raise InputError(f"the saved training state does not fit this model: {str(exc)[:200]}",
+                         file=str(state_dir / "trainer.pt"),
+                         fix=f"delete {state_dir} to restart training from the first step") from None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
