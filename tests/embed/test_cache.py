@@ -144,3 +144,17 @@ def test_read_ahead_reads_the_file_and_its_log_and_skips_what_is_too_big(tmp_pat
     assert read_ahead(path) == 5300
     assert read_ahead(path, limit_bytes=1000) == 300  # the big file is left alone, the small log read
     assert read_ahead(tmp_path / "absent.sqlite") == 0
+
+
+def test_a_full_disk_is_reported_with_its_cause_and_the_cache_stays_usable(tmp_path):
+    from memlane.errors import StoreError
+
+    cache = VectorCache(tmp_path / "v.sqlite")
+    cache.put_many("fp", {"a": np.ones(4, np.float32)})
+    conn = cache._conn
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(StoreError, match="full.*cache_path"):
+        cache.put_many("fp", {f"k{i}": np.ones(4096, np.float32) for i in range(50)})
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    cache.put_many("fp", {"b": np.ones(4, np.float32)})
+    assert cache.count("fp") == 2

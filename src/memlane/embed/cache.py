@@ -111,16 +111,20 @@ class VectorCache:
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.executemany(
-                        "INSERT OR REPLACE INTO vectors (fingerprint, key, vector) VALUES (?, ?, ?)", rows
-                    )
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO vectors (fingerprint, key, vector) VALUES (?, ?, ?)", rows
+                )
                 self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot write the vector cache {self.path}: {exc}") from None
+            except BaseException as exc:
+                try:  # SQLite has already rolled back after a full disk or an I/O error
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                if isinstance(exc, sqlite3.Error):
+                    hint = " (free space on its disk, or set embedder.cache_path = 'off')" if "full" in str(exc) else ""
+                    raise StoreError(f"cannot write the vector cache {self.path}: {exc}{hint}") from None
+                raise
 
     def count(self, fingerprint: str | None = None) -> int:
         """Number of cached vectors, for one fingerprint or in all."""
