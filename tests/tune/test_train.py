@@ -61,14 +61,7 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_checkpoin
 
 
 def test_resuming_with_other_examples_is_refused(tmp_path, tiny_checkpoint):
-    cfg = tiny_config(tmp_path, tiny_checkpoint)
-    cfg.fine_tune.save_every = 1
-
-    def crash(step, total, loss):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(_examples(), cfg.embedder, cfg.fine_tune, tmp_path / "run", on_step=crash)
+    cfg, _ = _interrupted_run(tmp_path, tiny_checkpoint)
     with pytest.raises(InputError, match="other examples"):
         train(_examples(30), cfg.embedder, cfg.fine_tune, tmp_path / "run")
 
