@@ -324,6 +324,31 @@ def bench_tenants(
     _save_report(out, result, tenants_markdown)
 
 
+@bench_app.command("limits")
+def bench_limits(
+    import_mb: str = typer.Option("0.1,1,10,50", "--import-mb", help="Sizes of the chat-message files imported, in MB (10^6 bytes), comma-separated."),
+    repeats: int = typer.Option(3, "--repeats", help="Runs of each search and message (the fastest counts; more for calls of a few ms)."),
+    with_model: bool = typer.Option(False, "--with-model", help="Also add realistic messages with the configured (real) embedder."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder or LongMemEval file, for imports of real chat text [default: the shared data folder; skipped if absent]."),
+    out: Path = typer.Option(Path("benchmarks/results/limits.json"), "--out", help="JSON report; a .md is written beside it."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Time against input size up to the limits (search, one message, an import), and refusal just past them."""
+    from memlane.bench.limits import MB, limits_markdown, real_sessions, run_limits
+    from memlane.errors import InputError
+
+    with _errors():
+        try:
+            sizes = [round(float(mb) * MB) for mb in import_mb.split(",")]
+        except ValueError:
+            raise InputError(f"--import-mb must be numbers separated by commas, got {import_mb!r}",
+                             field="--import-mb", fix="pass e.g. --import-mb 0.1,1,10") from None
+        result = run_limits(_config(config), real=real_sessions(data), import_sizes=sizes, repeats=repeats,
+                            with_model=with_model,
+                            status=lambda s: err.print(f"[dim]{s}[/]"))
+    _save_report(out, result, limits_markdown)
+
+
 RetrieverOption = typer.Option("full", "--retriever", help="full | hybrid | dense | bm25 (ablations).")
 OutOption = typer.Option(..., "--out", help="JSON report; a .md and PNG plots are written beside it.")
 FirstStageOption = typer.Option(None, "--first-stage", help="none | static: the tiered path (static first stage, full model re-scores candidates) [default: from config].")

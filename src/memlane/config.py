@@ -168,8 +168,9 @@ class LimitsConfig(_Strict):
     max_query_chars: int = Field(4_000, ge=1, description="Characters in a search question.")
     max_text_chars: int = Field(100_000, ge=1, description="Characters in one message, or in a text given to add or update.")
     max_messages: int = Field(10_000, ge=1, description="Messages in one add call.")
-    max_import_turns: int = Field(2_000_000, ge=1, description="Turns in one ingest or import call.")
-    max_import_bytes: int = Field(2 * 1024**3, ge=1, description="Size of a file read by ingest (after decompression).")
+    max_import_turns: int = Field(1_000_000, ge=1, description="Turns in one ingest or import call (an import holds "
+                                  "about 5 KB per turn in memory until it is written).")
+    max_import_bytes: int = Field(512 * 1024**2, ge=1, description="Size of a file read by ingest (after decompression).")
     max_metadata_bytes: int = Field(65_536, ge=2, description="Metadata of one call or message, as JSON.")
     max_json_depth: int = Field(64, ge=2, description="Nesting of objects and lists in metadata and imported JSON.")
     max_page: int = Field(10_000, ge=1, description="Records in one get_all page.")

@@ -90,3 +90,10 @@ def test_embed_records_sends_texts_longest_first_and_puts_each_vector_back_in_pl
         pieces = passage_texts(record)
         expected = with_passages(plain.encode(pieces)) if pieces else plain.encode([record.embed_text])[0]
         assert np.allclose(vector, expected)
+
+
+def test_a_very_long_text_of_tiny_sentences_is_grouped_without_losing_a_word():
+    text = "A. " * 100_000
+    passages = split_sentences(text)
+    assert len(passages) == MAX_PASSAGES
+    assert " ".join(passages).split() == text.split()

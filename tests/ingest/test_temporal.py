@@ -275,3 +275,28 @@ def test_every_match_of_every_rule_holds_one_of_the_words_that_let_the_rule_run(
                 exercised.add(i)
                 assert any(word in match.group(0).casefold() for word in rule.needs), (i, match.group(0))
     assert exercised == set(range(len(_RULES)))
+
+
+# Long texts full of expressions: each of these once took quadratic time (the overlap check of
+# every match against every earlier one; the search for each match's sentence). The tests check
+# the result; if the regression came back they would run for minutes.
+
+def test_thirty_two_thousand_expressions_in_one_text_are_all_resolved():
+    events = resolve_expressions("I went to the market yesterday. " * 32_000, MONDAY)
+    assert len(events) == 32_000
+    assert {(e.expression, e.start, e.end) for e in events} == {("yesterday", "2023-05-07", "2023-05-07")}
+
+
+def test_many_overlapping_matches_keep_the_longest_each_time():
+    events = resolve_expressions("the day before yesterday " * 20_000, MONDAY)
+    assert len(events) == 20_000
+    assert {(e.expression, e.start) for e in events} == {("the day before yesterday", "2023-05-06")}
+
+
+def test_one_long_sentence_of_dates_takes_its_tense_from_the_whole_sentence():
+    past = resolve_expressions("in may on the 5th " * 5_000, MONDAY)
+    assert len(past) == 10_000
+    assert {(e.expression, e.start) for e in past} == {("in may", "2023-05-01"), ("on the 5th", "2023-05-05")}
+    future = resolve_expressions("in may on the 5th " * 5_000 + "I will go. Then on the 5th again.", MONDAY)
+    assert {(e.expression, e.start) for e in future[:-1]} == {("in may", "2023-05-01"), ("on the 5th", "2023-06-05")}
+    assert (future[-1].expression, future[-1].start) == ("on the 5th", "2023-05-05")  # its own sentence: past

@@ -37,3 +37,31 @@ def test_questions_asking_for_a_time_are_recognized():
         assert analyze_query(question, None).asks_when, question
     for question in ("Who went hiking?", "Whenever Ana travels, what does she pack?", "What did Bo say about time?"):
         assert not analyze_query(question, None).asks_when, question
+
+
+# Long adversarial questions: each of these once took quadratic time (tens of seconds at 100,000
+# characters). The tests check the result; if the regression came back they would run for minutes.
+
+def test_a_long_run_of_one_letter_holds_no_email_or_code():
+    from datetime import date
+
+    from memlane.retrieve.query import analyze_query
+
+    analysis = analyze_query("a" * 100_000, date(2023, 5, 8))
+    assert analysis.needles == [] and analysis.entities == [] and analysis.time_range is None
+    assert analysis.terms == ["a" * 100_000]
+
+
+def test_a_long_run_of_letters_and_hyphens_ends_in_the_one_code():
+    assert lookup_needles("a-" * 50_000 + "1") == ["a-1"]
+
+
+def test_long_runs_of_email_characters_and_of_quotes_hold_nothing_to_find():
+    for text in ("a." * 50_000, "Ab" * 50_000, "“" * 100_000, '"' * 100_000):
+        assert lookup_needles(text) == [], text[:4]
+    assert lookup_needles("1" * 100_000) == ["1" * 100_000]  # a long number is one
+
+
+def test_an_email_may_start_in_the_run_where_the_previous_one_ended():
+    assert lookup_needles("write to a@b.co+d@e.org") == ["a@b.co", "+d@e.org"]
+    assert lookup_needles("x" * 100_000 + "@example.com and y@z.io") == ["x" * 100_000 + "@example.com", "y@z.io"]

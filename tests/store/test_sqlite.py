@@ -415,3 +415,19 @@ def test_a_copy_for_some_users_holds_no_byte_of_the_others_words(store, tmp_path
     raw = (tmp_path / "copy.db").read_bytes()
     assert b"ordinary" in raw
     assert b"xylophon" not in raw and b"quokka" not in raw  # not in rows, freed pages or the term index
+
+
+def test_a_bulk_write_drops_its_users_views_and_keeps_the_others(store):
+    from memlane.store.sqlite import _FOLLOW_AT_MOST
+
+    store.write([_record("a0", text="first note"), _record("b0", user="bo", text="bo's note")],
+                np.ones((2, 2), np.float32), [])
+    store.speakers("ana"), store.speakers("bo")  # both views cached
+    bo_view = store._views["bo"]
+    many = [_record(f"a{i}", text=f"bulk note {i}") for i in range(1, _FOLLOW_AT_MOST + 2)]
+    store.write(many, np.ones((len(many), 2), np.float32), [])
+    assert "ana" not in store._views and store._views["bo"] is bo_view  # bo's is still current
+    assert len(store.dense_candidates("ana", np.ones(2, np.float32), 10_000, None)) == len(many) + 1
+    last = f"ma{_FOLLOW_AT_MOST + 1}"
+    assert store.lexical_candidates("ana", [str(_FOLLOW_AT_MOST + 1)], 5, None)[0][0] == last
+    assert store.dense_candidates("bo", np.ones(2, np.float32), 10, None)[0][0] == "mb0"

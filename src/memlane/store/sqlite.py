@@ -28,6 +28,7 @@ SCHEMA_VERSION = "1"
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
 _MAX_LEXICONS = _MAX_VIEWS  # users whose own term index is kept (see `_Lexicon`)
+_FOLLOW_AT_MOST = 2_000  # records of a write that cached views take in; a larger write drops them
 # A user holding less than this share of the file's memories gets their own term index; above
 # it, FTS5's shared one costs about the same.
 _OWN_LEXICON_BELOW = 0.5
@@ -593,19 +594,17 @@ class SQLiteStore:
             nested = self._depth > 0
             with self._transaction() as conn:
                 before = self._generation()  # the transaction moves it on by one
-                new_users = {uid for uid in {r.user_id for r in records} if conn.execute(
+                users = {r.user_id for r in records}
+                new_users = {uid for uid in users if conn.execute(
                     "SELECT 1 FROM memories WHERE user_id = ? LIMIT 1", (uid,)).fetchone() is None}
-                rows: dict[str, list[tuple]] = {}
-                texts: dict[str, list[str]] = {}
-                indexed: dict[str, list[tuple[int, str]]] = {}
-                for record, vector in zip(records, vectors):
-                    cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})",
-                                       _record_params(record))
-                    blob = _blob(vector)
-                    conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
-                    rows.setdefault(record.user_id, []).append(_view_row(cur.lastrowid, record, blob))
-                    texts.setdefault(record.user_id, []).append(record.text)
-                    indexed.setdefault(record.user_id, []).append((cur.lastrowid, record.embed_text))
+                # Rowids given here, as SQLite would (the write lock is held), so that the rows and
+                # their vectors go in with one executemany each.
+                first = conn.execute("SELECT COALESCE(max(rowid), 0) + 1 FROM memories").fetchone()[0]
+                rowids = range(first, first + len(records))
+                conn.executemany(f"INSERT INTO memories (rowid, {_COLUMNS}) VALUES (?, {_PLACEHOLDERS})",
+                                 ((rowid, *_record_params(r)) for rowid, r in zip(rowids, records)))
+                conn.executemany(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)",
+                                 ((rowid, _blob(v)) for rowid, v in zip(rowids, vectors)))
                 for record in amended:
                     conn.execute(
                         "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
@@ -614,15 +613,33 @@ class SQLiteStore:
                          record.superseded_by, record.id, record.user_id),
                     )
                 self._write_events(conn, events)
-            if nested:  # not committed yet: the views of these users are read again when next used
-                for user_id in rows:
-                    self._views.pop(user_id, None)
-                    if user_id in self._lexicons:
-                        self._drop_lexicon(self._lexicons.pop(user_id))
+            if nested or len(records) > _FOLLOW_AT_MOST:
+                # Not committed yet, or a bulk write: these users' views and term indexes are read
+                # again when next used (holding a bulk import's vectors twice would double its memory).
+                self._forget_users(users, before, current=not nested)
                 return
-            if not amended:
+            rows: dict[str, list[tuple]] = {}
+            texts: dict[str, list[str]] = {}
+            indexed: dict[str, list[tuple[int, str]]] = {}
+            for rowid, record, vector in zip(rowids, records, vectors):
+                rows.setdefault(record.user_id, []).append(_view_row(rowid, record, _blob(vector)))
+                texts.setdefault(record.user_id, []).append(record.text)
+                indexed.setdefault(record.user_id, []).append((rowid, record.embed_text))
+            if not amended:  # amended facts change flags the views hold: those are read again
                 self._follow_insert(before, index, rows, texts, new_users)
             self._follow_lexicons(before, indexed)  # amended records keep their text
+
+    def _forget_users(self, users: set[str], before: int, *, current: bool) -> None:
+        """Drop the views and term indexes of `users`; with `current` (the write committed), the
+        other users' ones that were current before it stay current."""
+        for user_id in users:
+            self._views.pop(user_id, None)
+            if user_id in self._lexicons:
+                self._drop_lexicon(self._lexicons.pop(user_id))
+        if current:
+            for cached in [*self._views.values(), *self._lexicons.values()]:
+                if cached.generation == before:
+                    cached.generation = before + 1
 
     def _follow_insert(self, before: int, index: IndexInfo, rows: dict[str, list[tuple]],
                        texts: dict[str, list[str]], new_users: set[str]) -> None:
