@@ -153,3 +153,11 @@ def test_bad_input_ends_a_command_with_one_line_and_exit_code_2(env, args):
     assert result.exit_code == 2, result.output
     assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert "Traceback" not in result.output
+
+
+def test_the_store_comes_from_the_config_when_no_flag_or_variable_names_it(env, monkeypatch):
+    monkeypatch.delenv("MEMLANE_STORE")
+    monkeypatch.setenv("MEMLANE_STORE__URL", str(env / "from-config.db"))
+    assert runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana"]).exit_code == 0
+    assert (env / "from-config.db").exists()
+    assert runner.invoke(app, ["stats"]).exit_code == 0

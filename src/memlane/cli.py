@@ -38,16 +38,20 @@ StoreOption = typer.Option(None, "--store", "-s", help="SQLite store file [defau
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (MEMLANE_* environment variables override it).")
 
 
-def _store_path(store: Optional[Path], *, must_exist: bool = True) -> Path:
-    """The store a command works on. Only commands that add memories may create one: for the
-    others a missing file is a mistyped path, not a new empty store."""
+def _store_path(store: Optional[Path], config: Optional[Path] = None, *, must_exist: bool = True) -> str:
+    """The store a command works on: --store, else $MEMLANE_STORE, else the config's store.url.
+    Only commands that add memories may create one: for the others a missing file is a mistyped
+    path, not a new empty store."""
     from memlane.errors import StoreError
 
-    path = resolve_store_path(store)
-    if must_exist and not path.exists():
-        raise StoreError(f"no store at {path}: check the path (--store or $MEMLANE_STORE); "
+    location = resolve_store_path(store, config=_config(config))
+    plain = "://" not in location and location != ":memory:"
+    if plain:
+        location = str(Path(location).expanduser())
+    if must_exist and plain and not Path(location).exists():
+        raise StoreError(f"no store at {location}: check the path (--store, $MEMLANE_STORE or store.url); "
                          "a store is created by the first command that adds memories (memlane ingest)")
-    return path
+    return location
 
 
 def _config(path: Optional[Path]) -> MemoryConfig:
@@ -82,7 +86,7 @@ def _progress(label: str) -> Iterator:
 def _open(store: Optional[Path], config: Optional[Path], *, create: bool = False):
     from memlane.memory import Memory
 
-    return Memory(_store_path(store, must_exist=not create), _config(config), create=create)
+    return Memory(_store_path(store, config, must_exist=not create), _config(config), create=create)
 
 
 @app.command()
@@ -163,13 +167,14 @@ def _print_hits(hits, explain: bool, gold: set[str] | None = None) -> None:
 @app.command()
 def stats(store: Optional[Path] = StoreOption, config: Optional[Path] = ConfigOption) -> None:
     """Counts of memories by kind, users, the embedding model and the file size."""
-    from memlane.store.sqlite import SQLiteStore
+    from memlane.store import open_store
 
     with _errors():
-        opened = SQLiteStore(_store_path(store), create=False)
+        location = _store_path(store, config)
+        opened = open_store(location, create=False)
         s = opened.stats()
         opened.close()
-    table = Table(title=str(_store_path(store)))
+    table = Table(title=location)
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("memories", str(s.memories))
@@ -204,7 +209,7 @@ def reindex(
                 {**cfg.model_dump(), "embedder": {**cfg.embedder.model_dump(), "model": model}}, source="--model"
             ).embedder
         with _progress(f"reindexing with {embedder.model}") as update:
-            report = run_reindex(_store_path(store), embedder, on_progress=update, passages=cfg.ingest.passages)
+            report = run_reindex(_store_path(store, config), embedder, on_progress=update, passages=cfg.ingest.passages)
     resumed = " (resumed an interrupted run)" if report.resumed else ""
     console.print(f"reindexed {report.memories} memories with {report.model} ({report.dims} dims) "
                   f"in {report.seconds:.1f} s{resumed}")
@@ -580,7 +585,7 @@ def retrain(
         cfg = _config(config)
         with _training_progress() as on_step:
             result = run_retrain(
-                _store_path(store), cfg, out, eval_queries=eval_queries, labels=labels, synthetic=synthetic,
+                _store_path(store, config), cfg, out, eval_queries=eval_queries, labels=labels, synthetic=synthetic,
                 users=_split_list(users), eval_store=eval_store, min_gain=min_gain, config_path=config,
                 status=lambda s: err.print(f"[dim]{s}[/]"), on_step=on_step,
             )
@@ -633,7 +638,7 @@ def tune_synth(
     from memlane.tune.pipeline import synthesize
 
     with _errors():
-        examples = synthesize(_store_path(store), _config(config), _split_list(users), status=lambda s: err.print(f"[dim]{s}[/]"))
+        examples = synthesize(_store_path(store, config), _config(config), _split_list(users), status=lambda s: err.print(f"[dim]{s}[/]"))
         count = write_examples(out, examples)
     console.print(f"wrote {count} synthetic examples to {out}")
 
@@ -652,9 +657,9 @@ def tune_mine(
 
     with _errors():
         cfg = _config(config)
-        resolved = load_labels(_store_path(store), examples)
+        resolved = load_labels(_store_path(store, config), examples)
         with _progress("mining") as update:
-            mined = mine(str(_store_path(store)), resolved, cfg, on_progress=update)
+            mined = mine(str(_store_path(store, config)), resolved, cfg, on_progress=update)
         write_examples(out, mined)
     with_negatives = sum(1 for e in mined if e.negatives)
     console.print(f"wrote {len(mined)} examples ({with_negatives} with hard negatives) to {out}")
@@ -694,9 +699,9 @@ def tune_gate(
 
     with _errors():
         cfg = _config(config)
-        held_out = load_labels(_store_path(store), eval_queries)
+        held_out = load_labels(_store_path(store, config), eval_queries)
         with _progress("queries") as update:
-            report = gate(_store_path(store), held_out, cfg, candidate, out, min_gain=min_gain,
+            report = gate(_store_path(store, config), held_out, cfg, candidate, out, min_gain=min_gain,
                           status=lambda s: err.print(f"[dim]{s}[/]"), on_progress=update)
         if report.passed and config is not None:
             record_checkpoint(config, report.checkpoint)

@@ -160,6 +160,16 @@ class FineTuneConfig(_Strict):
     save_every: int = Field(50, ge=1, description="Training steps between resumable checkpoints.")
 
 
+class StoreConfig(_Strict):
+    """Where memories live."""
+
+    url: str = Field(
+        "memlane.db",
+        description="The store: a SQLite file path (`~` expanded) or sqlite:///path. The CLI's --store and "
+        "$MEMLANE_STORE override it.",
+    )
+
+
 class LimitsConfig(_Strict):
     """The largest inputs memlane accepts. Past a limit a call is refused with InputError before
     anything is written; every accepted input is processed in time near-linear in its size
@@ -180,6 +190,7 @@ class LimitsConfig(_Strict):
 class MemoryConfig(_Strict):
     """Everything memlane can be told. Load with MemoryConfig.load()."""
 
+    store: StoreConfig = Field(default_factory=StoreConfig)
     embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
@@ -241,10 +252,12 @@ class MemoryConfig(_Strict):
             raise ConfigError(f"invalid configuration in {source}: {problems}") from None
 
 
-def resolve_store_path(path: str | Path | None = None, env: dict[str, str] | None = None) -> Path:
-    """Where the store is: `path`, else $MEMLANE_STORE, else ./memlane.db; `~` expanded once, here."""
-    value = path if path is not None else (os.environ if env is None else env).get("MEMLANE_STORE", "memlane.db")
-    return Path(value).expanduser()
+def resolve_store_path(path: str | Path | None = None, env: dict[str, str] | None = None,
+                       config: "MemoryConfig | None" = None) -> str:
+    """Where the store is: `path`, else $MEMLANE_STORE, else the config's `store.url`."""
+    if path is not None:
+        return str(path)
+    return (os.environ if env is None else env).get("MEMLANE_STORE") or (config or MemoryConfig()).store.url
 
 
 def default_cache_path() -> Path:

@@ -29,9 +29,8 @@ from memlane.ingest.temporal import resolve_expressions
 from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
 from memlane.retrieve.pipeline import Retriever
-from memlane.store import StoreStats
+from memlane.store import Store, StoreStats, open_store
 from memlane.store.sql import FILTER_FIELDS, filter_sql
-from memlane.store.sqlite import SQLiteStore
 
 _LIST_FILTERS = ("node_type", "category", "agent_id", "session_id", "speaker")
 
@@ -132,20 +131,23 @@ class Memory:
     >>> m.search("Where does Ana live?", user_id="ana")
     """
 
-    def __init__(self, path: str | Path = "memlane.db", config: MemoryConfig | None = None, *,
+    def __init__(self, path: str | Path | None = None, config: MemoryConfig | None = None, *,
                  embedder: Embedder | None = None, create: bool = True) -> None:
-        """Open the store at `path` (`~` is expanded). With `create=False` a missing store is an
-        error instead of a new empty file (for commands that only read)."""
-        if not isinstance(path, (str, Path)) or not str(path).strip():
-            raise InputError(f"the store path must be a file path, got {_describe(path)}", field="path",
-                             fix="pass a path such as 'memories.db'")
+        """Open the store at `path` (a file path, `~` expanded, or a store URL; default: the
+        config's `store.url`). With `create=False` a missing store is an error instead of a new
+        empty file (for commands that only read)."""
         self.config = config or MemoryConfig()
-        self.path = str(path) if str(path) == ":memory:" else str(Path(path).expanduser())
+        location = self.config.store.url if path is None else path
+        if not isinstance(location, (str, Path)) or not str(location).strip():
+            raise InputError(f"the store path must be a file path, got {_describe(location)}", field="path",
+                             fix="pass a path such as 'memories.db'")
+        text = str(location)
+        self.path = text if "://" in text or text == ":memory:" else str(Path(text).expanduser())
         if embedder is not None:
             self._embedder, rescorer = embedder, None
         else:
             self._embedder, rescorer = make_embedders(self.config.active_embedder())
-        self._store = SQLiteStore(self.path, create=create)
+        self._store = open_store(self.path, create=create)
         try:
             self._check_model()
         except Exception:
@@ -801,7 +803,7 @@ def reindex(
     """
     started = time.perf_counter()
     embedder = embedder or make_embedders(embedder_config or EmbedderConfig())[0]
-    store = SQLiteStore(path)
+    store = open_store(path)
     try:
         resumed_index = store.building_index(embedder.name, embedder.dims)
         index = resumed_index or store.create_index(embedder.name, embedder.dims)
@@ -825,7 +827,7 @@ def reindex(
         store.close()
 
 
-def _session_vector_from(store: SQLiteStore, index, embedder: Embedder, text: str, metadata: dict) -> np.ndarray:
+def _session_vector_from(store: Store, index, embedder: Embedder, text: str, metadata: dict) -> np.ndarray:
     turn_vectors = store.index_vectors(index, metadata.get("turn_ids", []))
     if len(turn_vectors):
         return session_vector(turn_vectors)

@@ -431,3 +431,28 @@ def test_a_bulk_write_drops_its_users_views_and_keeps_the_others(store):
     last = f"ma{_FOLLOW_AT_MOST + 1}"
     assert store.lexical_candidates("ana", [str(_FOLLOW_AT_MOST + 1)], 5, None)[0][0] == last
     assert store.dense_candidates("bo", np.ones(2, np.float32), 10, None)[0][0] == "mb0"
+
+
+def test_open_store_is_the_one_place_a_backend_is_chosen(tmp_path):
+    from memlane.errors import ConfigError
+    from memlane.store import open_store
+
+    opened = open_store(f"sqlite://{tmp_path / 'u.db'}")
+    assert isinstance(opened, SQLiteStore) and opened.path == str(tmp_path / "u.db")
+    opened.close()
+    with pytest.raises(ConfigError, match="unknown store scheme 'mysql://'.*file path.*sqlite:///"):
+        open_store("mysql://db/memories")
+    with pytest.raises(StoreError, match="no store at"):
+        open_store(tmp_path / "missing.db", create=False)
+
+
+def test_no_module_above_the_store_imports_a_concrete_store():
+    from pathlib import Path
+
+    import memlane
+
+    root = Path(memlane.__file__).parent
+    for module in root.rglob("*.py"):
+        if module.parent.name == "store":
+            continue
+        assert "store.sqlite" not in module.read_text(encoding="utf-8"), module

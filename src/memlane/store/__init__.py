@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ContextManager, Protocol, Sequence
 
 import numpy as np
@@ -98,3 +99,27 @@ class Store(Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+
+STORE_SCHEMES = ("a file path", "sqlite:///path")
+
+
+def open_store(location: "str | Path", *, create: bool = True) -> Store:
+    """Open the store at `location` (a store URL): the one place a backend is chosen.
+
+    A plain path (or `sqlite:///path`, `:memory:`) is a SQLite file; `create=False` makes a
+    missing one an error. Any other scheme is refused with the valid ones named."""
+    from memlane.errors import ConfigError
+
+    text = str(location)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme.lower() != "sqlite":
+            raise ConfigError(f"unknown store scheme '{scheme}://' in {text!r}; a store is "
+                              + " or ".join(STORE_SCHEMES))
+        text = rest
+    if not text.strip():
+        raise ConfigError(f"store location {str(location)!r} names no file; a store is " + " or ".join(STORE_SCHEMES))
+    from memlane.store.sqlite import SQLiteStore
+
+    return SQLiteStore(text, create=create)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from memlane.errors import InputError
-from memlane.store.sqlite import SQLiteStore
+from memlane.store import Store
 
 _FIX = ('write one JSON object per line with "query", "user_id" and "positive_ids" (memory ids) or '
         '"positive_turn_ids" (turn ids of the ingested conversation)')
@@ -110,7 +110,7 @@ def _example(row: dict[str, Any]) -> Example:
     return Example(**{k: v for k, v in row.items() if k in known})
 
 
-def resolve_labels(path: str | Path, store: SQLiteStore, *, source: str = "labeled") -> list[Example]:
+def resolve_labels(path: str | Path, store: Store, *, source: str = "labeled") -> list[Example]:
     """Read a label file and resolve each row's positives to memories of its user in `store`.
 
     Positives given by `positive_ids` must exist for that user; `positive_turn_ids` are matched
@@ -155,7 +155,7 @@ def positive_records(memory, example: Example) -> list:
     return [r for r in found if r is not None]
 
 
-def _turns_by_id(store: SQLiteStore, user_id: str) -> dict[str, Any]:
+def _turns_by_id(store: Store, user_id: str) -> dict[str, Any]:
     return {r.metadata["turn_id"]: r for r in store.list_all(user_id, {"node_type": "turn"}) if "turn_id" in r.metadata}
 
 

@@ -64,7 +64,7 @@ def evaluate(store_path: str | Path, examples: Sequence[Example], config: Memory
     """Score `embedder` on the held-out `examples` against a scratch copy of the store."""
     from memlane.embed import make_embedders
     from memlane.memory import Memory, reindex
-    from memlane.store.sqlite import SQLiteStore
+    from memlane.store import open_store
 
     if not examples:
         raise InputError("no evaluation queries", field="eval_queries", fix="give at least one held-out query")
@@ -73,13 +73,13 @@ def evaluate(store_path: str | Path, examples: Sequence[Example], config: Memory
     cfg.fine_tune.enabled = False
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         copy = Path(tmp) / "eval.db"
-        source = SQLiteStore(store_path)
+        source = open_store(store_path, create=False)
         try:
             source.copy_to(copy, users=sorted({e.user_id for e in examples}))
         finally:
             source.close()
         index_embedder = make_embedders(embedder)[0]
-        scratch = SQLiteStore(copy)
+        scratch = open_store(copy, create=False)
         try:
             index = scratch.active_index()
         finally:

@@ -42,10 +42,10 @@ def synthesize(store_path: str | Path, config: MemoryConfig, users: list[str] | 
                status: Status = lambda _: None) -> list[Example]:
     """Synthetic examples for `users` (default: every user): by the LLM if one is configured, else by rules."""
     from memlane.llm import LLMClient
-    from memlane.store.sqlite import SQLiteStore
+    from memlane.store import open_store
     from memlane.tune.synth import llm_queries, rule_queries
 
-    store = SQLiteStore(store_path)
+    store = open_store(store_path, create=False)
     try:
         known = store.users()
         chosen = users or known
@@ -69,9 +69,9 @@ def synthesize(store_path: str | Path, config: MemoryConfig, users: list[str] | 
 
 
 def load_labels(store_path: str | Path, labels: str | Path) -> list[Example]:
-    from memlane.store.sqlite import SQLiteStore
+    from memlane.store import open_store
 
-    store = SQLiteStore(store_path)
+    store = open_store(store_path, create=False)
     try:
         return resolve_labels(labels, store)
     finally:

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 from memlane.errors import LLMError
 from memlane.records import MemoryRecord
 from memlane.retrieve.query import content_terms
-from memlane.store.sqlite import SQLiteStore
+from memlane.store import Store
 from memlane.tune.examples import Example
 
 _SENTENCE = re.compile(r"[^.!?]*\?")
@@ -51,7 +51,7 @@ LLM_PROMPT = (
 )
 
 
-def user_turns(store: SQLiteStore, user_id: str) -> list[MemoryRecord]:
+def user_turns(store: Store, user_id: str) -> list[MemoryRecord]:
     """A user's turn memories, in session and turn order."""
     turns = store.list_all(user_id, {"node_type": "turn"})
     return sorted(turns, key=lambda r: (r.session_date or "", r.session_id or "", r.turn_index or 0))
@@ -101,7 +101,7 @@ def keyphrase_query(record: MemoryRecord, document_frequency: Counter, rng: rand
     return f"What did {who} say about {phrase}?"
 
 
-def rule_queries(store: SQLiteStore, user_id: str, limit: int, seed: int = 42) -> list[Example]:
+def rule_queries(store: Store, user_id: str, limit: int, seed: int = 42) -> list[Example]:
     """Up to `limit` LLM-free examples for one user: conversation questions first, then key phrases."""
     rng = random.Random(f"{seed}:{user_id}")
     turns = user_turns(store, user_id)
@@ -127,7 +127,7 @@ def rule_queries(store: SQLiteStore, user_id: str, limit: int, seed: int = 42) -
     return examples
 
 
-def llm_queries(store: SQLiteStore, user_id: str, limit: int, llm, seed: int = 42,
+def llm_queries(store: Store, user_id: str, limit: int, llm, seed: int = 42,
                 on_error: Callable[[str], None] = lambda _: None) -> list[Example]:
     """Up to `limit` examples for one user, the queries written by `llm` (an `LLMClient`)."""
     rng = random.Random(f"{seed}:{user_id}")
