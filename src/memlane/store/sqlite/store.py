@@ -13,18 +13,20 @@ import sqlite3
 import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from memlane.errors import StoreError
-from memlane.records import Category, EventDate, HistoryEvent, MemoryRecord
+from memlane.records import HistoryEvent, MemoryRecord
 from memlane.store import IndexInfo, StoreStats, bm25
 from memlane.store.sql import filter_sql
+from memlane.store.sqlite.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dict, record_params, row_to_record, to_blob
+from memlane.store.sqlite.lexicon import Lexicon
+from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
+from memlane.store.sqlite.view import UserView, view_row
 
-SCHEMA_VERSION = "1"
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
 _MAX_LEXICONS = _MAX_VIEWS  # users whose own term index is kept (see `_Lexicon`)
@@ -35,154 +37,6 @@ _OWN_LEXICON_BELOW = 0.5
 # The file's first and last rowid in two subqueries: SQLite answers a lone min() or max() with one
 # seek, but both in one SELECT with a scan of every memory (80 ms at 181,000 memories).
 _ROWID_BOUNDS = "SELECT (SELECT min(rowid) FROM memories), (SELECT max(rowid) FROM memories)"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS memories (
-    rowid INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    agent_id TEXT,
-    category TEXT NOT NULL,
-    node_type TEXT NOT NULL,
-    text TEXT NOT NULL,
-    embed_text TEXT NOT NULL,
-    speaker TEXT,
-    session_id TEXT,
-    session_date TEXT,
-    turn_index INTEGER,
-    recorded_at TEXT NOT NULL,
-    event_start TEXT,
-    event_end TEXT,
-    event_dates TEXT NOT NULL DEFAULT '[]',
-    metadata TEXT NOT NULL DEFAULT '{}',
-    fact_key TEXT,
-    valid_from TEXT,
-    valid_until TEXT,
-    superseded_by TEXT
-);
-CREATE INDEX IF NOT EXISTS memories_by_user ON memories (user_id, rowid);
-CREATE INDEX IF NOT EXISTS memories_by_session ON memories (user_id, session_id, turn_index);
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
-    embed_text, content='memories', content_rowid='rowid', tokenize='{tokenizer}'
-);
-CREATE TRIGGER IF NOT EXISTS memories_fts_insert AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, embed_text) VALUES (new.rowid, new.embed_text);
-END;
-CREATE TRIGGER IF NOT EXISTS memories_fts_delete AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, embed_text) VALUES ('delete', old.rowid, old.embed_text);
-END;
-CREATE TRIGGER IF NOT EXISTS memories_fts_update AFTER UPDATE OF embed_text ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, embed_text) VALUES ('delete', old.rowid, old.embed_text);
-    INSERT INTO memories_fts (rowid, embed_text) VALUES (new.rowid, new.embed_text);
-END;
-CREATE TABLE IF NOT EXISTS vector_indexes (
-    name TEXT PRIMARY KEY, model TEXT NOT NULL, dims INTEGER NOT NULL, state TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS history (
-    seq INTEGER PRIMARY KEY,
-    memory_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    old_text TEXT,
-    new_text TEXT,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_by_memory ON history (memory_id, seq);
-CREATE TABLE IF NOT EXISTS nodes (
-    name TEXT NOT NULL, version INTEGER NOT NULL, spec TEXT NOT NULL, defined_at TEXT NOT NULL,
-    removed_at TEXT, PRIMARY KEY (name, version)
-);
-CREATE TABLE IF NOT EXISTS expired (
-    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, record TEXT NOT NULL, index_name TEXT, vec BLOB,
-    expired_at TEXT NOT NULL, rule TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS expired_by_user ON expired (user_id);
-"""
-_TOKENIZER = "porter unicode61 remove_diacritics 2"
-# Per connection: where each indexed term occurs (memory, token offset), and a scratch FTS5 table
-# that tokenizes query terms exactly as memories were, for per-user BM25 (see `bm25`).
-_TERM_TABLES = f"""
-CREATE VIRTUAL TABLE temp.memory_terms USING fts5vocab(main, memories_fts, 'instance');
-CREATE VIRTUAL TABLE temp.query_text USING fts5 (text, tokenize='{_TOKENIZER}');
-CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, query_text, 'instance');
-"""
-# Columns added after schema version 1, with their types: stores made before get them on open.
-_ADDED_COLUMNS = {"fact_key": "TEXT", "valid_from": "TEXT", "valid_until": "TEXT", "superseded_by": "TEXT"}
-_FACT_INDEX = "CREATE INDEX IF NOT EXISTS memories_by_fact ON memories (user_id, node_type, fact_key)"
-
-_COLUMNS = (
-    "id, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id, "
-    "session_date, turn_index, recorded_at, event_start, event_end, event_dates, metadata, "
-    "fact_key, valid_from, valid_until, superseded_by"
-)
-_PLACEHOLDERS = ", ".join("?" * len(_COLUMNS.split(",")))
-
-
-def _row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
-    (mid, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id,
-     session_date, turn_index, recorded_at, _start, _end, event_dates, metadata,
-     fact_key, valid_from, valid_until, superseded_by) = tuple(row)
-    return MemoryRecord(
-        id=mid, user_id=user_id, agent_id=agent_id, category=Category(category), node_type=node_type,
-        text=text, embed_text=embed_text, speaker=speaker, session_id=session_id,
-        session_date=session_date, turn_index=turn_index, recorded_at=recorded_at,
-        event_dates=[EventDate(**e) for e in json.loads(event_dates)], metadata=json.loads(metadata),
-        fact_key=fact_key, valid_from=valid_from, valid_until=valid_until, superseded_by=superseded_by,
-    )
-
-
-def _record_from_dict(data: dict[str, Any]) -> MemoryRecord:
-    data = dict(data)
-    data["category"] = Category(data["category"])
-    data["event_dates"] = [EventDate(**e) for e in data.get("event_dates", [])]
-    return MemoryRecord(**data)
-
-
-def _record_params(r: MemoryRecord) -> tuple:
-    starts = [e.start for e in r.event_dates]
-    ends = [e.end for e in r.event_dates]
-    return (
-        r.id, r.user_id, r.agent_id, r.category.value, r.node_type, r.text, r.embed_text, r.speaker,
-        r.session_id, r.session_date, r.turn_index, r.recorded_at,
-        min(starts) if starts else None, max(ends) if ends else None,
-        json.dumps([vars(e) for e in r.event_dates]), json.dumps(r.metadata, ensure_ascii=False),
-        r.fact_key, r.valid_from, r.valid_until, r.superseded_by,
-    )
-
-
-def _view_row(rowid: int, r: MemoryRecord, blob: bytes) -> tuple:
-    """A written memory as the row `UserView.build` reads (what `SQLiteStore._view`'s query returns)."""
-    return (rowid, r.id, r.node_type, r.speaker, r.session_id, r.turn_index, blob,
-            r.superseded_by is not None, bool(r.event_dates))
-
-
-def _blob(vectors: np.ndarray) -> bytes:
-    """A memory's vectors as one BLOB: its own vector, then its passages' when it has some."""
-    return np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
-
-
-def _own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
-    """The first vector of each BLOB (the memory's own), as a matrix."""
-    width = dims * 4
-    return (np.frombuffer(b"".join(b[:width] for b in blobs), dtype=np.float32).reshape(len(blobs), dims)
-            if blobs else np.zeros((0, dims), dtype=np.float32))
-
-
-def _session_links(node_types: np.ndarray, session_ids: list[str | None],
-                   turn_index: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """For each row, the row of the turn before it and after it in its session (-1 if none)."""
-    previous = np.full(len(node_types), -1, dtype=np.int64)
-    following = np.full(len(node_types), -1, dtype=np.int64)
-    sessions: dict[str, list[tuple[int, int]]] = {}
-    for i, (kind, session, index) in enumerate(zip(node_types, session_ids, turn_index)):
-        if kind == "turn" and session is not None and index is not None:
-            sessions.setdefault(session, []).append((index, i))
-    for turns in sessions.values():
-        order = [i for _, i in sorted(turns)]
-        previous[order[1:]] = order[:-1]
-        following[order[:-1]] = order[1:]
-    return previous, following
 
 
 def _reason(exc: sqlite3.Error) -> str:
@@ -197,149 +51,6 @@ def _reason(exc: sqlite3.Error) -> str:
         return f"{message} (another process held the store for longer than 30 s; retry)"
     return message
 
-
-@dataclass
-class _Lexicon:
-    """One user's indexed texts in a scratch FTS5 table of this connection, with its term
-    positions (`table`_terms): the user's postings then cost what the user's own memories hold.
-    FTS5's shared vocabulary can only be searched by term, so there a common term costs its
-    occurrences in the whole file, every user's (8 ms per term at the median at 181,000 memories
-    of 500 users; 25 ms for "like" even when the user's rows are 100 neighbours). Valid for one
-    store generation; a write that adds memories (and at most amends other fields of old ones)
-    extends it, a delete or a text update has it rebuilt."""
-
-    table: str
-    generation: int
-
-
-@dataclass
-class UserView:
-    """A snapshot of one user's memories for searching, valid for one store generation."""
-
-    generation: int
-    index: str
-    rowids: np.ndarray
-    ids: list[str]
-    position: dict[str, int]
-    node_types: np.ndarray
-    speakers: list[str]  # lower-cased
-    speaker_names: set[str]
-    session_ids: list[str | None]
-    turn_index: list[int | None]
-    matrix: np.ndarray
-    previous: np.ndarray  # index of the turn before each turn in its session, -1 if none
-    following: np.ndarray  # index of the turn after, -1 if none
-    superseded: np.ndarray  # True where a newer memory replaced this fact
-    dated: np.ndarray  # True where a time expression in the memory was resolved to a date
-    passages: np.ndarray  # passage vectors of all memories, grouped by memory in row order
-    passage_starts: np.ndarray  # where each memory with passages starts in `passages`
-    passage_owners: np.ndarray  # the row of each of those memories
-    folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
-    lengths: np.ndarray | None = None  # tokens in each memory's indexed text, read on first lexical search
-    postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term: (rows, counts)
-    pending: list["UserView"] = field(default_factory=list)  # written since, merged on next use
-    _context: np.ndarray | None = None
-    _context_weight: float = 0.0
-    _last_scores: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # context: (query, scores)
-
-    def context_matrix(self, neighbour_weight: float) -> np.ndarray:
-        """Each turn's vector plus its neighbours', weighted and renormalized (other rows as they are)."""
-        if self._context is None or self._context_weight != neighbour_weight:
-            padded = np.vstack([self.matrix, np.zeros((1, self.matrix.shape[1]), np.float32)])
-            summed = self.matrix + neighbour_weight * (padded[self.previous] + padded[self.following])
-            norms = np.linalg.norm(summed, axis=1, keepdims=True)
-            self._context = summed / np.where(norms > 0, norms, 1.0)
-            self._context_weight = neighbour_weight
-        return self._context
-
-    @classmethod
-    def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
-        """From rows of (rowid, id, node_type, speaker, session_id, turn_index, vector BLOB,
-        superseded, dated), in rowid order."""
-        ids = [r[1] for r in rows]
-        node_types = np.array([r[2] for r in rows], dtype=object)
-        session_ids = [r[4] for r in rows]
-        turn_index = [r[5] for r in rows]
-        previous, following = _session_links(node_types, session_ids, turn_index)
-        matrix = _own_rows([r[6] for r in rows], dims)
-        width = dims * 4
-        extra = [(i, r[6][width:]) for i, r in enumerate(rows) if len(r[6]) > width]
-        passages = (np.frombuffer(b"".join(b for _, b in extra), dtype=np.float32).reshape(-1, dims)
-                    if extra else np.zeros((0, dims), dtype=np.float32))
-        counts = np.array([len(b) // width for _, b in extra], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if extra else np.zeros(0, np.int64)
-        return cls(
-            generation=generation, index=index,
-            rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            ids=ids, position={mid: i for i, mid in enumerate(ids)},
-            node_types=node_types,
-            speakers=[(r[3] or "").lower() for r in rows],
-            speaker_names={r[3] for r in rows if r[3]},
-            session_ids=session_ids, turn_index=turn_index,
-            matrix=matrix,
-            previous=previous, following=following,
-            superseded=np.array([bool(r[7]) for r in rows], dtype=bool),
-            dated=np.array([bool(r[8]) for r in rows], dtype=bool),
-            passages=passages, passage_starts=starts,
-            passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
-        )
-
-    def merged(self) -> "UserView":
-        """This view with its pending parts (memories written since, larger rowids) joined in, in
-        one pass however many writes there were."""
-        parts = [self, *self.pending]
-        offsets = np.cumsum([0] + [len(p.ids) for p in parts])
-        passage_offsets = np.cumsum([0] + [len(p.passages) for p in parts])
-        ids = [mid for p in parts for mid in p.ids]
-        node_types = np.concatenate([p.node_types for p in parts])
-        session_ids = [sid for p in parts for sid in p.session_ids]
-        turn_index = [t for p in parts for t in p.turn_index]
-        previous, following = _session_links(node_types, session_ids, turn_index)
-        return UserView(
-            generation=self.generation, index=self.index,
-            rowids=np.concatenate([p.rowids for p in parts]),
-            ids=ids, position={mid: i for i, mid in enumerate(ids)},
-            node_types=node_types,
-            speakers=[sp for p in parts for sp in p.speakers],
-            speaker_names=set().union(*(p.speaker_names for p in parts)),
-            session_ids=session_ids, turn_index=turn_index,
-            matrix=np.vstack([p.matrix for p in parts]),
-            previous=previous, following=following,
-            superseded=np.concatenate([p.superseded for p in parts]),
-            dated=np.concatenate([p.dated for p in parts]),
-            passages=np.vstack([p.passages for p in parts]),
-            passage_starts=np.concatenate([p.passage_starts + o for p, o in zip(parts, passage_offsets)]),
-            passage_owners=np.concatenate([p.passage_owners + o for p, o in zip(parts, offsets)]),
-            folded_texts=([t for p in parts for t in p.folded_texts]
-                          if all(p.folded_texts is not None for p in parts) else None),
-            lengths=(np.concatenate([p.lengths for p in parts])
-                     if all(p.lengths is not None for p in parts) else None),
-        )
-
-    def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
-        """Those of `ids` in this view whose entry in `flags` (one bool per row) is set."""
-        return {mid for mid in ids if mid in self.position and flags[self.position[mid]]}
-
-    def scores(self, query: np.ndarray, context: float = 0.0) -> np.ndarray:
-        """Each memory's cosine to the query: the better of its own vector's and its best passage's;
-        with `context` > 0, of its context vector (see `context_matrix`). Read-only.
-
-        One search asks for the same query's scores several times (plain, in a time range, over
-        sessions); the last query's are kept per context weight, so a search scans a large store
-        once for each."""
-        last = self._last_scores.get(context)
-        if last is not None and np.array_equal(last[0], query):
-            return last[1]
-        if context > 0:
-            scores = self.context_matrix(context) @ query
-        else:
-            scores = self.matrix @ query
-            if len(self.passage_owners):
-                best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
-                scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
-        scores.flags.writeable = False
-        self._last_scores[context] = (query.copy(), scores)
-        return scores
 
 
 class SQLiteStore:
@@ -374,7 +85,7 @@ class SQLiteStore:
         self._pins = threading.local()  # per thread: user views a search holds (see `snapshot`)
         self._views: dict[str, UserView] = {}
         self._term_tokens: dict[str, tuple[str, ...]] = {}
-        self._lexicons: dict[str, _Lexicon] = {}  # by user, least recently used first
+        self._lexicons: dict[str, Lexicon] = {}  # by user, least recently used first
         self._lexicon_serial = 0
 
     def _connect(self) -> sqlite3.Connection:
@@ -385,29 +96,20 @@ class SQLiteStore:
             uri = Path(self.path).resolve().as_uri() + ("?mode=ro" if folder_writable else "?immutable=1")
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None, timeout=30)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.executescript(_TERM_TABLES)
+            conn.executescript(TERM_TABLES)
             return conn
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         # Deleted text is overwritten in the file, not left in free pages for a copy to carry.
         conn.execute("PRAGMA secure_delete=ON")
-        conn.executescript(_SCHEMA.replace("{tokenizer}", _TOKENIZER))
-        self._migrate(conn)
-        conn.executescript(_TERM_TABLES)
+        conn.executescript(SCHEMA.replace("{tokenizer}", TOKENIZER))
+        migrate(conn)
+        conn.executescript(TERM_TABLES)
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
         return conn
 
     # -- plumbing ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        """Bring a store made by an older memlane up to date (adds columns; never drops data)."""
-        present = {row[1] for row in conn.execute("PRAGMA table_info(memories)")}
-        for column, kind in _ADDED_COLUMNS.items():
-            if column not in present:
-                conn.execute(f"ALTER TABLE memories ADD COLUMN {column} {kind}")
-        conn.execute(_FACT_INDEX)
 
     @contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
@@ -505,13 +207,13 @@ class SQLiteStore:
         """(rowid, record) of memories with no vector in `index` yet: session memories when
         `sessions`, every other kind otherwise."""
         op = "=" if sessions else "!="
-        columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
+        columns = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
         rows = self._query(
             f"SELECT m.rowid, {columns} FROM memories m LEFT JOIN {index.name} v ON v.rowid = m.rowid "
             f"WHERE v.rowid IS NULL AND m.node_type {op} 'session' ORDER BY m.rowid LIMIT ?",
             (limit,),
         )
-        return [(row[0], _row_to_record(row[1:])) for row in rows]
+        return [(row[0], row_to_record(row[1:])) for row in rows]
 
     def index_vectors(self, index: IndexInfo, memory_ids: Sequence[str]) -> np.ndarray:
         """Vectors of `index` for the given memories that have one (any user: for maintenance only)."""
@@ -522,7 +224,7 @@ class SQLiteStore:
             f"WHERE m.id IN ({', '.join('?' * len(memory_ids))})",
             tuple(memory_ids),
         )
-        return _own_rows([r[0] for r in rows], index.dims)
+        return own_rows([r[0] for r in rows], index.dims)
 
     def put_index_vectors(self, index: IndexInfo, batch: Sequence[tuple[int, MemoryRecord]],
                           vectors: Sequence[np.ndarray]) -> int:
@@ -539,14 +241,14 @@ class SQLiteStore:
                 if row is None or row[0] != record.id or row[1] != record.embed_text:
                     continue
                 conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)",
-                             (int(rowid), _blob(vector)))
+                             (int(rowid), to_blob(vector)))
                 written += 1
         return written
 
     def _put_vector(self, conn: sqlite3.Connection, index: IndexInfo, rowid: int, vector: np.ndarray) -> None:
         """A rewritten memory's new vector in the active index. An index a reindex is building
         forgets the memory's old vector, so the reindex embeds the new text."""
-        conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (rowid, _blob(vector)))
+        conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (rowid, to_blob(vector)))
         for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE name != ?", (index.name,)).fetchall():
             conn.execute(f"DELETE FROM {name} WHERE rowid = ?", (rowid,))
 
@@ -601,10 +303,10 @@ class SQLiteStore:
                 # their vectors go in with one executemany each.
                 first = conn.execute("SELECT COALESCE(max(rowid), 0) + 1 FROM memories").fetchone()[0]
                 rowids = range(first, first + len(records))
-                conn.executemany(f"INSERT INTO memories (rowid, {_COLUMNS}) VALUES (?, {_PLACEHOLDERS})",
-                                 ((rowid, *_record_params(r)) for rowid, r in zip(rowids, records)))
+                conn.executemany(f"INSERT INTO memories (rowid, {COLUMNS}) VALUES (?, {PLACEHOLDERS})",
+                                 ((rowid, *record_params(r)) for rowid, r in zip(rowids, records)))
                 conn.executemany(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)",
-                                 ((rowid, _blob(v)) for rowid, v in zip(rowids, vectors)))
+                                 ((rowid, to_blob(v)) for rowid, v in zip(rowids, vectors)))
                 for record in amended:
                     conn.execute(
                         "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
@@ -622,7 +324,7 @@ class SQLiteStore:
             texts: dict[str, list[str]] = {}
             indexed: dict[str, list[tuple[int, str]]] = {}
             for rowid, record, vector in zip(rowids, records, vectors):
-                rows.setdefault(record.user_id, []).append(_view_row(rowid, record, _blob(vector)))
+                rows.setdefault(record.user_id, []).append(view_row(rowid, record, to_blob(vector)))
                 texts.setdefault(record.user_id, []).append(record.text)
                 indexed.setdefault(record.user_id, []).append((rowid, record.embed_text))
             if not amended:  # amended facts change flags the views hold: those are read again
@@ -696,14 +398,14 @@ class SQLiteStore:
     def replace_many(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray], events: Sequence[HistoryEvent]) -> None:
         """Rewrite existing records (text, embedded text, fields) and their vectors in one transaction."""
         index = self._require_index()
-        assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
+        assignments = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
         with self._transaction() as conn:
             for record, vector in zip(records, vectors):
                 row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?",
                                    (record.id, record.user_id)).fetchone()
                 if row is None:
                     raise StoreError(f"memory {record.id} vanished before its update")
-                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*_record_params(record), row[0]))
+                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*record_params(record), row[0]))
                 self._put_vector(conn, index, row[0], vector)
             self._write_events(conn, events)
 
@@ -713,8 +415,8 @@ class SQLiteStore:
             row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (record.id, record.user_id)).fetchone()
             if row is None:
                 raise StoreError(f"memory {record.id} vanished before its update")
-            params = _record_params(record)
-            assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
+            params = record_params(record)
+            assignments = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
             conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*params, row[0]))
             self._put_vector(conn, index, row[0], vector)
             self._write_events(conn, [event])
@@ -723,7 +425,7 @@ class SQLiteStore:
                rewrite: Sequence[tuple[MemoryRecord, np.ndarray]] = ()) -> int:
         """Delete memories and, in the same transaction, rewrite others (a session whose turn left)."""
         index = self.active_index()
-        assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(","))
+        assignments = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
         with self._transaction() as conn:
             rowids = []
             for memory_id in ids:
@@ -736,7 +438,7 @@ class SQLiteStore:
                 row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (record.id, user_id)).fetchone()
                 if row is None or index is None:
                     continue
-                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*_record_params(record), row[0]))
+                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*record_params(record), row[0]))
                 self._put_vector(conn, index, row[0], vector)
             self._write_events(conn, events)
         return len(rowids)
@@ -792,15 +494,15 @@ class SQLiteStore:
 
     def get(self, user_id: str | None, memory_id: str) -> MemoryRecord | None:
         if user_id is None:
-            rows = self._query(f"SELECT {_COLUMNS} FROM memories WHERE id = ?", (memory_id,))
+            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = ?", (memory_id,))
         else:
-            rows = self._query(f"SELECT {_COLUMNS} FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id))
-        return _row_to_record(rows[0]) if rows else None
+            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id))
+        return row_to_record(rows[0]) if rows else None
 
     def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]:
         """Records in the order of `ids`; ids of other users or unknown ids are skipped."""
         ids = list(ids)
-        found = {r[0]: _row_to_record(r) for r in self._rows_by_ids(_COLUMNS, user_id, ids)}
+        found = {r[0]: row_to_record(r) for r in self._rows_by_ids(COLUMNS, user_id, ids)}
         return [found[i] for i in ids if i in found]
 
     def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
@@ -825,13 +527,13 @@ class SQLiteStore:
         clause, params = filter_sql(filters)
         after = int(cursor) if cursor else 0
         rows = self._query(
-            f"SELECT m.rowid, {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM memories m "
+            f"SELECT m.rowid, {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM memories m "
             f"WHERE m.user_id = ? AND m.rowid > ? AND {clause} ORDER BY m.rowid LIMIT ?",
             (user_id, after, *params, limit + 1),
         )
         page = rows[:limit]
         next_cursor = str(page[-1][0]) if len(rows) > limit else None
-        return [_row_to_record(r[1:]) for r in page], next_cursor
+        return [row_to_record(r[1:]) for r in page], next_cursor
 
     def copy_to(self, path: str | Path, users: Sequence[str] | None = None) -> None:
         """Write a consistent copy of this store to `path` (SQLite's online backup), keeping only
@@ -894,24 +596,24 @@ class SQLiteStore:
 
     def records_of_node(self, node_type: str) -> list[MemoryRecord]:
         """Every memory (all users) a node produced: for re-embedding after its template changed."""
-        return [_row_to_record(r) for r in self._query(f"SELECT {_COLUMNS} FROM memories WHERE node_type = ? ORDER BY rowid", (node_type,))]
+        return [row_to_record(r) for r in self._query(f"SELECT {COLUMNS} FROM memories WHERE node_type = ? ORDER BY rowid", (node_type,))]
 
     def current_facts(self, user_id: str, node_type: str, keys: Sequence[str]) -> list[MemoryRecord]:
         """The not-superseded memories of a node whose fact key is one of `keys`."""
         if not keys:
             return []
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND node_type = ? AND superseded_by IS NULL "
+            f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND node_type = ? AND superseded_by IS NULL "
             f"AND fact_key IN ({', '.join('?' * len(keys))})", (user_id, node_type, *keys))
-        return [_row_to_record(r) for r in rows]
+        return [row_to_record(r) for r in rows]
 
     def citing(self, user_id: str, memory_id: str) -> list[MemoryRecord]:
         """The extracted memories whose evidence cites `memory_id` (a turn)."""
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM memories m WHERE m.user_id = ? AND m.node_type NOT IN ('turn', 'session') "
+            f"SELECT {COLUMNS} FROM memories m WHERE m.user_id = ? AND m.node_type NOT IN ('turn', 'session') "
             "AND EXISTS (SELECT 1 FROM json_each(m.metadata, '$.evidence') e WHERE e.value = ?)",
             (user_id, memory_id))
-        return [_row_to_record(r) for r in rows]
+        return [row_to_record(r) for r in rows]
 
     def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
         view = self._view(user_id)
@@ -929,11 +631,11 @@ class SQLiteStore:
         with self._transaction() as conn:
             moved = 0
             for memory_id in ids:
-                row = conn.execute(f"SELECT rowid, {_COLUMNS} FROM memories WHERE id = ? AND user_id = ?",
+                row = conn.execute(f"SELECT rowid, {COLUMNS} FROM memories WHERE id = ? AND user_id = ?",
                                    (memory_id, user_id)).fetchone()
                 if row is None:
                     continue
-                record = _row_to_record(row[1:])
+                record = row_to_record(row[1:])
                 vec = (conn.execute(f"SELECT vec FROM {index.name} WHERE rowid = ?", (row[0],)).fetchone()
                        if index else None)
                 conn.execute("INSERT OR REPLACE INTO expired (id, user_id, record, index_name, vec, expired_at, rule) "
@@ -949,7 +651,7 @@ class SQLiteStore:
     def expired(self, user_id: str) -> list[tuple[MemoryRecord, str, str]]:
         """(record, expired_at, rule) of a user's expired memories, oldest expiry first."""
         rows = self._query("SELECT record, expired_at, rule FROM expired WHERE user_id = ? ORDER BY expired_at, id", (user_id,))
-        return [(_record_from_dict(json.loads(r[0])), r[1], r[2]) for r in rows]
+        return [(record_from_dict(json.loads(r[0])), r[1], r[2]) for r in rows]
 
     def restore(self, user_id: str, ids: Sequence[str], at: str, vectors: dict[str, np.ndarray]) -> int:
         """Put expired memories back. Each needs its vector for the active index: the saved one when
@@ -962,13 +664,13 @@ class SQLiteStore:
                                    (memory_id, user_id)).fetchone()
                 if row is None:
                     continue
-                record = _record_from_dict(json.loads(row[0]))
+                record = record_from_dict(json.loads(row[0]))
                 blob = row[2] if row[1] == index.name and row[2] is not None else None
                 if blob is None:
                     if memory_id not in vectors:
                         raise StoreError(f"expired memory {memory_id} needs a new vector for index {index.name}")
-                    blob = _blob(vectors[memory_id])
-                cur = conn.execute(f"INSERT INTO memories ({_COLUMNS}) VALUES ({_PLACEHOLDERS})", _record_params(record))
+                    blob = to_blob(vectors[memory_id])
+                cur = conn.execute(f"INSERT INTO memories ({COLUMNS}) VALUES ({PLACEHOLDERS})", record_params(record))
                 conn.execute(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)", (cur.lastrowid, blob))
                 conn.execute("DELETE FROM expired WHERE id = ?", (memory_id,))
                 self._write_events(conn, [HistoryEvent(record.id, "RESTORE", None, record.text, at)], user_id=user_id)
@@ -1000,10 +702,10 @@ class SQLiteStore:
 
     def session_memories(self, user_id: str, session_id: str) -> list[MemoryRecord]:
         rows = self._query(
-            f"SELECT {_COLUMNS} FROM memories WHERE user_id = ? AND session_id = ? ORDER BY turn_index, rowid",
+            f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND session_id = ? ORDER BY turn_index, rowid",
             (user_id, session_id),
         )
-        return [_row_to_record(r) for r in rows]
+        return [row_to_record(r) for r in rows]
 
     @contextmanager
     def snapshot(self, user_id: str) -> Iterator[None]:
@@ -1135,7 +837,7 @@ class SQLiteStore:
     def _term_positions(self, user_id: str, view: "UserView") -> tuple[str, str, tuple[int, ...]]:
         """Where to read the user's term positions: (table, extra condition, its parameters).
         FTS5's shared table, bounded by the user's rowid span, where the user holds most of the
-        file's memories (a store of one user); else the user's own term index (see `_Lexicon`):
+        file's memories (a store of one user); else the user's own term index (see `Lexicon`):
         the shared table is read term by term over every user's memories, whatever the bounds."""
         if len(view.rowids) == 0:
             return "temp.memory_terms", " AND doc BETWEEN ? AND ?", (0, -1)
@@ -1144,7 +846,7 @@ class SQLiteStore:
             return "temp.memory_terms", " AND doc BETWEEN ? AND ?", (int(view.rowids[0]), int(view.rowids[-1]))
         return f"temp.{self._lexicon(user_id, view.generation).table}_terms", "", ()
 
-    def _lexicon(self, user_id: str, generation: int) -> _Lexicon:
+    def _lexicon(self, user_id: str, generation: int) -> Lexicon:
         """The user's term index for this generation, built from the user's memories if needed."""
         with self._lock:
             lexicon = self._lexicons.pop(user_id, None)
@@ -1155,10 +857,10 @@ class SQLiteStore:
                 while len(self._lexicons) >= _MAX_LEXICONS:
                     self._drop_lexicon(self._lexicons.pop(next(iter(self._lexicons))))
                 self._lexicon_serial += 1
-                lexicon = _Lexicon(f"user_terms_{self._lexicon_serial}", generation)
+                lexicon = Lexicon(f"user_terms_{self._lexicon_serial}", generation)
                 try:
                     self._conn.execute(
-                        f"CREATE VIRTUAL TABLE temp.{lexicon.table} USING fts5 (embed_text, tokenize='{_TOKENIZER}')")
+                        f"CREATE VIRTUAL TABLE temp.{lexicon.table} USING fts5 (embed_text, tokenize='{TOKENIZER}')")
                     self._conn.execute(
                         f"CREATE VIRTUAL TABLE temp.{lexicon.table}_terms USING fts5vocab(temp, {lexicon.table}, 'instance')")
                     self._conn.execute(f"INSERT INTO temp.{lexicon.table} (rowid, embed_text) "
@@ -1169,7 +871,7 @@ class SQLiteStore:
             self._lexicons[user_id] = lexicon  # most recently used last
             return lexicon
 
-    def _drop_lexicon(self, lexicon: _Lexicon) -> None:
+    def _drop_lexicon(self, lexicon: Lexicon) -> None:
         try:
             self._conn.execute(f"DROP TABLE IF EXISTS temp.{lexicon.table}_terms")
             self._conn.execute(f"DROP TABLE IF EXISTS temp.{lexicon.table}")

@@ -1,0 +1,64 @@
+"""Records and vectors as the SQLite store's rows hold them, and back."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Sequence
+
+import numpy as np
+
+from memlane.records import Category, EventDate, MemoryRecord
+
+COLUMNS = (
+    "id, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id, "
+    "session_date, turn_index, recorded_at, event_start, event_end, event_dates, metadata, "
+    "fact_key, valid_from, valid_until, superseded_by"
+)
+PLACEHOLDERS = ", ".join("?" * len(COLUMNS.split(",")))
+
+
+def row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
+    (mid, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id,
+     session_date, turn_index, recorded_at, _start, _end, event_dates, metadata,
+     fact_key, valid_from, valid_until, superseded_by) = tuple(row)
+    return MemoryRecord(
+        id=mid, user_id=user_id, agent_id=agent_id, category=Category(category), node_type=node_type,
+        text=text, embed_text=embed_text, speaker=speaker, session_id=session_id,
+        session_date=session_date, turn_index=turn_index, recorded_at=recorded_at,
+        event_dates=[EventDate(**e) for e in json.loads(event_dates)], metadata=json.loads(metadata),
+        fact_key=fact_key, valid_from=valid_from, valid_until=valid_until, superseded_by=superseded_by,
+    )
+
+
+def record_from_dict(data: dict[str, Any]) -> MemoryRecord:
+    data = dict(data)
+    data["category"] = Category(data["category"])
+    data["event_dates"] = [EventDate(**e) for e in data.get("event_dates", [])]
+    return MemoryRecord(**data)
+
+
+def record_params(r: MemoryRecord) -> tuple:
+    starts = [e.start for e in r.event_dates]
+    ends = [e.end for e in r.event_dates]
+    return (
+        r.id, r.user_id, r.agent_id, r.category.value, r.node_type, r.text, r.embed_text, r.speaker,
+        r.session_id, r.session_date, r.turn_index, r.recorded_at,
+        min(starts) if starts else None, max(ends) if ends else None,
+        json.dumps([vars(e) for e in r.event_dates]), json.dumps(r.metadata, ensure_ascii=False),
+        r.fact_key, r.valid_from, r.valid_until, r.superseded_by,
+    )
+
+
+
+def to_blob(vectors: np.ndarray) -> bytes:
+    """A memory's vectors as one BLOB: its own vector, then its passages' when it has some."""
+    return np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
+
+
+def own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
+    """The first vector of each BLOB (the memory's own), as a matrix."""
+    width = dims * 4
+    return (np.frombuffer(b"".join(b[:width] for b in blobs), dtype=np.float32).reshape(len(blobs), dims)
+            if blobs else np.zeros((0, dims), dtype=np.float32))
+

@@ -1,0 +1,167 @@
+"""A snapshot of one user's memories as arrays (vectors, ids, speakers, sessions, passages),
+which dense search, neighbour context, name checks and BM25 postings read without SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from memlane.records import MemoryRecord
+from memlane.store.sqlite.codec import own_rows
+
+
+def view_row(rowid: int, r: MemoryRecord, blob: bytes) -> tuple:
+    """A written memory as the row `UserView.build` reads (what `SQLiteStore._view`'s query returns)."""
+    return (rowid, r.id, r.node_type, r.speaker, r.session_id, r.turn_index, blob,
+            r.superseded_by is not None, bool(r.event_dates))
+
+
+
+def session_links(node_types: np.ndarray, session_ids: list[str | None],
+                   turn_index: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """For each row, the row of the turn before it and after it in its session (-1 if none)."""
+    previous = np.full(len(node_types), -1, dtype=np.int64)
+    following = np.full(len(node_types), -1, dtype=np.int64)
+    sessions: dict[str, list[tuple[int, int]]] = {}
+    for i, (kind, session, index) in enumerate(zip(node_types, session_ids, turn_index)):
+        if kind == "turn" and session is not None and index is not None:
+            sessions.setdefault(session, []).append((index, i))
+    for turns in sessions.values():
+        order = [i for _, i in sorted(turns)]
+        previous[order[1:]] = order[:-1]
+        following[order[:-1]] = order[1:]
+    return previous, following
+
+
+
+@dataclass
+class UserView:
+    """A snapshot of one user's memories for searching, valid for one store generation."""
+
+    generation: int
+    index: str
+    rowids: np.ndarray
+    ids: list[str]
+    position: dict[str, int]
+    node_types: np.ndarray
+    speakers: list[str]  # lower-cased
+    speaker_names: set[str]
+    session_ids: list[str | None]
+    turn_index: list[int | None]
+    matrix: np.ndarray
+    previous: np.ndarray  # index of the turn before each turn in its session, -1 if none
+    following: np.ndarray  # index of the turn after, -1 if none
+    superseded: np.ndarray  # True where a newer memory replaced this fact
+    dated: np.ndarray  # True where a time expression in the memory was resolved to a date
+    passages: np.ndarray  # passage vectors of all memories, grouped by memory in row order
+    passage_starts: np.ndarray  # where each memory with passages starts in `passages`
+    passage_owners: np.ndarray  # the row of each of those memories
+    folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
+    lengths: np.ndarray | None = None  # tokens in each memory's indexed text, read on first lexical search
+    postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term: (rows, counts)
+    pending: list["UserView"] = field(default_factory=list)  # written since, merged on next use
+    _context: np.ndarray | None = None
+    _context_weight: float = 0.0
+    _last_scores: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # context: (query, scores)
+
+    def context_matrix(self, neighbour_weight: float) -> np.ndarray:
+        """Each turn's vector plus its neighbours', weighted and renormalized (other rows as they are)."""
+        if self._context is None or self._context_weight != neighbour_weight:
+            padded = np.vstack([self.matrix, np.zeros((1, self.matrix.shape[1]), np.float32)])
+            summed = self.matrix + neighbour_weight * (padded[self.previous] + padded[self.following])
+            norms = np.linalg.norm(summed, axis=1, keepdims=True)
+            self._context = summed / np.where(norms > 0, norms, 1.0)
+            self._context_weight = neighbour_weight
+        return self._context
+
+    @classmethod
+    def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
+        """From rows of (rowid, id, node_type, speaker, session_id, turn_index, vector BLOB,
+        superseded, dated), in rowid order."""
+        ids = [r[1] for r in rows]
+        node_types = np.array([r[2] for r in rows], dtype=object)
+        session_ids = [r[4] for r in rows]
+        turn_index = [r[5] for r in rows]
+        previous, following = session_links(node_types, session_ids, turn_index)
+        matrix = own_rows([r[6] for r in rows], dims)
+        width = dims * 4
+        extra = [(i, r[6][width:]) for i, r in enumerate(rows) if len(r[6]) > width]
+        passages = (np.frombuffer(b"".join(b for _, b in extra), dtype=np.float32).reshape(-1, dims)
+                    if extra else np.zeros((0, dims), dtype=np.float32))
+        counts = np.array([len(b) // width for _, b in extra], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if extra else np.zeros(0, np.int64)
+        return cls(
+            generation=generation, index=index,
+            rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            ids=ids, position={mid: i for i, mid in enumerate(ids)},
+            node_types=node_types,
+            speakers=[(r[3] or "").lower() for r in rows],
+            speaker_names={r[3] for r in rows if r[3]},
+            session_ids=session_ids, turn_index=turn_index,
+            matrix=matrix,
+            previous=previous, following=following,
+            superseded=np.array([bool(r[7]) for r in rows], dtype=bool),
+            dated=np.array([bool(r[8]) for r in rows], dtype=bool),
+            passages=passages, passage_starts=starts,
+            passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
+        )
+
+    def merged(self) -> "UserView":
+        """This view with its pending parts (memories written since, larger rowids) joined in, in
+        one pass however many writes there were."""
+        parts = [self, *self.pending]
+        offsets = np.cumsum([0] + [len(p.ids) for p in parts])
+        passage_offsets = np.cumsum([0] + [len(p.passages) for p in parts])
+        ids = [mid for p in parts for mid in p.ids]
+        node_types = np.concatenate([p.node_types for p in parts])
+        session_ids = [sid for p in parts for sid in p.session_ids]
+        turn_index = [t for p in parts for t in p.turn_index]
+        previous, following = session_links(node_types, session_ids, turn_index)
+        return UserView(
+            generation=self.generation, index=self.index,
+            rowids=np.concatenate([p.rowids for p in parts]),
+            ids=ids, position={mid: i for i, mid in enumerate(ids)},
+            node_types=node_types,
+            speakers=[sp for p in parts for sp in p.speakers],
+            speaker_names=set().union(*(p.speaker_names for p in parts)),
+            session_ids=session_ids, turn_index=turn_index,
+            matrix=np.vstack([p.matrix for p in parts]),
+            previous=previous, following=following,
+            superseded=np.concatenate([p.superseded for p in parts]),
+            dated=np.concatenate([p.dated for p in parts]),
+            passages=np.vstack([p.passages for p in parts]),
+            passage_starts=np.concatenate([p.passage_starts + o for p, o in zip(parts, passage_offsets)]),
+            passage_owners=np.concatenate([p.passage_owners + o for p, o in zip(parts, offsets)]),
+            folded_texts=([t for p in parts for t in p.folded_texts]
+                          if all(p.folded_texts is not None for p in parts) else None),
+            lengths=(np.concatenate([p.lengths for p in parts])
+                     if all(p.lengths is not None for p in parts) else None),
+        )
+
+    def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` in this view whose entry in `flags` (one bool per row) is set."""
+        return {mid for mid in ids if mid in self.position and flags[self.position[mid]]}
+
+    def scores(self, query: np.ndarray, context: float = 0.0) -> np.ndarray:
+        """Each memory's cosine to the query: the better of its own vector's and its best passage's;
+        with `context` > 0, of its context vector (see `context_matrix`). Read-only.
+
+        One search asks for the same query's scores several times (plain, in a time range, over
+        sessions); the last query's are kept per context weight, so a search scans a large store
+        once for each."""
+        last = self._last_scores.get(context)
+        if last is not None and np.array_equal(last[0], query):
+            return last[1]
+        if context > 0:
+            scores = self.context_matrix(context) @ query
+        else:
+            scores = self.matrix @ query
+            if len(self.passage_owners):
+                best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
+                scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
+        scores.flags.writeable = False
+        self._last_scores[context] = (query.copy(), scores)
+        return scores
+
