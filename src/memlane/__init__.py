@@ -16,6 +16,7 @@ from memlane.errors import (
     NotFoundError,
     StoreError,
 )
+from memlane.filters import Filter
 from memlane.memory import IngestReport, Memory, Page, ReindexReport, reindex
 from memlane.nodes.spec import NodeSpec
 from memlane.records import (
@@ -39,6 +40,7 @@ __all__ = [
     "EmbedderConfig",
     "EventDate",
     "Explanation",
+    "Filter",
     "HistoryEvent",
     "Hit",
     "IngestConfig",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 import tempfile
@@ -841,6 +840,50 @@ def purge(
         count = memory.purge(user)
         memory.close()
     console.print(f"purged {count} expired memories")
+
+
+@app.command("export")
+def export_(
+    out: Path = typer.Option(..., "--out", "-o", help="File to write: .jsonl, or .jsonl.gz for gzip."),
+    user: Optional[list[str]] = typer.Option(None, "--user", "-u", help="Only this user (repeat for several) [default: everyone]."),
+    vectors: bool = typer.Option(False, "--vectors", help="Include the vectors, so an import with the same model embeds nothing."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Write memories with their history, expired memories and node definitions to JSON Lines."""
+    from memlane.transfer import export_memories
+
+    with _errors():
+        memory = _open(store, config)
+        try:
+            with _progress(f"exporting to {out.name}") as update:
+                report = export_memories(memory, out, users=user or None, vectors=vectors, on_progress=update)
+        finally:
+            memory.close()
+    console.print(f"exported {report.memories} memories, {report.expired} expired, {report.history} history events "
+                  f"of deleted ones and {report.nodes} node definitions of {report.users} user(s) to {report.path} "
+                  f"({report.file_bytes:,} bytes{', with vectors' if report.vectors else ''})", highlight=False)
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="A file written by `memlane export` (.jsonl or .jsonl.gz)."),
+    store: Optional[Path] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Add the memories of an export file to a store (created if missing), all or nothing."""
+    from memlane.transfer import import_memories
+
+    with _errors():
+        memory = _open(store, config, create=True)
+        try:
+            with _progress(f"importing {file.name}") as update:
+                report = import_memories(memory, file, on_progress=update)
+        finally:
+            memory.close()
+    console.print(f"imported {report.memories} memories, {report.expired} expired, {report.history} history events "
+                  f"of deleted ones and {report.nodes} node definitions for {report.users} user(s) in "
+                  f"{report.seconds:.1f} s ({report.embedded} embedded again)", highlight=False)
 
 
 def main() -> None:  # pragma: no cover

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -12,9 +11,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from memlane.config import EmbedderConfig, LimitsConfig, MemoryConfig
+from memlane.config import EmbedderConfig, MemoryConfig
 from memlane.embed import Embedder, make_embedders
 from memlane.errors import InputError, ModelMismatchError, NotFoundError
+from memlane.filters import Filter
 from memlane.ingest.build import (
     build_session_records,
     embed_records,
@@ -23,16 +23,13 @@ from memlane.ingest.build import (
     session_vector,
     turn_embed_text,
 )
-from memlane.ingest.dates import parse_iso_day, parse_session_date
+from memlane.ingest.dates import parse_session_date
 from memlane.ingest.formats import Conversation, check_metadata, check_text, parse_messages
 from memlane.ingest.temporal import resolve_expressions
 from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
 from memlane.retrieve.pipeline import Retriever
 from memlane.store import Store, StoreStats, open_store
-from memlane.store.sql import FILTER_FIELDS, filter_sql
-
-_LIST_FILTERS = ("node_type", "category", "agent_id", "session_id", "speaker")
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -75,7 +72,6 @@ class ReindexReport:
 
 
 _MAX_ID_CHARS = 512  # user, agent, session and memory ids
-_MAX_FILTER_VALUES = 1_000  # values of one list filter (SQLite binds each as a parameter)
 
 
 def _check_id(value: Any, field: str, *, required: bool = True) -> str | None:
@@ -460,7 +456,7 @@ class Memory:
         merged = 0
         at = _now_iso()
         for spec in self.nodes():
-            records = [r for r in self._store.list_all(user_id, {"node_type": spec.name}) if r.current]
+            records = [r for r in self._store.list_all(user_id, Filter(node_type=spec.name)) if r.current]
             if len(records) < 2:
                 continue
             vectors = self._store.vectors(user_id, [r.id for r in records])
@@ -647,13 +643,14 @@ class Memory:
         *,
         user_id: str,
         limit: int = 10,
-        filters: dict[str, Any] | None = None,
+        filters: Filter | dict[str, Any] | None = None,
         now: str | date | datetime | None = None,
         explain: bool = False,
         as_of: str | date | datetime | None = None,
     ) -> list[Hit]:
-        """Find a user's memories relevant to `query`. `now` anchors times in the question ("last week");
-        `as_of` searches the state of that day: what had been said by then and was not yet superseded."""
+        """Find a user's memories relevant to `query`. `filters` (a `Filter` or its dict form) restrict
+        what may be found; `now` anchors times in the question ("last week"); `as_of` searches the
+        state of that day: what had been said by then and was not yet superseded."""
         _require_user(user_id)
         limits = self.config.limits
         if not isinstance(query, str) or not query.strip():
@@ -667,33 +664,33 @@ class Memory:
         if not isinstance(explain, bool):
             raise InputError(f"explain must be True or False, got {_describe(explain)}", field="explain",
                              fix="pass explain=True")
-        _check_filters(filters)
+        wanted = Filter.parse(filters)
+        if as_of is not None:
+            wanted = wanted.with_(as_of=as_of)
         anchor = parse_session_date(now, field="now") if now is not None else _utc_now()
         if self._store.active_index() is None:
             return []
-        filters = dict(filters or {})
-        if as_of is not None:
-            filters["as_of"] = parse_iso_day(as_of, "as_of")  # as the as_of filter reads it
-        notes = self._route(query, filters)
-        return self._retriever.search(user_id, query, limit=limit, filters=filters or None, now=anchor,
+        wanted, notes = self._route(query, wanted)
+        return self._retriever.search(user_id, query, limit=limit, filters=wanted, now=anchor,
                                       explain=explain, notes=notes)
 
-    def _route(self, query: str, filters: dict[str, Any]) -> list[str]:
-        """Restrict the search to the nodes the question is about (turns and sessions always count)."""
+    def _route(self, query: str, wanted: Filter) -> tuple[Filter, list[str]]:
+        """Restrict the search to the nodes the question is about (turns and sessions always count),
+        unless the filter already names node types: the filter to search with, and notes on why."""
         from memlane.nodes.router import route_by_llm, route_by_rules
 
-        if "node_type" in filters or self.config.extraction.router == "off":
-            return []
+        if wanted.node_type is not None or self.config.extraction.router == "off":
+            return wanted, []
         specs = self.nodes()
         if not specs:
-            return []
+            return wanted, []
         if self.config.extraction.router == "llm" and self.config.llm.configured:
             route = route_by_llm(query, specs, self._llm_client())
         else:
             route = route_by_rules(query, specs)
         if len(route.nodes) < len(specs):
-            filters["node_type"] = [NodeType.TURN.value, NodeType.SESSION.value, *route.nodes]
-        return [f"routed: {route.reason}", *route.notes]
+            wanted = wanted.only(node_type=[NodeType.TURN, NodeType.SESSION, *route.nodes])
+        return wanted, [f"routed: {route.reason}", *route.notes]
 
     def get(self, memory_id: str, *, user_id: str | None = None, admin: bool = False) -> MemoryRecord | None:
         """One of the user's memories by id, or None (also when it belongs to another user).
@@ -701,11 +698,12 @@ class Memory:
         return self._store.get(_scope(user_id, admin), _check_id(memory_id, "memory_id"))
 
     def get_all(self, user_id: str, limit: int = 100, cursor: str | None = None,
-                filters: dict[str, Any] | None = None) -> Page:
-        """One page of a user's memories, oldest first; pass `next_cursor` back for the next."""
+                filters: Filter | dict[str, Any] | None = None) -> Page:
+        """One page of a user's memories matching `filters` (a `Filter` or its dict form), oldest
+        first; pass `next_cursor` back for the next."""
         _require_user(user_id)
         _check_int(limit, "limit", 1, self.config.limits.max_page, "limit=100")
-        records, next_cursor = self._store.list(user_id, limit, _check_cursor(cursor), _check_filters(filters))
+        records, next_cursor = self._store.list(user_id, limit, _check_cursor(cursor), Filter.parse(filters))
         return Page(records, next_cursor)
 
     def history(self, memory_id: str, *, user_id: str | None = None, admin: bool = False) -> list[HistoryEvent]:
@@ -748,33 +746,6 @@ def _scope(user_id: Any, admin: bool) -> str | None:
     if admin is not True:
         raise InputError(f"admin must be True or False, got {_describe(admin)}", field="admin", fix="pass admin=True")
     return None
-
-
-def _check_filters(filters: Any) -> dict[str, Any] | None:
-    """Search and list filters, checked once: known fields, string values, strict dates."""
-    if filters is None:
-        return None
-    if not isinstance(filters, dict):
-        raise InputError(f"filters must be a dict, got {_describe(filters)}", field="filters",
-                         fix="pass filters={'node_type': 'turn'}")
-    for name, value in filters.items():
-        if not isinstance(name, str):
-            raise InputError(f"filter names must be strings, got {_describe(name)}", field="filters",
-                             fix="use any of: " + ", ".join(FILTER_FIELDS))
-        values = value if isinstance(value, (list, tuple, set, frozenset)) and name in _LIST_FILTERS else [value]
-        if len(values) > _MAX_FILTER_VALUES:
-            raise InputError(f"filter {name} lists {len(values):,} values; at most {_MAX_FILTER_VALUES:,} are accepted",
-                             field=name, fix="filter on fewer values, or on a broader field")
-        for item in values:
-            if item is None and name not in _LIST_FILTERS:
-                continue
-            item = getattr(item, "value", item)  # enums such as Category
-            if not isinstance(item, str):
-                raise InputError(f"filter {name} must be a string{' or a list of strings' if name in _LIST_FILTERS else ''}, "
-                                 f"got {_describe(item)}", field=name, fix=f"pass filters={{'{name}': '...'}}")
-            check_text(item, field=name, allow_blank=True, max_chars=_MAX_ID_CHARS)
-    filter_sql(filters)  # the rest: unknown fields, dates
-    return filters
 
 
 def _now_iso() -> str:

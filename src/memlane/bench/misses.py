@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from memlane.bench.locomo import CATEGORIES, HEADLINE_CATEGORIES, evidence_ids
+from memlane.bench.locomo import CATEGORIES, HEADLINE_CATEGORIES
 from memlane.ingest.formats import Conversation
 from memlane.retrieve.query import content_terms
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 import numpy as np
 
 from memlane.config import RetrievalConfig
 from memlane.embed import Embedder
+from memlane.filters import Filter
 from memlane.records import Explanation, Hit, StrategyHit
 from memlane.retrieve.fusion import (
     adaptive_weights,
@@ -39,18 +39,19 @@ class Retriever:
         query: str,
         *,
         limit: int = 10,
-        filters: dict[str, Any] | None = None,
+        filters: Filter | None = None,
         now: date | datetime | None = None,
         explain: bool = False,
         notes: list[str] | None = None,
     ) -> list[Hit]:
         """`notes` (e.g. how the question was routed) are added to every explanation."""
+        filters = Filter.parse(filters)
         with _single_threaded_blas(), self.store.snapshot(user_id):  # one state of the user, start to end
             return self._search(user_id, query, limit=limit, filters=filters, now=now, explain=explain,
                                 notes=notes or [])
 
     def _search(
-        self, user_id: str, query: str, *, limit: int, filters: dict[str, Any] | None,
+        self, user_id: str, query: str, *, limit: int, filters: Filter,
         now: date | datetime | None, explain: bool, notes: list[str],
     ) -> list[Hit]:
         cfg = self.config
@@ -144,7 +145,7 @@ class Retriever:
 
     def _add_full_strategies(
         self, user_id: str, analysis: QueryAnalysis, named: set[str], query_vector: np.ndarray, frequencies: dict[str, int],
-        total: int, terms: list[str], n: int, filters: dict[str, Any] | None,
+        total: int, terms: list[str], n: int, filters: Filter,
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
     ) -> None:
         """Adaptive BM25/dense weights, then the candidate sources only the full retriever uses."""
@@ -157,7 +158,7 @@ class Retriever:
             weights["dense_context"] = cfg.context_weight
             rankings["bm25_context"] = self._lexical_context(user_id, rankings["bm25"], n)
             weights["bm25_context"] = cfg.context_weight
-        if cfg.session_weight > 0 and _allows_turns(filters):
+        if cfg.session_weight > 0 and filters.allows_node_type("turn"):
             rankings["session"] = self._session_prior(user_id, query_vector, terms, rankings, weights, n, filters)
             weights["session"] = cfg.session_weight
         if analysis.needles:
@@ -165,9 +166,7 @@ class Retriever:
             rankings["lookup"] = [(mid, 1.0) for mid, _ in found]
             weights["lookup"] = cfg.lookup_weight
         if analysis.time_range is not None and cfg.temporal_boost > 0:
-            in_range = dict(filters or {})
-            in_range["date_from"] = max(analysis.time_range.start.isoformat(), in_range.get("date_from") or "")
-            in_range["date_to"] = min(analysis.time_range.end.isoformat(), in_range.get("date_to") or "9999-12-31")
+            in_range = filters.narrowed_to(analysis.time_range.start, analysis.time_range.end)
             rankings["temporal"] = self.store.dense_candidates(user_id, query_vector, n, in_range)
             weights["temporal"] = cfg.temporal_boost
         # Speakers are the speaker prior's business: nearly every turn is said by or addressed to
@@ -199,12 +198,12 @@ class Retriever:
     def _session_prior(
         self, user_id: str, query_vector: np.ndarray, terms: list[str],
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float], n: int,
-        filters: dict[str, Any] | None,
+        filters: Filter,
     ) -> list[tuple[str, float]]:
         """Candidate turns ordered by their session's rank (dense and BM25 over whole sessions and
         by their best turns), then by their own fused rank: a turn in the right conversation beats
         a lookalike elsewhere."""
-        session_filter = {**(filters or {}), "node_type": "session"}
+        session_filter = filters.only(node_type="session")
         session_rankings = {
             "dense": [mid for mid, _ in self.store.dense_candidates(user_id, query_vector, n, session_filter)],
             "bm25": [mid for mid, _ in self.store.lexical_candidates(user_id, terms, n, session_filter)],
@@ -250,7 +249,7 @@ class Retriever:
 
     def _entity_ranking(
         self, user_id: str, anchors: list[str], base: dict[str, float], n: int,
-        filters: dict[str, Any] | None,
+        filters: Filter,
     ) -> list[tuple[str, float]]:
         """Memories said by or mentioning a name in the question: first those the dense and
         lexical strategies found, in their fused order, then other mentions."""
@@ -292,13 +291,6 @@ def _subject(entities: list[str], speakers: set[str]) -> str | None:
     named in it, when exactly one is. Questions naming two speakers, or none, have no subject."""
     named = {e.lower() for e in entities if e.lower() in speakers}
     return next(iter(named)) if len(named) == 1 else None
-
-
-def _allows_turns(filters: dict[str, Any] | None) -> bool:
-    wanted = (filters or {}).get("node_type")
-    if wanted is None:
-        return True
-    return "turn" in (wanted if isinstance(wanted, (list, tuple, set)) else [wanted])
 
 
 _BLAS = None

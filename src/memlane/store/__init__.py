@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, ContextManager, Protocol, Sequence
 
 import numpy as np
 
 from memlane.records import HistoryEvent, MemoryRecord
+
+if TYPE_CHECKING:
+    from memlane.filters import Filter
 
 
 @dataclass(frozen=True)
@@ -63,15 +66,15 @@ class Store(Protocol):
     def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
         """The embedding text of each of `ids` that is a turn (what a re-scoring model reads)."""
 
-    def list(self, user_id: str, limit: int, cursor: str | None, filters: dict[str, Any] | None) -> tuple[list[MemoryRecord], str | None]: ...
+    def list(self, user_id: str, limit: int, cursor: str | None, filters: "Filter | None") -> tuple[list[MemoryRecord], str | None]: ...
 
-    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]: ...
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: "Filter | None") -> list[tuple[str, float]]: ...
 
-    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]: ...
+    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: "Filter | None") -> list[tuple[str, float]]: ...
 
     def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]: ...
 
-    def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]: ...
+    def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: "Filter | None") -> list[tuple[str, str]]: ...
 
     def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]: ...
 
@@ -99,6 +102,35 @@ class Store(Protocol):
     def stats(self) -> StoreStats: ...
 
     def close(self) -> None: ...
+
+    # -- export and import (memlane.transfer) --
+
+    def export_users(self) -> list[str]:
+        """Every user id with memories, expired memories or history, sorted."""
+
+    def stored_vectors(self, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each memory's vectors in the active index as written: (1 + k, dims), own then passages'."""
+
+    def history_of(self, user_id: str, ids: Sequence[str]) -> dict[str, list[HistoryEvent]]: ...
+
+    def orphan_history(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[HistoryEvent], str | None]:
+        """One page of history events of the user's memories no longer stored (deleted, purged)."""
+
+    def node_rows(self) -> list[tuple[str, int, str, str, str | None]]:
+        """Every node definition ever made: (name, version, spec JSON, defined_at, removed_at)."""
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` that any user holds, as a memory or an expired one."""
+
+    def expired(self, user_id: str) -> list[tuple[MemoryRecord, str, str]]:
+        """(record, expired_at, rule) of a user's expired memories."""
+
+    def write_nodes(self, rows: Sequence[tuple[str, int, str, str, str | None]]) -> int: ...
+
+    def write_expired(self, rows: Sequence[tuple[MemoryRecord, str, str]]) -> None: ...
+
+    def write_history(self, user_id: str, events: Sequence[HistoryEvent]) -> None:
+        """Append history events as they were, whether or not their memories exist."""
 
 
 STORE_SCHEMES = ("a file path", "sqlite:///path")

@@ -21,6 +21,7 @@ import numpy as np
 from memlane.errors import StoreError
 from memlane.records import HistoryEvent, MemoryRecord
 from memlane.store import IndexInfo, StoreStats, bm25
+from memlane.filters import Filter
 from memlane.store.sql import filter_sql
 from memlane.store.sqlite.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dict, record_params, row_to_record, to_blob
 from memlane.store.sqlite.lexicon import Lexicon
@@ -523,8 +524,10 @@ class SQLiteStore:
             )
         return rows
 
-    def list(self, user_id: str, limit: int, cursor: str | None, filters: dict[str, Any] | None) -> tuple[list[MemoryRecord], str | None]:
-        clause, params = filter_sql(filters)
+    def list(self, user_id: str, limit: int, cursor: str | None,
+             filters: Filter | None) -> tuple[list[MemoryRecord], str | None]:
+        """One page of a user's memories matching `filters` (a Filter, or its dict form), oldest first."""
+        clause, params = filter_sql(Filter.parse(filters))
         after = int(cursor) if cursor else 0
         rows = self._query(
             f"SELECT m.rowid, {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM memories m "
@@ -690,12 +693,12 @@ class SQLiteStore:
         """Every user id with at least one memory, sorted."""
         return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
 
-    def list_all(self, user_id: str, filters: dict[str, Any] | None = None) -> list[MemoryRecord]:
+    def list_all(self, user_id: str, filters: Filter | None = None) -> list[MemoryRecord]:
         """Every memory of a user matching `filters`, in insertion order (all pages of `list`)."""
         out: list[MemoryRecord] = []
         cursor = None
         while True:
-            page, cursor = self.list(user_id, 1000, cursor, filters)
+            page, cursor = self.list(user_id, 1000, cursor, Filter.parse(filters))
             out += page
             if cursor is None:
                 return out
@@ -752,18 +755,18 @@ class SQLiteStore:
             self._views.pop(next(iter(self._views)))
         self._views[user_id] = view
 
-    def _allowed_mask(self, user_id: str, view: "UserView", filters: dict[str, Any] | None) -> np.ndarray | None:
-        if not filters:
+    def _allowed_mask(self, user_id: str, view: "UserView", filters: Filter | None) -> np.ndarray | None:
+        """Which of the view's rows `filters` lets through; None when it restricts nothing."""
+        filters = Filter.parse(filters)
+        if filters.is_empty:
             return None
-        if set(filters) <= {"node_type"}:  # the common case, answered from the view
-            wanted = filters["node_type"]
-            wanted = set(wanted) if isinstance(wanted, (list, tuple, set)) else {wanted}
-            return np.isin(view.node_types, [getattr(w, "value", w) for w in wanted])
+        if filters.restricted == ("node_type",):  # the common case, answered from the view
+            return np.isin(view.node_types, list(filters.node_type))
         clause, params = filter_sql(filters)
         rows = self._query(f"SELECT m.rowid FROM memories m WHERE m.user_id = ? AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
-    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: dict[str, Any] | None,
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: Filter | None,
                          *, context: float = 0.0) -> list[tuple[str, float]]:
         """Top k by cosine. With `context` > 0 a turn is scored together with its neighbours in
         the session (their vectors added with that weight), so a reply is found by its question."""
@@ -781,7 +784,8 @@ class SQLiteStore:
         top = top[np.isfinite(scores[top])]
         return [(view.ids[i], float(scores[i])) for i in top]
 
-    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, float]]:
+    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
+                           filters: Filter | None) -> list[tuple[str, float]]:
         """Top k by BM25 over the user's memories, with the user's own term statistics (see `bm25`)."""
         terms = [t for t in dict.fromkeys(terms) if t]
         if not terms:
@@ -923,7 +927,8 @@ class SQLiteStore:
         view = self._view(user_id)
         return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
 
-    def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: dict[str, Any] | None) -> list[tuple[str, str]]:
+    def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
+                          filters: Filter | None) -> list[tuple[str, str]]:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
         case-insensitively, oldest first."""
         view = self._view(user_id)
@@ -1030,3 +1035,100 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    # -- export and import --------------------------------------------------------------------
+
+    def export_users(self) -> list[str]:
+        """Every user id with memories, expired memories or history (deleted memories), sorted."""
+        return [r[0] for r in self._query(
+            "SELECT user_id FROM memories UNION SELECT user_id FROM expired UNION SELECT user_id FROM history "
+            "ORDER BY 1")]
+
+    def stored_vectors(self, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each of the user's memories among `ids` with its vectors in the active index, as written:
+        a (1 + k, dims) array, its own vector then its k passages'."""
+        index = self.active_index()
+        if index is None or not ids:
+            return {}
+        out: dict[str, np.ndarray] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for mid, blob in self._query(
+                    f"SELECT m.id, v.vec FROM memories m JOIN {index.name} v ON v.rowid = m.rowid "
+                    f"WHERE m.user_id = ? AND m.id IN ({', '.join('?' * len(chunk))})", (user_id, *chunk)):
+                out[mid] = np.frombuffer(blob, dtype=np.float32).reshape(-1, index.dims)
+        return out
+
+    def history_of(self, user_id: str, ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
+        """The history of each of `ids` (the user's), oldest first; ids with none are left out."""
+        out: dict[str, list[HistoryEvent]] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            for row in self._query(
+                    "SELECT memory_id, event, old_text, new_text, at FROM history WHERE user_id = ? "
+                    f"AND memory_id IN ({', '.join('?' * len(chunk))}) ORDER BY seq", (user_id, *chunk)):
+                out.setdefault(row[0], []).append(HistoryEvent(*row))
+        return out
+
+    def orphan_history(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[HistoryEvent], str | None]:
+        """One page of the user's history events of memories no longer stored (deleted or purged,
+        neither current nor expired), oldest first, and the cursor of the next page."""
+        rows = self._query(
+            "SELECT h.seq, h.memory_id, h.event, h.old_text, h.new_text, h.at FROM history h "
+            "WHERE h.user_id = ? AND h.seq > ? "
+            "AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = h.memory_id) "
+            "AND NOT EXISTS (SELECT 1 FROM expired x WHERE x.id = h.memory_id) ORDER BY h.seq LIMIT ?",
+            (user_id, int(cursor) if cursor else 0, limit + 1))
+        page = rows[:limit]
+        return [HistoryEvent(*r[1:]) for r in page], (str(page[-1][0]) if len(rows) > limit else None)
+
+    def node_rows(self) -> list[tuple[str, int, str, str, str | None]]:
+        """Every node definition ever made: (name, version, spec JSON, defined_at, removed_at)."""
+        return [tuple(r) for r in self._query(
+            "SELECT name, version, spec, defined_at, removed_at FROM nodes ORDER BY name, version")]
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` held by any user, as a memory or an expired memory."""
+        found: set[str] = set()
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update(r[0] for r in self._query(
+                f"SELECT id FROM memories WHERE id IN ({marks}) UNION SELECT id FROM expired WHERE id IN ({marks})",
+                (*chunk, *chunk)))
+        return found
+
+    def write_nodes(self, rows: Sequence[tuple[str, int, str, str, str | None]]) -> int:
+        """Insert node definitions as they were (rows of `node_rows`); one this store already has,
+        identical, is skipped, and a different one under the same name and version is an error.
+        Returns how many were inserted."""
+        written = 0
+        with self._transaction() as conn:
+            for name, version, spec, defined_at, removed_at in rows:
+                have = conn.execute("SELECT spec, removed_at FROM nodes WHERE name = ? AND version = ?",
+                                    (name, version)).fetchone()
+                if have is not None:
+                    if have[0] != spec:
+                        raise StoreError(f"node {name} version {version} is already defined differently in {self.path}")
+                    continue
+                conn.execute("INSERT INTO nodes (name, version, spec, defined_at, removed_at) VALUES (?, ?, ?, ?, ?)",
+                             (name, version, spec, defined_at, removed_at))
+                written += 1
+        return written
+
+    def write_expired(self, rows: Sequence[tuple[MemoryRecord, str, str]]) -> None:
+        """Insert expired memories as they were (record, expired_at, rule), with no vector: a
+        restore embeds them again."""
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO expired (id, user_id, record, index_name, vec, expired_at, rule) "
+                "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+                [(r.id, r.user_id, json.dumps(r.to_dict(), ensure_ascii=False), at, rule) for r, at, rule in rows])
+
+    def write_history(self, user_id: str, events: Sequence[HistoryEvent]) -> None:
+        """Append history events of the user's memories as they were (no memory need exist)."""
+        with self._transaction() as conn:
+            self._write_events(conn, events, user_id=user_id)
