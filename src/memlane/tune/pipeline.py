@@ -90,7 +90,7 @@ def record_checkpoint(config_path: str | Path, checkpoint: str) -> None:
     path = Path(config_path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     lines = text.splitlines()
-    section = [f"[fine_tune]", "enabled = true", f"checkpoint_path = {json.dumps(checkpoint)}"]
+    section = ["[fine_tune]", "enabled = true", f"checkpoint_path = {json.dumps(checkpoint)}"]
     out, inside, kept_settings = [], False, []
     for line in lines:
         header = re.match(r"^\s*\[([^\]]+)\]\s*$", line)

@@ -40,6 +40,14 @@ _OWN_LEXICON_BELOW = 0.5
 _ROWID_BOUNDS = "SELECT (SELECT min(rowid) FROM memories), (SELECT max(rowid) FROM memories)"
 
 
+def _check_dims(vector: np.ndarray, index: IndexInfo, memory: object) -> None:
+    """A memory's vectors fit the index: one (dims,) vector, or (1 + k, dims) with passages."""
+    shape = np.shape(vector)
+    if not (shape == (index.dims,) or (len(shape) == 2 and shape[0] >= 1 and shape[1] == index.dims)):
+        raise StoreError(f"memory {memory}: vectors of shape {shape} do not fit index {index.name} "
+                         f"({index.model}, {index.dims} dims)")
+
+
 def _reason(exc: sqlite3.Error) -> str:
     """SQLite's message, with what to do where the cause is outside memlane."""
     message = str(exc)
@@ -241,6 +249,7 @@ class SQLiteStore:
                 row = conn.execute("SELECT id, embed_text FROM memories WHERE rowid = ?", (int(rowid),)).fetchone()
                 if row is None or row[0] != record.id or row[1] != record.embed_text:
                     continue
+                _check_dims(vector, index, record.id)
                 conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)",
                              (int(rowid), to_blob(vector)))
                 written += 1
@@ -249,6 +258,7 @@ class SQLiteStore:
     def _put_vector(self, conn: sqlite3.Connection, index: IndexInfo, rowid: int, vector: np.ndarray) -> None:
         """A rewritten memory's new vector in the active index. An index a reindex is building
         forgets the memory's old vector, so the reindex embeds the new text."""
+        _check_dims(vector, index, rowid)
         conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (rowid, to_blob(vector)))
         for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE name != ?", (index.name,)).fetchall():
             conn.execute(f"DELETE FROM {name} WHERE rowid = ?", (rowid,))
@@ -302,6 +312,8 @@ class SQLiteStore:
                     "SELECT 1 FROM memories WHERE user_id = ? LIMIT 1", (uid,)).fetchone() is None}
                 # Rowids given here, as SQLite would (the write lock is held), so that the rows and
                 # their vectors go in with one executemany each.
+                for record, vector in zip(records, vectors):
+                    _check_dims(vector, index, record.id)
                 first = conn.execute("SELECT COALESCE(max(rowid), 0) + 1 FROM memories").fetchone()[0]
                 rowids = range(first, first + len(records))
                 conn.executemany(f"INSERT INTO memories (rowid, {COLUMNS}) VALUES (?, {PLACEHOLDERS})",
@@ -427,6 +439,10 @@ class SQLiteStore:
         """Delete memories and, in the same transaction, rewrite others (a session whose turn left)."""
         index = self.active_index()
         assignments = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
+        named = set(ids) | {record.id for record, _ in rewrite}
+        stray = sorted({e.memory_id for e in events} - named)
+        if stray:
+            raise StoreError(f"history events for memories this delete does not touch: {stray[:3]}")
         with self._transaction() as conn:
             rowids = []
             for memory_id in ids:
@@ -441,7 +457,7 @@ class SQLiteStore:
                     continue
                 conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*record_params(record), row[0]))
                 self._put_vector(conn, index, row[0], vector)
-            self._write_events(conn, events)
+            self._write_events(conn, events, user_id=user_id)
         return len(rowids)
 
     def delete_user(self, user_id: str, at: str) -> int:
@@ -464,15 +480,15 @@ class SQLiteStore:
             conn.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
 
     def _write_events(self, conn: sqlite3.Connection, events: Sequence[HistoryEvent], user_id: str | None = None) -> None:
+        """History rows for `events`, each owned by `user_id`, else by the user whose memory it is
+        now. Never by an older history row: an id seen before (an import keeps ids) may have been
+        another user's."""
         owners: dict[str, str] = {}
         rows = []
         for e in events:
             owner = user_id or owners.get(e.memory_id)
             if owner is None:
-                found = conn.execute(
-                    "SELECT user_id FROM memories WHERE id = ? UNION ALL "
-                    "SELECT user_id FROM history WHERE memory_id = ? LIMIT 1", (e.memory_id, e.memory_id)
-                ).fetchone()
+                found = conn.execute("SELECT user_id FROM memories WHERE id = ?", (e.memory_id,)).fetchone()
                 if found is None:
                     raise StoreError(f"history event for unknown memory {e.memory_id}")
                 owner = owners[e.memory_id] = found[0]
