@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from memlane.errors import InputError
 from memlane.ingest.temporal import (
@@ -277,6 +279,27 @@ def test_every_match_of_every_rule_holds_one_of_the_words_that_let_the_rule_run(
     assert exercised == set(range(len(_RULES)))
 
 
+def test_every_match_of_every_rule_holds_its_anchor_and_every_anchor_one_of_its_needs():
+    # Where resolve_expressions scans only near a rule's anchors, a match without one would be
+    # lost, and an anchor without any of `needs` would let a rule run that the whole-text scan skips.
+    # A match without a word of _TRIGGER would be lost by the turns skipped at once.
+    from memlane.ingest.temporal import _RULES, _TRIGGER
+
+    sentences = [row[0] for row in TABLE] + [
+        "The previous month was busy.", "We hiked over the weekend.", "It happened in mid-2019.",
+        "It's due on the 3rd.", "It's due on the 1\u0663th.", "Back on 2021-04-03.", "On Sept. 5, 2020 we met.",
+        "The 1st of Jan 2022.", "It was 20\u0662\u0662-04-03, paſt ſeven."]
+    texts = sentences + [s.upper() for s in sentences]
+    for i, rule in enumerate(_RULES):
+        for text in texts:
+            folded = text.casefold()
+            for match in rule.pattern.finditer(text):
+                assert rule.anchor.search(folded, match.start(), match.end()), (i, match.group(0))
+                assert _TRIGGER.search(match.group(0).casefold()), (i, match.group(0))
+            for found in rule.anchor.finditer(folded):
+                assert any(word in found.group(0) for word in rule.needs), (i, found.group(0))
+
+
 # Long texts full of expressions: each of these once took quadratic time (the overlap check of
 # every match against every earlier one; the search for each match's sentence). The tests check
 # the result; if the regression came back they would run for minutes.
@@ -300,3 +323,126 @@ def test_one_long_sentence_of_dates_takes_its_tense_from_the_whole_sentence():
     future = resolve_expressions("in may on the 5th " * 5_000 + "I will go. Then on the 5th again.", MONDAY)
     assert {(e.expression, e.start) for e in future[:-1]} == {("in may", "2023-05-01"), ("on the 5th", "2023-06-05")}
     assert (future[-1].expression, future[-1].start) == ("on the 5th", "2023-05-05")  # its own sentence: past
+
+
+# Scanning only near anchors (temporal._matches) must find what a scan of the whole text finds.
+
+def _assert_scans_near_anchors_like_the_whole_text(text):
+    from memlane.ingest.temporal import (
+        _RULES,
+        _can_scan_near_anchors,
+        _matches,
+        _windows,
+    )
+
+    folded = text.casefold()
+    assert _can_scan_near_anchors(text, folded)
+    for rule in _RULES:
+        whole = [m.span() for m in rule.pattern.finditer(text)] if rule.needs_any.search(folded) else []
+        near = [m.span() for m in _matches(rule.pattern, text, _windows(rule.anchor, folded))]
+        assert near == whole, rule.pattern.pattern
+
+
+def test_a_match_and_what_its_lookarounds_read_fit_in_the_reach_of_an_anchor():
+    import re._parser
+
+    from memlane.ingest.temporal import _MAX_GAP, _REACH, _RULES
+
+    for rule in _RULES:
+        bounded = (rule.pattern.pattern.replace(r"[\s-]+", rf"[\s-]{{1,{_MAX_GAP}}}")
+                   .replace(r"\s+", rf"\s{{1,{_MAX_GAP}}}"))
+        # Lookarounds read as if they matched; a final \b reads one character more.
+        read = bounded.replace("(?<!", "(?:").replace("(?<=", "(?:").replace("(?!", "(?:").replace("(?=", "(?:")
+        assert re._parser.parse(read, rule.pattern.flags).getwidth()[1] + 1 <= _REACH, rule.pattern.pattern
+
+
+@pytest.mark.parametrize("filler", [0, 1, 41, 70, 71, 136, 137, 138, 147, 148, 149, 200])
+def test_expressions_near_the_edges_of_windows_are_found_once(filler):
+    # Anchors (May, 2022, 5th, Monday) `filler` characters apart: with _REACH = 80, the windows of two
+    # months or two ordinals overlap by one character (41, 70, 136, 147), meet (137, 148: one window) or are one
+    # character apart (71, 138, 149: two windows).
+    gap = " " + "x" * filler + " "
+    text = f"in early May, of 2022{gap}on the 5th{gap}last Monday{gap}May 5th, 2021{gap}the 5th of May"
+    _assert_scans_near_anchors_like_the_whole_text(text)
+    events = resolve_expressions(text, MONDAY)
+    assert [e.expression for e in events] == [
+        "in early May, of 2022", "on the 5th", "last Monday", "May 5th, 2021", "the 5th of May"]
+
+
+_GAP = " " * 8  # the longest run of spaces that leaves the text scanned near anchors only
+_LONG_EXPRESSIONS = [expression.replace(" ", _GAP) for expression in [
+    "the past a couple of weeks", "December. the 31st, 2022", "throughout the early summer of 2022",
+    "a couple of weekends from today", "in a couple of weeks’s time", "the 31st of December, 2022",
+    "throughout early September., of 2022", "on the 5th", "last Monday",
+]]
+
+
+@pytest.mark.parametrize("filler", range(0, 200, 3))
+def test_the_longest_expressions_are_found_whole_near_their_anchors(filler):
+    # Each reads far before or after its anchor (past, December, summer, from today, weeks, 5th).
+    text = (f"{_GAP}{'x' * filler}{_GAP}" if filler else _GAP).join(_LONG_EXPRESSIONS)
+    _assert_scans_near_anchors_like_the_whole_text(text)
+    assert [e.expression for e in resolve_expressions(text, MONDAY)] == _LONG_EXPRESSIONS
+
+
+@pytest.mark.parametrize("shift", [-2, -1, 0, 1, 2])
+def test_a_word_cut_at_the_end_of_a_window_is_no_expression(shift):
+    # At shift 0, "may" of "mayor" ends where the scan near "May" stops: cut there, "in may"
+    # would match.
+    from memlane.ingest.temporal import _REACH
+
+    text = "in May " + "x" * (_REACH - 8 + shift) + " in mayor."
+    _assert_scans_near_anchors_like_the_whole_text(text)
+    assert [e.expression for e in resolve_expressions(text, MONDAY)] == ["in May"]
+
+
+def test_an_expression_across_a_long_gap_is_still_found():
+    # A run of more than _MAX_GAP spaces makes the whole text scanned, as does a letter that
+    # folds otherwise than IGNORECASE matches it.
+    events = resolve_expressions("I moved last" + " " * 30 + "week, yesterday.", MONDAY)
+    assert [e.expression for e in events] == ["last" + " " * 30 + "week", "yesterday"]
+    events = resolve_expressions("Straße, ıdle, yesterday", MONDAY)
+    assert [e.expression for e in events] == ["yesterday"]
+
+
+_WORDS = st.sampled_from([
+    "the", "day", "before", "yesterday", "after", "tomorrow", "last", "night", "today", "tonight", "this",
+    "morning", "other", "a", "couple", "of", "few", "two", "12", "days", "weeks", "weekend", "months", "years",
+    "ago", "from", "now", "in", "'s", "time", "past", "previous", "over", "on", "at", "during", "Monday", "sunday",
+    "coming", "next", "January", "may", "March", "Sept.", "sep", "dec", "since", "early", "mid-", "late", "5th",
+    "1st", "22nd", "1\u0663th", "3", "30", "2022", "1999", "2023-05-07", "2020/1/3", "1,000", "spring", "summer",
+    "fall", "winter", "water", "floor", "be", "every", "will", ".", ",", "!", "\n", "-",
+])
+_SEPARATORS = st.sampled_from([" ", " ", "  ", "\n", "-", " - ", ", ", ". ", "", " " * 8])
+_PIECES = st.one_of(_WORDS, _WORDS.map(str.upper), st.integers(1, 170).map(lambda n: "x" * n))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_PIECES, _SEPARATORS), max_size=60))
+def test_scanning_near_anchors_finds_what_the_whole_text_scan_finds(parts):
+    from memlane.ingest.temporal import _can_scan_near_anchors
+
+    text = "".join(piece + separator for piece, separator in parts)
+    assume(_can_scan_near_anchors(text, text.casefold()))
+    _assert_scans_near_anchors_like_the_whole_text(text)
+
+
+def test_letters_that_match_case_insensitively_resolve_like_their_plain_forms():
+    # re.IGNORECASE takes "ſ" for "s" (and the Kelvin sign for "k", "ı" for "i"); lookups once failed on them.
+    anchor = date(2023, 5, 8)
+    for odd, plain in [("in ſeptember 2022", "in september 2022"), ("last ſummer", "last summer"),
+                       ("two dayſ ago", "two days ago"), ("laſt week", "last week")]:
+        assert [(e.start, e.end) for e in resolve_expressions(odd, anchor)] == \
+            [(e.start, e.end) for e in resolve_expressions(plain, anchor)] != []
+
+
+_ODD = st.sampled_from(["ſ", "ı", "İ", "\u212a", "ß", "\u0345", "\u0307", "٣", " ", "-", "May", "last ", "ago",
+                        "summer", "5th of ", "2022", "week", "Sept", "the day before "])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(_ODD, st.text(max_size=6)), max_size=25).map("".join))
+def test_any_text_resolves_without_an_error(text):
+    events = resolve_expressions(text, date(2023, 5, 8))
+    assert all(e.start <= e.end for e in events)
+    parse_query_range(text, date(2023, 5, 8))
