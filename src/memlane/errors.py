@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MemlaneError(Exception):
     """Root of every error memlane raises on purpose."""
@@ -62,3 +64,14 @@ class NotFoundError(StoreError):
 
 class LLMError(MemlaneError):
     """An LLM or embedding endpoint failed or answered something unusable."""
+
+
+def describe(value: Any) -> str:
+    """A value's type and a short, printable view of it, for error messages."""
+    try:
+        shown = repr(value)  # repr escapes what cannot be printed (lone surrogates included)
+    except ValueError:  # an int too long to print
+        shown = "..."
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{type(value).__name__} {shown}"

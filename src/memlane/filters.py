@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Mapping
 
-from memlane.errors import InputError
+from memlane.errors import InputError, describe
 from memlane.ingest.dates import parse_iso_day
 from memlane.ingest.formats import check_text
 
@@ -67,7 +67,7 @@ class Filter:
         if isinstance(value, Filter):
             return value
         if not isinstance(value, Mapping):
-            raise InputError(f"filters must be a dict or a Filter, got {_describe(value)}", field="filters",
+            raise InputError(f"filters must be a dict or a Filter, got {describe(value)}", field="filters",
                              fix="pass filters={'node_type': 'turn'}")
         _check_names(value)
         return cls(**value)
@@ -116,7 +116,7 @@ class Filter:
 def _check_names(value: Mapping[Any, Any]) -> None:
     for name in value:
         if not isinstance(name, str):
-            raise InputError(f"filter names must be strings, got {_describe(name)}", field="filters",
+            raise InputError(f"filter names must be strings, got {describe(name)}", field="filters",
                              fix="use any of: " + ", ".join(FIELDS))
     unknown = sorted(set(value) - set(FIELDS))
     if unknown:
@@ -140,7 +140,7 @@ def _values(name: str, value: Any) -> tuple[str, ...] | None:
                          field=name, fix="filter on fewer values, or on a broader field")
     for item in items:
         if not isinstance(item, str):
-            raise InputError(f"filter {name} takes a string or a list of strings, got {_describe(item)}",
+            raise InputError(f"filter {name} takes a string or a list of strings, got {describe(item)}",
                              field=name, fix=f"pass filters={{'{name}': '...'}}")
         check_text(item, field=name, allow_blank=True, max_chars=_MAX_VALUE_CHARS)
     return tuple(items)
@@ -153,17 +153,6 @@ def _day(name: str, value: Any) -> str | None:
     if isinstance(value, str):
         check_text(value, field=name, allow_blank=True, max_chars=_MAX_VALUE_CHARS)
     return parse_iso_day(value, name)
-
-
-def _describe(value: Any) -> str:
-    """A value's type and a short view of it, for error messages."""
-    try:
-        shown = repr(value)
-    except ValueError:  # an int too long to print
-        shown = "..."
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{type(value).__name__} {shown}"
 
 
 _ANY = Filter()

@@ -13,7 +13,7 @@ import numpy as np
 
 from memlane.config import EmbedderConfig, MemoryConfig
 from memlane.embed import Embedder, make_embedders
-from memlane.errors import InputError, ModelMismatchError, NotFoundError
+from memlane.errors import InputError, ModelMismatchError, NotFoundError, describe
 from memlane.filters import Filter
 from memlane.ingest.build import (
     build_session_records,
@@ -86,24 +86,13 @@ def _require_user(user_id: Any) -> str:
     return _check_id(user_id, "user_id")  # type: ignore[return-value]
 
 
-def _describe(value: Any) -> str:
-    """A value's type and a short view of it, for error messages."""
-    try:
-        shown = repr(value)
-    except ValueError:  # an int too long to print
-        shown = "..."
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return f"{type(value).__name__} {shown}"
-
-
 def _check_text(value: Any, field: str, max_chars: int) -> str:
     return check_text(value, field=field, max_chars=max_chars, allow_blank=True, limit_name="limits.max_text_chars")
 
 
 def _check_int(value: Any, field: str, low: int, high: int, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InputError(f"{field} must be a whole number from {low} to {high:,}, got {_describe(value)}",
+        raise InputError(f"{field} must be a whole number from {low} to {high:,}, got {describe(value)}",
                          field=field, fix=f"pass {example}")
     return value
 
@@ -114,7 +103,7 @@ def _check_cursor(cursor: Any) -> str | None:
         return None
     if not isinstance(cursor, str) or not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19 \
             or int(cursor) >= 2**63:
-        raise InputError(f"cursor {_describe(cursor)} is not a cursor of this store", field="cursor",
+        raise InputError(f"cursor {describe(cursor)} is not a cursor of this store", field="cursor",
                          fix="pass None for the first page, then the next_cursor of the page before")
     return cursor
 
@@ -135,7 +124,7 @@ class Memory:
         self.config = config or MemoryConfig()
         location = self.config.store.url if path is None else path
         if not isinstance(location, (str, Path)) or not str(location).strip():
-            raise InputError(f"the store path must be a file path, got {_describe(location)}", field="path",
+            raise InputError(f"the store path must be a file path, got {describe(location)}", field="path",
                              fix="pass a path such as 'memories.db'")
         text = str(location)
         self.path = text if "://" in text or text == ":memory:" else str(Path(text).expanduser())
@@ -211,7 +200,7 @@ class Memory:
                               date=_iso(session_date))
         else:
             raise InputError(
-                f"messages must be a string, a list of chat messages or a Session, got {_describe(messages)}",
+                f"messages must be a string, a list of chat messages or a Session, got {describe(messages)}",
                 field="messages",
                 fix="pass [{'role': 'user', 'content': '...'}]"
                     + (", decoding bytes first (data.decode('utf-8'))" if isinstance(messages, (bytes, bytearray)) else ""))
@@ -233,7 +222,7 @@ class Memory:
     ) -> IngestReport:
         """Remember many sessions of one user in one transaction: all of them are stored, or none."""
         if isinstance(sessions, (str, bytes, Session)) or not isinstance(sessions, Iterable):
-            raise InputError(f"sessions must be a list of Session, got {_describe(sessions)}", field="sessions",
+            raise InputError(f"sessions must be a list of Session, got {describe(sessions)}", field="sessions",
                              fix="pass [Session(...)], or use add() for chat messages")
         return self._ingest([(user_id, list(sessions))], agent_id=agent_id, metadata=metadata,
                             category=category, on_progress=on_progress, collect=collect)
@@ -264,7 +253,7 @@ class Memory:
         self._check_batches(batches)
         agent_id = _check_id(agent_id, "agent_id", required=False)
         if not isinstance(category, (str, Category)):
-            raise InputError(f"category must be a string, got {_describe(category)}", field="category",
+            raise InputError(f"category must be a string, got {describe(category)}", field="category",
                              fix="pass one of: " + ", ".join(c.value for c in Category))
         category = Category.parse(category)
         metadata = check_metadata(metadata, limits=self.config.limits) if metadata is not None else None
@@ -322,7 +311,7 @@ class Memory:
             _require_user(user_id)
             for session in sessions:
                 if not isinstance(session, Session):
-                    raise InputError(f"expected a Session, got {_describe(session)}", field="sessions",
+                    raise InputError(f"expected a Session, got {describe(session)}", field="sessions",
                                      fix="build sessions with memlane.Session or load_conversations()")
                 _check_id(session.session_id, "session_id", required=False)
                 if session.metadata:
@@ -411,7 +400,7 @@ class Memory:
                                  file=str(node), fix="check that this is a node definition file")
             specs = load_specs(path)
         else:
-            raise InputError(f"a node is a NodeSpec, a dict or a YAML/JSON file, got {_describe(node)}",
+            raise InputError(f"a node is a NodeSpec, a dict or a YAML/JSON file, got {describe(node)}",
                              field="node", fix="pass a path such as 'nodes.yaml'")
         out = []
         for spec in specs:
@@ -654,7 +643,7 @@ class Memory:
         _require_user(user_id)
         limits = self.config.limits
         if not isinstance(query, str) or not query.strip():
-            raise InputError(f"the query is empty or not text ({_describe(query)})", field="query",
+            raise InputError(f"the query is empty or not text ({describe(query)})", field="query",
                              fix="pass the question to search for")
         if len(query) > limits.max_query_chars:
             raise InputError(f"the query is {len(query):,} characters long; at most {limits.max_query_chars:,} are "
@@ -662,7 +651,7 @@ class Memory:
         check_text(query, field="query")
         _check_int(limit, "limit", 1, limits.max_results, "limit=10")
         if not isinstance(explain, bool):
-            raise InputError(f"explain must be True or False, got {_describe(explain)}", field="explain",
+            raise InputError(f"explain must be True or False, got {describe(explain)}", field="explain",
                              fix="pass explain=True")
         wanted = Filter.parse(filters)
         if as_of is not None:
@@ -744,7 +733,7 @@ def _scope(user_id: Any, admin: bool) -> str | None:
                              fix="pass user_id='alice' (or admin=True to act on any user's memory)")
         return _require_user(user_id)
     if admin is not True:
-        raise InputError(f"admin must be True or False, got {_describe(admin)}", field="admin", fix="pass admin=True")
+        raise InputError(f"admin must be True or False, got {describe(admin)}", field="admin", fix="pass admin=True")
     return None
 
 
