@@ -269,3 +269,24 @@ def test_cli_round_trip(tmp_path, monkeypatch):
         assert not m.get_all("bob").records
     result = runner.invoke(app, ["import", str(out), "--store", str(target)])
     assert result.exit_code == 2 and "already exists" in result.output
+
+
+def test_an_export_is_one_state_of_the_store_while_others_write(source, tmp_path, config):
+    memory, _ = source
+    before = _snapshot(memory)
+    last_user = sorted(before["users"])[-1]
+    doomed = before["users"][last_user]["records"][0]["id"]
+    landed = []
+
+    def write_meanwhile(done, total):  # another process writes after the first memory is exported
+        if not landed:
+            with Memory(memory.path, config, embedder=HashEmbedder(dims=256)) as other:
+                other.delete(doomed, user_id=last_user)
+                landed.append(other.add("A note written during the export.", user_id=last_user)[0].id)
+
+    export_memories(memory, tmp_path / "during.jsonl", on_progress=write_meanwhile)
+    assert landed
+    target = _target(tmp_path, config)
+    import_memories(target, tmp_path / "during.jsonl")
+    assert _snapshot(target)["users"] == before["users"]  # neither the delete nor the add is in it
+    target.close()

@@ -95,9 +95,15 @@ def export_memories(memory: "Memory", out_path: str | Path, *, users: Sequence[s
     compressed when the name ends in `.gz`: each memory with its history (and with `vectors`, its
     vectors), expired memories, history of deleted ones, and the store's node definitions.
 
-    Streams: a page of memories at a time. The file appears under its name only once complete."""
+    Streams: a page of memories at a time, all from one state of the store (writes made meanwhile
+    are not in it). The file appears under its name only once complete."""
+    with _store(memory).reading() as store:
+        return _export(store, out_path, users=users, vectors=vectors, on_progress=on_progress)
+
+
+def _export(store: "Store", out_path: str | Path, *, users: Sequence[str] | None, vectors: bool,
+            on_progress: Progress | None) -> ExportReport:
     started = time.perf_counter()
-    store = _store(memory)
     if users is not None:
         if isinstance(users, str) or not isinstance(users, (list, tuple)):
             raise InputError(f"users must be a list of user ids, got {type(users).__name__}", field="users",

@@ -56,6 +56,9 @@ class Store(Protocol):
     def snapshot(self, user_id: str) -> ContextManager[None]:
         """Within the block, this thread's reads about the user see one state of their memories."""
 
+    def reading(self) -> ContextManager["Store"]:
+        """The store as one state for a long read (an export), while writers go on."""
+
     def atomic(self) -> ContextManager[Any]:
         """One write transaction around reads and writes: nothing else writes in between."""
 

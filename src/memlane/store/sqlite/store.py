@@ -727,6 +727,26 @@ class SQLiteStore:
         return [row_to_record(r) for r in rows]
 
     @contextmanager
+    def reading(self) -> Iterator["SQLiteStore"]:
+        """The store as it is now, for a long read such as an export: a second connection held in
+        one read transaction, so everything read through it is one state while writers (this
+        process's too) go on. WAL keeps that state readable until the block ends."""
+        if self.path == ":memory:":  # one connection only: reads go through it as they are
+            yield self
+            return
+        reader = SQLiteStore(self.path, create=False)
+        try:
+            reader._conn.execute("BEGIN")
+            reader._conn.execute("SELECT COUNT(*) FROM meta").fetchone()  # the snapshot starts here
+            yield reader
+        finally:
+            try:
+                reader._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            reader.close()
+
+    @contextmanager
     def snapshot(self, user_id: str) -> Iterator[None]:
         """Within this block, every read of this thread about `user_id` (candidates, vectors,
         speakers, neighbours) sees one state of the user's memories, whatever other threads or
