@@ -71,15 +71,25 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _progress(label: str) -> Iterator:
+    """A progress bar on stderr, drawn from the first update on: a command refused before any
+    work prints its one error line and nothing else."""
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn()]
-    with Progress(*columns, console=err, transient=False) as progress:
-        task = progress.add_task(label, total=None)
+    bar: list = []  # (Progress, task) once drawn
 
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+    def update(done: int, total: int) -> None:
+        if not bar:
+            progress = Progress(*columns, console=err, transient=False)
+            progress.start()
+            bar.append((progress, progress.add_task(label, total=total)))
+        progress, task = bar[0]
+        progress.update(task, completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if bar:
+            bar[0][0].stop()
 
 
 def _open(store: Optional[Path], config: Optional[Path], *, create: bool = False):
