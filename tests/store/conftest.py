@@ -6,40 +6,59 @@ tests/store/test_contract.py then runs against it.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
+import uuid
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Iterator
+from urllib.parse import quote
 
 import pytest
 
 from memlane.store import Store, open_store
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 DIMS = 4  # the toy vector index every contract store starts with
 MODEL = "toy"
 
 
-def _location(backend: str, folder: Path) -> str:
+@contextmanager
+def _postgres_schema(server_url: str) -> Iterator[str]:
+    """A URL whose search_path starts with a new, empty schema of the test server, dropped after."""
+    import psycopg
+
+    schema = "t_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute("CREATE EXTENSION IF NOT EXISTS vector")  # in public, which the path keeps
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        joiner = "&" if "?" in server_url else "?"
+        yield f"{server_url}{joiner}options={quote(f'-csearch_path={schema},public')}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _location(backend: str, request, cleanup: ExitStack, tmp_path_factory) -> str:
     """Where a fresh, empty store of `backend` lives (a URL `open_store` accepts)."""
     if backend == "sqlite":
-        return f"sqlite://{folder / 'store.db'}"
+        return f"sqlite://{tmp_path_factory.mktemp(backend) / 'store.db'}"
+    if backend == "postgresql":
+        return cleanup.enter_context(_postgres_schema(request.getfixturevalue("postgres_url")))
     raise AssertionError(f"no location for backend {backend!r}")
 
 
 @pytest.fixture(params=BACKENDS)
 def new_store(request, tmp_path_factory) -> Callable[[], Store]:
     """A factory of fresh, empty stores of one backend, each with an active `DIMS`-dims index.
-    Every store it made is closed after the test."""
-    opened: list[Store] = []
+    Every store it made is closed (and its PostgreSQL schema dropped) after the test."""
+    with ExitStack() as cleanup:
 
-    def make() -> Store:
-        store = open_store(_location(request.param, tmp_path_factory.mktemp(request.param)), create=True)
-        store.create_index(MODEL, DIMS, active=True)
-        opened.append(store)
-        return store
+        def make() -> Store:
+            store = open_store(_location(request.param, request, cleanup, tmp_path_factory), create=True)
+            cleanup.callback(store.close)  # closed before its schema is dropped (last in, first out)
+            store.create_index(MODEL, DIMS, active=True)
+            return store
 
-    yield make
-    for store in opened:
-        store.close()
+        yield make
 
 
 @pytest.fixture

@@ -136,19 +136,28 @@ class Store(Protocol):
         """Append history events as they were, whether or not their memories exist."""
 
 
-STORE_SCHEMES = ("a file path", "sqlite:///path")
+STORE_SCHEMES = ("a file path", "sqlite:///path", "postgresql://user@host/database")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def open_store(location: "str | Path", *, create: bool = True) -> Store:
     """Open the store at `location` (a store URL): the one place a backend is chosen.
 
     A plain path (or `sqlite:///path`, `:memory:`) is a SQLite file; `create=False` makes a
-    missing one an error. Any other scheme is refused with the valid ones named."""
+    missing one an error. A `postgresql://` (or `postgres://`) URL is a PostgreSQL database with
+    pgvector, the store in the first schema of its search_path; `create=False` makes a database
+    without a store an error. Any other scheme is refused with the valid ones named."""
     from memlane.errors import ConfigError
 
     text = str(location)
     if "://" in text:
         scheme, _, rest = text.partition("://")
+        if scheme.lower() in POSTGRES_SCHEMES:
+            try:
+                from memlane.store.postgres import PostgresStore
+            except ImportError:
+                raise ConfigError("a PostgreSQL store needs psycopg: pip install 'memlane[postgres]'") from None
+            return PostgresStore(text, create=create)
         if scheme.lower() != "sqlite":
             raise ConfigError(f"unknown store scheme '{scheme}://' in {text!r}; a store is "
                               + " or ".join(STORE_SCHEMES))

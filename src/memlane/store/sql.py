@@ -7,13 +7,14 @@ from typing import Any
 from memlane.filters import LIST_FIELDS, Filter
 
 
-def filter_sql(f: Filter, alias: str = "m") -> tuple[str, list[Any]]:
+def filter_sql(f: Filter, alias: str = "m", *, postgres: bool = False) -> tuple[str, list[Any]]:
     """Translate a Filter into a SQL condition (always true when it restricts nothing) and its parameters.
 
     List fields become `IN (...)` (an empty tuple matches nothing). `date_from`/`date_to`
     (inclusive) keep a memory when its resolved event range or its session date overlaps the
     range. `as_of` keeps what was stated by that day and not superseded before it. The Filter
-    was validated when it was built; nothing is checked here.
+    was validated when it was built; nothing is checked here. With `postgres` the SQL is
+    PostgreSQL's: `%s` placeholders and boolean literals (the same conditions otherwise).
     """
     assert isinstance(f, Filter), f"filter_sql takes a Filter, got {type(f).__name__}"
     clauses: list[str] = []
@@ -23,7 +24,7 @@ def filter_sql(f: Filter, alias: str = "m") -> tuple[str, list[Any]]:
         if values is None:
             continue
         if not values:
-            clauses.append("0")  # no allowed value: nothing matches
+            clauses.append("FALSE" if postgres else "0")  # no allowed value: nothing matches
             continue
         clauses.append(f"{alias}.{name} IN ({', '.join('?' * len(values))})")
         params.extend(values)
@@ -42,4 +43,5 @@ def filter_sql(f: Filter, alias: str = "m") -> tuple[str, list[Any]]:
             f"AND ({alias}.valid_until IS NULL OR substr({alias}.valid_until, 1, 10) > ?)"
         )
         params.extend([f.as_of, f.as_of])
-    return (" AND ".join(clauses) or "1"), params
+    sql = " AND ".join(clauses) or ("TRUE" if postgres else "1")
+    return (sql.replace("?", "%s") if postgres else sql), params

@@ -1,0 +1,931 @@
+"""memlane's server store: PostgreSQL with pgvector, shared by many processes.
+
+Records live in `memories`, keyed by an insertion-order sequence (`seq`, an identity column,
+never reused); each vector index is a table of its own (see `schema.index_table_sql`). Per-user
+BM25 reads the user's own postings (term, memory, offsets) and scores them with `memlane.store.bm25`,
+so a user's lexical scores never move with what other users stored. Dense search, neighbour
+context, names and neighbours are answered from a `UserView` (the user's memories as arrays),
+cached per store generation: the same arrays, and so the same answers, as the SQLite store's.
+
+Every write is one transaction that first takes the store's advisory lock (writers queue, as
+SQLite's BEGIN IMMEDIATE makes them) and ends by moving the generation on. psycopg's errors
+never leave this module: they become `StoreError` (or `InputError` where the data is at fault).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from memlane.errors import InputError, StoreError
+from memlane.filters import Filter
+from memlane.records import HistoryEvent, MemoryRecord
+from memlane.store import IndexInfo, StoreStats, bm25
+from memlane.store.postgres.lexicon import positions, tokenize
+from memlane.store.postgres.schema import index_table_sql, migrate
+from memlane.store.sql import filter_sql
+from memlane.store.sqlite.codec import (
+    COLUMNS,
+    record_from_dict,
+    record_params,
+    row_to_record,
+    to_blob,
+)
+from memlane.store.sqlite.view import UserView
+
+_MAX_VIEWS = 64  # users whose search arrays stay in memory
+_MAX_CACHED_TERMS = 512  # postings kept per view
+_CHUNK = 1_000  # ids bound in one query
+_COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
+_PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMN_NAMES))
+_ASSIGNMENTS = ", ".join(f"{c} = %s" for c in _COLUMN_NAMES)
+_M_COLUMNS = ", ".join("m." + c for c in _COLUMN_NAMES)
+
+
+def _check_dims(vector: np.ndarray, index: IndexInfo, memory: object) -> None:
+    """A memory's vectors fit the index: one (dims,) vector, or (1 + k, dims) with passages."""
+    shape = np.shape(vector)
+    if not (shape == (index.dims,) or (len(shape) == 2 and shape[0] >= 1 and shape[1] == index.dims)):
+        raise StoreError(f"memory {memory}: vectors of shape {shape} do not fit index {index.name} "
+                         f"({index.model}, {index.dims} dims)")
+
+
+def _literal(vector: np.ndarray) -> str:
+    """A float32 vector as pgvector's text form (exact: each float32 printed in full)."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+def _own(vectors: np.ndarray) -> np.ndarray:
+    """A memory's own vector: the first row of its vectors."""
+    array = np.asarray(vectors, dtype=np.float32)
+    return array if array.ndim == 1 else array[0]
+
+
+def _error(action: str, where: str, exc: psycopg.Error) -> Exception:
+    """psycopg's error as memlane's: data PostgreSQL cannot hold is the input's fault."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, psycopg.DataError):
+        return InputError(f"{action} {where} failed: {message}", fix="remove NUL characters and check the values")
+    if isinstance(exc, psycopg.OperationalError):
+        message += " (is the PostgreSQL server running and reachable? check the store URL)"
+    return StoreError(f"{action} {where} failed: {message}")
+
+
+class PostgresStore:
+    """A memlane store in one schema of a PostgreSQL database with pgvector. Thread-safe; any
+    number of processes may share it."""
+
+    def __init__(self, url: str, *, create: bool = True, pool_size: int = 8) -> None:
+        """Open the store at `url` (a libpq URL), creating its tables when `create` (else a
+        database without a store is an error)."""
+        self.url = url
+        self.where = self._describe(url)
+        try:
+            self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=30,
+                                        kwargs={"autocommit": True})
+        except psycopg.Error as exc:
+            raise _error("connecting to", self.where, exc) from None
+        try:
+            with self._pool.connection() as conn:
+                migrate(conn, create=create, where=self.where)
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise _error("opening the store in", self.where, exc) from None
+        except BaseException:
+            self._pool.close()
+            raise
+        self._lock = threading.RLock()  # guards the caches
+        self._local = threading.local()  # per thread: the connection of an open transaction, pins
+        self._views: dict[str, UserView] = {}
+
+    @staticmethod
+    def _describe(url: str) -> str:
+        """The URL without its password, for messages."""
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.Error:
+            return "the PostgreSQL store"
+        shown = {k: v for k, v in info.items() if k != "password"}
+        return "PostgreSQL " + " ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """This thread's open transaction's connection, else one from the pool."""
+        held = getattr(self._local, "conn", None)
+        if held is not None:
+            yield held
+            return
+        with self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def atomic(self) -> Iterator[psycopg.Connection]:
+        """One write transaction for everything inside, reads included: the store's advisory lock
+        keeps every other writer (thread or process) out until it commits. Nests: an inner block
+        joins the outer one, and only the outermost commits."""
+        local = self._local
+        if getattr(local, "depth", 0):
+            if getattr(local, "reading", False):
+                raise StoreError("cannot write inside a reading() block; write after it")
+            local.depth += 1
+            try:
+                yield local.conn
+            finally:
+                local.depth -= 1
+            return
+        try:
+            with self._pool.connection() as conn:
+                local.conn, local.depth = conn, 1
+                try:
+                    with conn.transaction():
+                        conn.execute("SELECT pg_advisory_xact_lock(hashtext('memlane-write:' || current_schema()))")
+                        yield conn
+                        conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation'")
+                finally:
+                    local.conn, local.depth = None, 0
+        except psycopg.Error as exc:
+            raise _error("write to", self.where, exc) from None
+
+    _transaction = atomic
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        try:
+            with self._connection() as conn:
+                return conn.execute(sql, params).fetchall()
+        except psycopg.Error as exc:
+            raise _error("read from", self.where, exc) from None
+
+    def _generation(self) -> int:
+        return int(self._query("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+
+    # -- vector indexes -----------------------------------------------------------------------
+
+    def active_index(self) -> IndexInfo | None:
+        rows = self._query("SELECT name, model, dims FROM vector_indexes WHERE state = 'active'")
+        return IndexInfo(*rows[0]) if rows else None
+
+    def building_index(self, model: str, dims: int) -> IndexInfo | None:
+        """An unfinished index for this model (left by an interrupted reindex), to resume."""
+        rows = self._query("SELECT name, model, dims FROM vector_indexes "
+                           "WHERE state = 'building' AND model = %s AND dims = %s", (model, dims))
+        return IndexInfo(*rows[0]) if rows else None
+
+    def create_index(self, model: str, dims: int, *, active: bool = False) -> IndexInfo:
+        name = "vectors_" + uuid.uuid4().hex[:12]
+        with self._transaction() as conn:
+            if active and self.active_index() is not None:
+                raise StoreError("this store already has an active vector index")
+            conn.execute(index_table_sql(name, dims))
+            conn.execute("INSERT INTO vector_indexes VALUES (%s, %s, %s, %s)",
+                         (name, model, dims, "active" if active else "building"))
+        return IndexInfo(name, model, dims)
+
+    def missing_from_index(self, index: IndexInfo, limit: int, *, sessions: bool) -> list[tuple[int, MemoryRecord]]:
+        """(seq, record) of memories with no vector in `index` yet: session memories when
+        `sessions`, every other kind otherwise."""
+        op = "=" if sessions else "<>"
+        rows = self._query(
+            f"SELECT m.seq, {_M_COLUMNS} FROM memories m LEFT JOIN {index.name} v ON v.seq = m.seq "
+            f"WHERE v.seq IS NULL AND m.node_type {op} 'session' ORDER BY m.seq LIMIT %s", (limit,))
+        return [(row[0], row_to_record(row[1:])) for row in rows]
+
+    def index_vectors(self, index: IndexInfo, memory_ids: Sequence[str]) -> np.ndarray:
+        """Own vectors of `index` for the given memories that have one (any user: maintenance only)."""
+        if not memory_ids:
+            return np.zeros((0, index.dims), dtype=np.float32)
+        rows = self._query(f"SELECT v.vecs FROM memories m JOIN {index.name} v ON v.seq = m.seq "
+                           "WHERE m.id = ANY(%s) ORDER BY m.seq", (list(memory_ids),))
+        return np.stack([np.frombuffer(r[0], np.float32)[:index.dims] for r in rows]) if rows else \
+            np.zeros((0, index.dims), dtype=np.float32)
+
+    def put_index_vectors(self, index: IndexInfo, batch: Sequence[tuple[int, MemoryRecord]],
+                          vectors: Sequence[np.ndarray]) -> int:
+        """Store the vectors a reindex computed for `batch` (what `missing_from_index` gave), where
+        the row still holds the same memory with the same text; one deleted or rewritten meanwhile
+        is skipped (the reindex embeds it again as missing). Returns how many were written."""
+        with self._transaction() as conn:
+            written = 0
+            for (seq, record), vector in zip(batch, vectors):
+                row = conn.execute("SELECT id, embed_text FROM memories WHERE seq = %s", (int(seq),)).fetchone()
+                if row is None or row[0] != record.id or row[1] != record.embed_text:
+                    continue
+                _check_dims(vector, index, record.id)
+                self._upsert_vector(conn, index, int(seq), vector)
+                written += 1
+        return written
+
+    @staticmethod
+    def _upsert_vector(conn: psycopg.Connection, index: IndexInfo, seq: int, vector: np.ndarray) -> None:
+        conn.execute(f"INSERT INTO {index.name} (seq, vec, vecs) VALUES (%s, %s::vector, %s) "
+                     "ON CONFLICT (seq) DO UPDATE SET vec = EXCLUDED.vec, vecs = EXCLUDED.vecs",
+                     (seq, _literal(_own(vector)), to_blob(vector)))
+
+    def _put_vector(self, conn: psycopg.Connection, index: IndexInfo, seq: int, vector: np.ndarray) -> None:
+        """A rewritten memory's new vector in the active index; an index a reindex is building
+        forgets the memory's old vector, so the reindex embeds the new text."""
+        _check_dims(vector, index, seq)
+        self._upsert_vector(conn, index, seq, vector)
+        for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE name <> %s", (index.name,)).fetchall():
+            conn.execute(f"DELETE FROM {name} WHERE seq = %s", (seq,))
+
+    def activate_index(self, index: IndexInfo) -> None:
+        """Swap `index` in as the one searches use, in one transaction, and drop the old one.
+        Refuses while any memory lacks a vector in `index`, so the swap never loses a memory."""
+        with self._transaction() as conn:
+            missing = conn.execute(f"SELECT count(*) FROM memories m LEFT JOIN {index.name} v ON v.seq = m.seq "
+                                   "WHERE v.seq IS NULL").fetchone()[0]
+            if missing:
+                raise StoreError(f"index {index.name} still lacks {missing} vectors; finish embedding before the swap")
+            stale = conn.execute("SELECT name FROM vector_indexes WHERE name <> %s "
+                                 "AND (state = 'active' OR state = 'building')", (index.name,)).fetchall()
+            for (name,) in stale:
+                conn.execute(f"DROP TABLE IF EXISTS {name}")
+                conn.execute("DELETE FROM vector_indexes WHERE name = %s", (name,))
+            conn.execute("UPDATE vector_indexes SET state = 'active' WHERE name = %s", (index.name,))
+        with self._lock:
+            self._views.clear()
+
+    def _require_index(self) -> IndexInfo:
+        index = self.active_index()
+        if index is None:
+            raise StoreError(f"store {self.where} has no vector index yet; add memories first")
+        return index
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _insert(self, conn: psycopg.Connection, index: IndexInfo, records: Sequence[MemoryRecord],
+                vectors: Sequence[np.ndarray]) -> None:
+        """Insert records with their vectors and postings (in the caller's transaction)."""
+        for record, vector in zip(records, vectors):
+            (seq,) = conn.execute(
+                f"INSERT INTO memories ({COLUMNS}, tokens) VALUES ({_PLACEHOLDERS}, %s) RETURNING seq",
+                (*record_params(record), len(tokenize(record.embed_text)))).fetchone()
+            self._upsert_vector(conn, index, seq, vector)
+            self._index_terms(conn, record.user_id, seq, record.embed_text)
+
+    @staticmethod
+    def _index_terms(conn: psycopg.Connection, user_id: str, seq: int, text: str) -> None:
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO postings (user_id, term, seq, positions) VALUES (%s, %s, %s, %s)",
+                            [(user_id, term, seq, offsets) for term, offsets in positions(text).items()])
+
+    def _rewrite(self, conn: psycopg.Connection, index: IndexInfo, seq: int, record: MemoryRecord,
+                 vector: np.ndarray) -> None:
+        """Rewrite the memory at `seq`: fields, text, postings and vector."""
+        _check_dims(vector, index, record.id)
+        conn.execute(f"UPDATE memories SET {_ASSIGNMENTS}, tokens = %s WHERE seq = %s",
+                     (*record_params(record), len(tokenize(record.embed_text)), seq))
+        conn.execute("DELETE FROM postings WHERE user_id = %s AND seq = %s", (record.user_id, seq))
+        self._index_terms(conn, record.user_id, seq, record.embed_text)
+        self._put_vector(conn, index, seq, vector)
+
+    def write(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray], events: Sequence[HistoryEvent],
+              amended: Sequence[MemoryRecord] = ()) -> None:
+        """Insert records with their vectors (one vector, or its own and its passages') and history
+        events, and rewrite the fields of `amended` existing records (text and vector unchanged),
+        all or nothing."""
+        if len(records) != len(vectors):
+            raise StoreError(f"{len(records)} records but {len(vectors)} vectors")
+        if not records and not events and not amended:
+            return
+        index = self._require_index()
+        for record, vector in zip(records, vectors):
+            _check_dims(vector, index, record.id)
+        seen: set[str] = set()
+        for record in records:
+            if record.id in seen:
+                raise StoreError(f"memory id {record.id} appears twice in one write")
+            seen.add(record.id)
+        with self._transaction() as conn:
+            self._insert(conn, index, records, vectors)
+            for record in amended:
+                conn.execute("UPDATE memories SET metadata = %s, valid_from = %s, valid_until = %s, superseded_by = %s "
+                             "WHERE id = %s AND user_id = %s",
+                             (json.dumps(record.metadata, ensure_ascii=False), record.valid_from, record.valid_until,
+                              record.superseded_by, record.id, record.user_id))
+            self._write_events(conn, events)
+
+    def merge(self, keep: MemoryRecord, remove_ids: Sequence[str], events: Sequence[HistoryEvent]) -> None:
+        """Consolidation in one transaction: rewrite the kept memory's fields, delete the merged ones."""
+        with self._transaction() as conn:
+            conn.execute("UPDATE memories SET metadata = %s WHERE id = %s AND user_id = %s",
+                         (json.dumps(keep.metadata, ensure_ascii=False), keep.id, keep.user_id))
+            self._delete_rows(conn, keep.user_id, remove_ids)
+            self._write_events(conn, events, user_id=keep.user_id)
+
+    def replace_many(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray],
+                     events: Sequence[HistoryEvent]) -> None:
+        """Rewrite existing records (text, embedded text, fields) and their vectors in one transaction."""
+        index = self._require_index()
+        with self._transaction() as conn:
+            for record, vector in zip(records, vectors):
+                row = conn.execute("SELECT seq FROM memories WHERE id = %s AND user_id = %s",
+                                   (record.id, record.user_id)).fetchone()
+                if row is None:
+                    raise StoreError(f"memory {record.id} vanished before its update")
+                self._rewrite(conn, index, row[0], record, vector)
+            self._write_events(conn, events)
+
+    def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None:
+        self.replace_many([record], [vector], [event])
+
+    def _delete_rows(self, conn: psycopg.Connection, user_id: str, ids: Sequence[str]) -> list[tuple[int, str]]:
+        """Delete the user's memories among `ids` (their vectors go with them); (seq, id) of each."""
+        rows = conn.execute("DELETE FROM memories WHERE user_id = %s AND id = ANY(%s) RETURNING seq, id",
+                            (user_id, list(ids))).fetchall()
+        if rows:
+            conn.execute("DELETE FROM postings WHERE user_id = %s AND seq = ANY(%s)", (user_id, [r[0] for r in rows]))
+        return rows
+
+    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent],
+               rewrite: Sequence[tuple[MemoryRecord, np.ndarray]] = ()) -> int:
+        """Delete memories and, in the same transaction, rewrite others (a session whose turn left)."""
+        index = self.active_index()
+        named = set(ids) | {record.id for record, _ in rewrite}
+        stray = sorted({e.memory_id for e in events} - named)
+        if stray:
+            raise StoreError(f"history events for memories this delete does not touch: {stray[:3]}")
+        with self._transaction() as conn:
+            deleted = self._delete_rows(conn, user_id, ids)
+            for record, vector in rewrite:
+                row = conn.execute("SELECT seq FROM memories WHERE id = %s AND user_id = %s",
+                                   (record.id, user_id)).fetchone()
+                if row is None or index is None:
+                    continue
+                self._rewrite(conn, index, row[0], record, vector)
+            self._write_events(conn, events, user_id=user_id)
+        return len(deleted)
+
+    def delete_user(self, user_id: str, at: str) -> int:
+        """Forget a user entirely: memories, expired ones, vectors, postings and the words in their
+        history (which keeps one DELETE event per memory, without text, as the trace of the erasure)."""
+        with self._transaction() as conn:
+            rows = conn.execute("DELETE FROM memories WHERE user_id = %s RETURNING seq, id", (user_id,)).fetchall()
+            rows.sort()
+            conn.execute("DELETE FROM postings WHERE user_id = %s", (user_id,))
+            conn.execute("DELETE FROM expired WHERE user_id = %s", (user_id,))
+            conn.execute("DELETE FROM history WHERE user_id = %s", (user_id,))
+            self._write_events(conn, [HistoryEvent(mid, "DELETE", None, "user deleted", at) for _, mid in rows],
+                               user_id=user_id)
+        return len(rows)
+
+    def _write_events(self, conn: psycopg.Connection, events: Sequence[HistoryEvent], user_id: str | None = None) -> None:
+        """History rows for `events`, each owned by `user_id`, else by the user whose memory it is now."""
+        owners: dict[str, str] = {}
+        rows = []
+        for e in events:
+            owner = user_id or owners.get(e.memory_id)
+            if owner is None:
+                found = conn.execute("SELECT user_id FROM memories WHERE id = %s", (e.memory_id,)).fetchone()
+                if found is None:
+                    raise StoreError(f"history event for unknown memory {e.memory_id}")
+                owner = owners[e.memory_id] = found[0]
+            rows.append((e.memory_id, owner, e.event, e.old_text, e.new_text, e.at))
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO history (memory_id, user_id, event, old_text, new_text, at) "
+                                "VALUES (%s, %s, %s, %s, %s, %s)", rows)
+
+    def clear(self) -> None:
+        """Remove every memory, vector and history event (the vector indexes keep their models)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM postings")
+            conn.execute("DELETE FROM memories")
+            conn.execute("DELETE FROM expired")
+            conn.execute("DELETE FROM history")
+        with self._lock:
+            self._views.clear()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, user_id: str | None, memory_id: str) -> MemoryRecord | None:
+        if user_id is None:
+            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = %s", (memory_id,))
+        else:
+            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = %s AND user_id = %s", (memory_id, user_id))
+        return row_to_record(rows[0]) if rows else None
+
+    def _rows_by_ids(self, columns: str, user_id: str, ids: list[str], condition: str = "TRUE") -> list[tuple]:
+        rows: list[tuple] = []
+        for start in range(0, len(ids), _CHUNK):
+            rows += self._query(f"SELECT {columns} FROM memories WHERE user_id = %s AND {condition} AND id = ANY(%s)",
+                                (user_id, ids[start:start + _CHUNK]))
+        return rows
+
+    def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]:
+        """Records in the order of `ids`; ids of other users or unknown ids are skipped."""
+        ids = list(ids)
+        found = {r[0]: row_to_record(r) for r in self._rows_by_ids(COLUMNS, user_id, ids)}
+        return [found[i] for i in ids if i in found]
+
+    def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        ids = list(ids)
+        found = dict(self._rows_by_ids("id, embed_text", user_id, ids, "node_type = 'turn'"))
+        return {mid: found[mid] for mid in ids if mid in found}
+
+    def list(self, user_id: str, limit: int, cursor: str | None,
+             filters: Filter | None) -> tuple[list[MemoryRecord], str | None]:
+        """One page of a user's memories matching `filters`, oldest first, and the next page's cursor."""
+        clause, params = filter_sql(Filter.parse(filters), postgres=True)
+        try:
+            after = int(cursor) if cursor else 0
+        except ValueError:
+            raise InputError(f"cursor {cursor!r} is not one this store gave", field="cursor",
+                             fix="pass the cursor of the previous page, or none for the first") from None
+        rows = self._query(f"SELECT m.seq, {_M_COLUMNS} FROM memories m WHERE m.user_id = %s AND m.seq > %s "
+                           f"AND {clause} ORDER BY m.seq LIMIT %s", (user_id, after, *params, limit + 1))
+        page = rows[:limit]
+        return [row_to_record(r[1:]) for r in page], (str(page[-1][0]) if len(rows) > limit else None)
+
+    def list_all(self, user_id: str, filters: Filter | None = None) -> list[MemoryRecord]:
+        out: list[MemoryRecord] = []
+        cursor = None
+        while True:
+            page, cursor = self.list(user_id, 1000, cursor, Filter.parse(filters))
+            out += page
+            if cursor is None:
+                return out
+
+    def session_memories(self, user_id: str, session_id: str) -> list[MemoryRecord]:
+        rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE user_id = %s AND session_id = %s "
+                           "ORDER BY turn_index, seq", (user_id, session_id))
+        return [row_to_record(r) for r in rows]
+
+    def users(self) -> list[str]:
+        """Every user id with at least one memory, sorted."""
+        return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
+
+    def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]:
+        sql = "SELECT memory_id, event, old_text, new_text, at FROM history WHERE memory_id = %s"
+        params: tuple = (memory_id,)
+        if user_id is not None:
+            sql += " AND user_id = %s"
+            params += (user_id,)
+        return [HistoryEvent(*r) for r in self._query(sql + " ORDER BY seq", params)]
+
+    def stats(self) -> StoreStats:
+        by_node = dict(self._query("SELECT node_type, count(*) FROM memories GROUP BY node_type"))
+        by_category = dict(self._query("SELECT category, count(*) FROM memories GROUP BY category"))
+        users = self._query("SELECT count(DISTINCT user_id) FROM memories")[0][0]
+        size = self._query("SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = current_schema() AND c.relkind = 'r'")[0][0]
+        return StoreStats(sum(by_node.values()), users, by_node, by_category, self.active_index(), int(size))
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # -- a user's memories as arrays ------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator["PostgresStore"]:
+        """The store as it is now, for a long read such as an export: this thread's reads go
+        through one REPEATABLE READ transaction until the block ends, while writers go on."""
+        local = self._local
+        if getattr(local, "depth", 0):  # inside a transaction already: it is one state
+            yield self
+            return
+        try:
+            with self._pool.connection() as conn:
+                local.conn, local.depth, local.reading = conn, 1, True
+                try:
+                    with conn.transaction():
+                        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                        yield self
+                finally:
+                    local.conn, local.depth, local.reading = None, 0, False
+        except psycopg.Error as exc:
+            raise _error("reading", self.where, exc) from None
+
+    @contextmanager
+    def snapshot(self, user_id: str) -> Iterator[None]:
+        """Within this block, every read of this thread about `user_id` (candidates, vectors,
+        speakers, neighbours) sees one state of the user's memories."""
+        pins = self._local.__dict__.setdefault("views", {})
+        outer = pins.get(user_id)
+        pins[user_id] = outer or self._view(user_id)
+        try:
+            yield
+        finally:
+            if outer is None:
+                pins.pop(user_id, None)
+
+    def _view(self, user_id: str) -> UserView:
+        """One user's memories as arrays, cached until the store's generation moves on. A view
+        read inside a transaction may hold its uncommitted writes, so it is not kept."""
+        pinned = getattr(self._local, "views", {}).get(user_id)
+        if pinned is not None:
+            return pinned
+        index = self._require_index()
+        generation = self._generation()
+        with self._lock:
+            cached = self._views.get(user_id)
+            if cached and cached.generation == generation and cached.index == index.name:
+                return cached
+        rows = self._query(
+            f"SELECT m.seq, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, v.vecs, "
+            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.tokens, m.text "
+            f"FROM memories m JOIN {index.name} v ON v.seq = m.seq WHERE m.user_id = %s ORDER BY m.seq",
+            (user_id,))
+        view = UserView.build(generation, index.name, index.dims, [(*r[:6], bytes(r[6]), r[7], r[8]) for r in rows])
+        view.lengths = np.array([r[9] for r in rows], dtype=np.float64)
+        view.folded_texts = [r[10].casefold() for r in rows]
+        if not getattr(self._local, "depth", 0):
+            with self._lock:
+                if user_id not in self._views and len(self._views) >= _MAX_VIEWS:
+                    self._views.pop(next(iter(self._views)))
+                self._views[user_id] = view
+        return view
+
+    def _allowed_mask(self, user_id: str, view: UserView, filters: Filter | None) -> np.ndarray | None:
+        """Which of the view's rows `filters` lets through; None when it restricts nothing."""
+        filters = Filter.parse(filters)
+        if filters.is_empty:
+            return None
+        if filters.restricted == ("node_type",):
+            return np.isin(view.node_types, list(filters.node_type))
+        clause, params = filter_sql(filters, postgres=True)
+        rows = self._query(f"SELECT m.seq FROM memories m WHERE m.user_id = %s AND {clause}", (user_id, *params))
+        return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: Filter | None,
+                         *, context: float = 0.0) -> list[tuple[str, float]]:
+        """Top k by cosine: a memory scores the better of its own vector and its best passage;
+        with `context` > 0 a turn is scored with its session neighbours (see `UserView.scores`)."""
+        view = self._view(user_id)
+        if len(view.ids) == 0 or k <= 0:
+            return []
+        scores = view.scores(np.asarray(query, dtype=np.float32), context)
+        mask = self._allowed_mask(user_id, view, filters)
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.isfinite(scores[top])]
+        return [(view.ids[i], float(scores[i])) for i in top]
+
+    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
+                           filters: Filter | None) -> list[tuple[str, float]]:
+        """Top k by BM25 over the user's memories, with the user's own term statistics (see `bm25`)."""
+        terms = [t for t in dict.fromkeys(terms) if t]
+        if not terms:
+            return []
+        view = self._view(user_id)
+        total = len(view.ids)
+        if total == 0:
+            return []
+        lengths = view.lengths
+        average = float(lengths.mean())
+        scores = np.zeros(total)
+        for term in terms:
+            rows, counts = self._postings(user_id, view, term)
+            if len(rows):
+                scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
+        mask = self._allowed_mask(user_id, view, filters)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        found = np.flatnonzero(scores > 0)
+        top = found[np.argsort(-scores[found], kind="stable")[:k]]  # ties: the older memory first
+        return [(view.ids[i], float(scores[i])) for i in top]
+
+    def _postings(self, user_id: str, view: UserView, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """The view rows whose text holds `term` (as a phrase where it has several tokens) and how
+        often each holds it, read from the user's own postings; kept with the view."""
+        cached = view.postings.get(term)
+        if cached is not None:
+            return cached
+        tokens = tokenize(term)
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        if not tokens or len(view.rowids) == 0:
+            found = empty
+        elif len(tokens) == 1:
+            rows = self._query("SELECT seq, cardinality(positions) FROM postings WHERE user_id = %s AND term = %s "
+                               "ORDER BY seq", (user_id, tokens[0]))
+            found = self._in_view(view, np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
+        else:  # a phrase: its tokens at consecutive offsets of one memory
+            rows = self._query("SELECT term, seq, positions FROM postings WHERE user_id = %s AND term = ANY(%s)",
+                               (user_id, list(set(tokens))))
+            at = {(term_, seq): set(offsets) for term_, seq, offsets in rows}
+            seqs = {seq for term_, seq, _ in rows if term_ == tokens[0]}
+            hits: dict[int, int] = {}
+            for seq in seqs:
+                starts = set(at[(tokens[0], seq)])
+                for shift, token in enumerate(tokens[1:], start=1):
+                    starts &= {o - shift for o in at.get((token, seq), ())}
+                if starts:
+                    hits[seq] = len(starts)
+            order = sorted(hits)
+            found = self._in_view(view, np.array(order, np.int64), np.array([hits[s] for s in order], np.int64))
+        if len(view.postings) >= _MAX_CACHED_TERMS:
+            view.postings.clear()
+        view.postings[term] = found
+        return found
+
+    @staticmethod
+    def _in_view(view: UserView, seqs: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The view rows among `seqs` (sorted) with their counts; memories written after the view
+        was taken are left out."""
+        if len(view.rowids) == 0 or len(seqs) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(view.rowids, seqs), len(view.rowids) - 1)
+        known = view.rowids[at] == seqs
+        return at[known], counts[known]
+
+    def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many of the user's memories contain each term, and how many memories the user has."""
+        view = self._view(user_id)
+        return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
+
+    def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
+                          filters: Filter | None) -> list[tuple[str, str]]:
+        """(memory id, needle) for memories whose id equals a needle or whose text contains it,
+        case-insensitively, oldest first."""
+        view = self._view(user_id)
+        texts = view.folded_texts
+        mask = self._allowed_mask(user_id, view, filters)
+        out: list[tuple[str, str]] = []
+        for needle in dict.fromkeys(needles):
+            folded = needle.casefold()
+            found = 0
+            for i, (mid, text) in enumerate(zip(view.ids, texts)):
+                if (mid == needle or folded in text) and (mask is None or mask[i]):
+                    out.append((mid, needle))
+                    found += 1
+                    if found >= k:
+                        break
+        return out
+
+    def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]:
+        """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
+        view = self._view(user_id)
+        folded = [n.casefold() for n in names]
+        out = set()
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is not None and (view.speakers[i].casefold() in folded
+                                  or any(n in view.folded_texts[i] for n in folded)):
+                out.add(mid)
+        return out
+
+    def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """The lower-cased speaker of each of `ids` that has one."""
+        view = self._view(user_id)
+        return {mid: view.speakers[view.position[mid]] for mid in ids
+                if mid in view.position and view.speakers[view.position[mid]]}
+
+    def speakers(self, user_id: str) -> list[str]:
+        return sorted(self._view(user_id).speaker_names)
+
+    def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
+        """For each turn id: the turns at most `reach` before or after it in its session, each
+        with its distance (1 = adjacent)."""
+        view = self._view(user_id)
+        out: dict[str, list[tuple[str, int]]] = {}
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is None:
+                continue
+            nearby = []
+            for steps in (view.previous, view.following):
+                j = i
+                for distance in range(1, reach + 1):
+                    j = steps[j]
+                    if j < 0:
+                        break
+                    nearby.append((view.ids[j], distance))
+            out[mid] = nearby
+        return out
+
+    def session_ids(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        view = self._view(user_id)
+        return {mid: view.session_ids[view.position[mid]] for mid in ids
+                if mid in view.position and view.session_ids[view.position[mid]] is not None}
+
+    def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray:
+        view = self._view(user_id)
+        missing = [i for i in ids if i not in view.position]
+        if missing:
+            raise StoreError(f"no vector for memories {missing[:3]} of user {user_id}")
+        return view.matrix[[view.position[i] for i in ids]] if ids else np.zeros((0, view.matrix.shape[1]), np.float32)
+
+    def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
+        view = self._view(user_id)
+        return view.flagged(view.superseded, ids)
+
+    def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
+        view = self._view(user_id)
+        return view.flagged(view.dated, ids)
+
+    # -- memory nodes ----------------------------------------------------------------------------
+
+    def node_definitions(self) -> list[tuple[str, int, str]]:
+        """(name, version, spec JSON) of the latest version of every node not removed."""
+        return [tuple(r) for r in self._query(
+            "SELECT n.name, n.version, n.spec FROM nodes n WHERE n.removed_at IS NULL AND n.version = "
+            "(SELECT max(version) FROM nodes WHERE name = n.name) ORDER BY n.name")]
+
+    def define_node(self, name: str, spec: str, at: str) -> tuple[int, str | None]:
+        """Record a node definition; returns (its version, the previous version's spec or None).
+        An unchanged definition keeps its version."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT version, spec, removed_at FROM nodes WHERE name = %s "
+                               "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
+            if row is not None and row[1] == spec and row[2] is None:
+                return row[0], row[1]
+            version = (row[0] + 1) if row else 1
+            conn.execute("INSERT INTO nodes (name, version, spec, defined_at) VALUES (%s, %s, %s, %s)",
+                         (name, version, spec, at))
+        return version, (row[1] if row is not None and row[2] is None else None)
+
+    def nodes_ever_defined(self) -> bool:
+        return bool(self._query("SELECT 1 FROM nodes LIMIT 1"))
+
+    def remove_node(self, name: str, at: str) -> bool:
+        with self._transaction() as conn:
+            cur = conn.execute("UPDATE nodes SET removed_at = %s WHERE name = %s AND removed_at IS NULL", (at, name))
+            return cur.rowcount > 0
+
+    def records_of_node(self, node_type: str) -> list[MemoryRecord]:
+        """Every memory (all users) a node produced: for re-embedding after its template changed."""
+        return [row_to_record(r) for r in self._query(
+            f"SELECT {COLUMNS} FROM memories WHERE node_type = %s ORDER BY seq", (node_type,))]
+
+    def current_facts(self, user_id: str, node_type: str, keys: Sequence[str]) -> list[MemoryRecord]:
+        """The not-superseded memories of a node whose fact key is one of `keys`."""
+        if not keys:
+            return []
+        return [row_to_record(r) for r in self._query(
+            f"SELECT {COLUMNS} FROM memories WHERE user_id = %s AND node_type = %s AND superseded_by IS NULL "
+            "AND fact_key = ANY(%s) ORDER BY seq", (user_id, node_type, list(keys)))]
+
+    def citing(self, user_id: str, memory_id: str) -> list[MemoryRecord]:
+        """The extracted memories whose evidence cites `memory_id` (a turn)."""
+        return [row_to_record(r) for r in self._query(
+            f"SELECT {COLUMNS} FROM memories WHERE user_id = %s AND node_type NOT IN ('turn', 'session') "
+            "AND jsonb_typeof(metadata::jsonb -> 'evidence') = 'array' "
+            "AND (metadata::jsonb -> 'evidence') @> to_jsonb(%s::text) ORDER BY seq", (user_id, memory_id))]
+
+    # -- retention -------------------------------------------------------------------------------
+
+    def expire(self, user_id: str, ids: Sequence[str], at: str, rule: str) -> int:
+        """Move memories out of search into the expired table (with their vectors); recoverable until purged."""
+        index = self.active_index()
+        with self._transaction() as conn:
+            moved = 0
+            for memory_id in ids:
+                row = conn.execute(f"SELECT seq, {COLUMNS} FROM memories WHERE id = %s AND user_id = %s",
+                                   (memory_id, user_id)).fetchone()
+                if row is None:
+                    continue
+                record = row_to_record(row[1:])
+                vec = (conn.execute(f"SELECT vecs FROM {index.name} WHERE seq = %s", (row[0],)).fetchone()
+                       if index else None)
+                conn.execute("INSERT INTO expired (id, user_id, record, index_name, vec, expired_at, rule) "
+                             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                             "user_id = EXCLUDED.user_id, record = EXCLUDED.record, index_name = EXCLUDED.index_name, "
+                             "vec = EXCLUDED.vec, expired_at = EXCLUDED.expired_at, rule = EXCLUDED.rule",
+                             (record.id, user_id, json.dumps(record.to_dict(), ensure_ascii=False),
+                              index.name if index else None, vec[0] if vec else None, at, rule))
+                self._delete_rows(conn, user_id, [memory_id])
+                self._write_events(conn, [HistoryEvent(record.id, "EXPIRE", record.text, None, at)], user_id=user_id)
+                moved += 1
+        return moved
+
+    def expired(self, user_id: str) -> list[tuple[MemoryRecord, str, str]]:
+        """(record, expired_at, rule) of a user's expired memories, oldest expiry first."""
+        rows = self._query("SELECT record, expired_at, rule FROM expired WHERE user_id = %s "
+                           "ORDER BY expired_at, id COLLATE \"C\"", (user_id,))
+        return [(record_from_dict(json.loads(r[0])), r[1], r[2]) for r in rows]
+
+    def restore(self, user_id: str, ids: Sequence[str], at: str, vectors: dict[str, np.ndarray]) -> int:
+        """Put expired memories back, each with its saved vector when the index is unchanged, else
+        one from `vectors` (the caller re-embeds those)."""
+        index = self._require_index()
+        with self._transaction() as conn:
+            restored = 0
+            for memory_id in ids:
+                row = conn.execute("SELECT record, index_name, vec FROM expired WHERE id = %s AND user_id = %s",
+                                   (memory_id, user_id)).fetchone()
+                if row is None:
+                    continue
+                record = record_from_dict(json.loads(row[0]))
+                if row[1] == index.name and row[2] is not None:
+                    vector = np.frombuffer(bytes(row[2]), np.float32).reshape(-1, index.dims)
+                elif memory_id in vectors:
+                    vector = np.asarray(vectors[memory_id], np.float32)
+                else:
+                    raise StoreError(f"expired memory {memory_id} needs a new vector for index {index.name}")
+                _check_dims(vector, index, memory_id)
+                conn.execute("DELETE FROM expired WHERE id = %s", (memory_id,))
+                self._insert(conn, index, [record], [vector])
+                self._write_events(conn, [HistoryEvent(record.id, "RESTORE", None, record.text, at)], user_id=user_id)
+                restored += 1
+        return restored
+
+    def purge(self, user_id: str, at: str) -> int:
+        """Delete a user's expired memories for good (their history keeps a PURGE event)."""
+        with self._transaction() as conn:
+            rows = conn.execute("DELETE FROM expired WHERE user_id = %s RETURNING id, record", (user_id,)).fetchall()
+            self._write_events(conn, [HistoryEvent(mid, "PURGE", json.loads(rec)["text"], None, at)
+                                      for mid, rec in sorted(rows)], user_id=user_id)
+        return len(rows)
+
+    # -- export and import --------------------------------------------------------------------
+
+    def export_users(self) -> list[str]:
+        """Every user id with memories, expired memories or history (deleted memories), sorted."""
+        return [r[0] for r in self._query(
+            "SELECT user_id FROM memories UNION SELECT user_id FROM expired UNION SELECT user_id FROM history "
+            "ORDER BY 1")]
+
+    def stored_vectors(self, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """Each of the user's memories among `ids` with its vectors in the active index, as written."""
+        index = self.active_index()
+        if index is None or not ids:
+            return {}
+        out: dict[str, np.ndarray] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), _CHUNK):
+            for mid, blob in self._query(
+                    f"SELECT m.id, v.vecs FROM memories m JOIN {index.name} v ON v.seq = m.seq "
+                    "WHERE m.user_id = %s AND m.id = ANY(%s)", (user_id, ids[start:start + _CHUNK])):
+                out[mid] = np.frombuffer(bytes(blob), dtype=np.float32).reshape(-1, index.dims)
+        return out
+
+    def history_of(self, user_id: str, ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
+        """The history of each of `ids` (the user's), oldest first; ids with none are left out."""
+        out: dict[str, list[HistoryEvent]] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), _CHUNK):
+            for row in self._query("SELECT memory_id, event, old_text, new_text, at FROM history "
+                                   "WHERE user_id = %s AND memory_id = ANY(%s) ORDER BY seq",
+                                   (user_id, ids[start:start + _CHUNK])):
+                out.setdefault(row[0], []).append(HistoryEvent(*row))
+        return out
+
+    def orphan_history(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[HistoryEvent], str | None]:
+        """One page of the user's history events of memories no longer stored, oldest first."""
+        rows = self._query(
+            "SELECT h.seq, h.memory_id, h.event, h.old_text, h.new_text, h.at FROM history h "
+            "WHERE h.user_id = %s AND h.seq > %s "
+            "AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = h.memory_id) "
+            "AND NOT EXISTS (SELECT 1 FROM expired x WHERE x.id = h.memory_id) ORDER BY h.seq LIMIT %s",
+            (user_id, int(cursor) if cursor else 0, limit + 1))
+        page = rows[:limit]
+        return [HistoryEvent(*r[1:]) for r in page], (str(page[-1][0]) if len(rows) > limit else None)
+
+    def node_rows(self) -> list[tuple[str, int, str, str, str | None]]:
+        return [tuple(r) for r in self._query(
+            "SELECT name, version, spec, defined_at, removed_at FROM nodes ORDER BY name COLLATE \"C\", version")]
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(ids)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            found.update(r[0] for r in self._query(
+                "SELECT id FROM memories WHERE id = ANY(%s) UNION SELECT id FROM expired WHERE id = ANY(%s)",
+                (chunk, chunk)))
+        return found
+
+    def write_nodes(self, rows: Sequence[tuple[str, int, str, str, str | None]]) -> int:
+        """Insert node definitions as they were (rows of `node_rows`); an identical one is skipped,
+        a different one under the same name and version is an error. Returns how many were inserted."""
+        written = 0
+        with self._transaction() as conn:
+            for name, version, spec, defined_at, removed_at in rows:
+                have = conn.execute("SELECT spec FROM nodes WHERE name = %s AND version = %s",
+                                    (name, version)).fetchone()
+                if have is not None:
+                    if have[0] != spec:
+                        raise StoreError(f"node {name} version {version} is already defined differently in {self.where}")
+                    continue
+                conn.execute("INSERT INTO nodes (name, version, spec, defined_at, removed_at) "
+                             "VALUES (%s, %s, %s, %s, %s)", (name, version, spec, defined_at, removed_at))
+                written += 1
+        return written
+
+    def write_expired(self, rows: Sequence[tuple[MemoryRecord, str, str]]) -> None:
+        """Insert expired memories as they were, with no vector: a restore embeds them again."""
+        with self._transaction() as conn:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO expired (id, user_id, record, index_name, vec, expired_at, rule) "
+                    "VALUES (%s, %s, %s, NULL, NULL, %s, %s)",
+                    [(r.id, r.user_id, json.dumps(r.to_dict(), ensure_ascii=False), at, rule) for r, at, rule in rows])
+
+    def write_history(self, user_id: str, events: Sequence[HistoryEvent]) -> None:
+        """Append history events of the user's memories as they were (no memory need exist)."""
+        with self._transaction() as conn:
+            self._write_events(conn, events, user_id=user_id)
