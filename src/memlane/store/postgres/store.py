@@ -28,18 +28,19 @@ from psycopg_pool import ConnectionPool
 from memlane.errors import InputError, StoreError
 from memlane.filters import Filter
 from memlane.records import HistoryEvent, MemoryRecord
-from memlane.store import IndexInfo, StoreStats, bm25
+from memlane.store import bm25
+from memlane.store.base import IndexInfo, StoreStats
 from memlane.store.postgres.lexicon import positions, tokenize
 from memlane.store.postgres.schema import index_table_sql, migrate
 from memlane.store.sql import filter_sql
-from memlane.store.sqlite.codec import (
+from memlane.store.codec import (
     COLUMNS,
     record_from_dict,
     record_params,
     row_to_record,
     to_blob,
 )
-from memlane.store.sqlite.view import UserView
+from memlane.store.view import UserView
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view

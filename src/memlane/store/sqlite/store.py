@@ -20,13 +20,14 @@ import numpy as np
 
 from memlane.errors import StoreError
 from memlane.records import HistoryEvent, MemoryRecord
-from memlane.store import IndexInfo, StoreStats, bm25
+from memlane.store import bm25
+from memlane.store.base import IndexInfo, StoreStats
 from memlane.filters import Filter
 from memlane.store.sql import filter_sql
-from memlane.store.sqlite.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dict, record_params, row_to_record, to_blob
+from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dict, record_params, row_to_record, to_blob
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
-from memlane.store.sqlite.view import UserView, view_row
+from memlane.store.view import UserView, view_row
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from memlane.records import MemoryRecord
-from memlane.store.sqlite.codec import own_rows
+from memlane.store.codec import own_rows
 
 
 def view_row(rowid: int, r: MemoryRecord, blob: bytes) -> tuple:

@@ -1,4 +1,4 @@
-"""Records and vectors as the SQLite store's rows hold them, and back."""
+"""Records and vectors as a store's rows hold them, and back (the same columns in every backend)."""
 
 from __future__ import annotations
 
