@@ -290,3 +290,20 @@ def test_an_export_is_one_state_of_the_store_while_others_write(source, tmp_path
     import_memories(target, tmp_path / "during.jsonl")
     assert _snapshot(target)["users"] == before["users"]  # neither the delete nor the add is in it
     target.close()
+
+
+def test_a_round_trip_through_postgresql_loses_nothing(source, tmp_path, config, postgres_url):
+    from _postgres import postgres_schema
+
+    memory, _ = source
+    before = _snapshot(memory)
+    export_memories(memory, tmp_path / "to-pg.jsonl", vectors=True)
+    with postgres_schema(postgres_url) as url:
+        with Memory(url, config, embedder=HashEmbedder(dims=256)) as on_postgres:
+            import_memories(on_postgres, tmp_path / "to-pg.jsonl")
+            export_memories(on_postgres, tmp_path / "from-pg.jsonl", vectors=True)
+    back = _target(tmp_path, config, name="back.db")
+    import_memories(back, tmp_path / "from-pg.jsonl")
+    after = _snapshot(back)
+    back.close()
+    assert after == before

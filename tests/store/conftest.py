@@ -6,12 +6,12 @@ tests/store/test_contract.py then runs against it.
 
 from __future__ import annotations
 
-import uuid
-from contextlib import ExitStack, contextmanager
-from typing import Callable, Iterator
-from urllib.parse import quote
+from contextlib import ExitStack
+from typing import Callable
 
 import pytest
+
+from _postgres import postgres_schema
 
 from memlane.store import Store, open_store
 
@@ -20,29 +20,12 @@ DIMS = 4  # the toy vector index every contract store starts with
 MODEL = "toy"
 
 
-@contextmanager
-def _postgres_schema(server_url: str) -> Iterator[str]:
-    """A URL whose search_path starts with a new, empty schema of the test server, dropped after."""
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute("CREATE EXTENSION IF NOT EXISTS vector")  # in public, which the path keeps
-        admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        joiner = "&" if "?" in server_url else "?"
-        yield f"{server_url}{joiner}options={quote(f'-csearch_path={schema},public')}"
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 def _location(backend: str, request, cleanup: ExitStack, tmp_path_factory) -> str:
     """Where a fresh, empty store of `backend` lives (a URL `open_store` accepts)."""
     if backend == "sqlite":
         return f"sqlite://{tmp_path_factory.mktemp(backend) / 'store.db'}"
     if backend == "postgresql":
-        return cleanup.enter_context(_postgres_schema(request.getfixturevalue("postgres_url")))
+        return cleanup.enter_context(postgres_schema(request.getfixturevalue("postgres_url")))
     raise AssertionError(f"no location for backend {backend!r}")
 
 
