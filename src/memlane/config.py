@@ -165,8 +165,8 @@ class StoreConfig(_Strict):
 
     url: str = Field(
         "memlane.db",
-        description="The store: a SQLite file path (`~` expanded) or sqlite:///path. The CLI's --store and "
-        "$MEMLANE_STORE override it.",
+        description="The store: a SQLite file path (`~` expanded), sqlite:///path, or postgresql://... The "
+        "CLI's --store and $MEMLANE_STORE override it.",
     )
 
 
