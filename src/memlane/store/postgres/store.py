@@ -40,7 +40,7 @@ from memlane.store.codec import (
     row_to_record,
     to_blob,
 )
-from memlane.store.view import UserView
+from memlane.store.view import UserView, ViewReads
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
@@ -80,7 +80,7 @@ def _error(action: str, where: str, exc: psycopg.Error) -> Exception:
     return StoreError(f"{action} {where} failed: {message}")
 
 
-class PostgresStore:
+class PostgresStore(ViewReads):
     """A memlane store in one schema of a PostgreSQL database with pgvector. Thread-safe; any
     number of processes may share it."""
 
@@ -643,90 +643,14 @@ class PostgresStore:
         known = view.rowids[at] == seqs
         return at[known], counts[known]
 
+    @staticmethod
+    def _folded_texts(user_id: str, view: UserView) -> list[str]:
+        return view.folded_texts  # read with the view (see `_view`)
+
     def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many of the user's memories contain each term, and how many memories the user has."""
         view = self._view(user_id)
         return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
-
-    def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
-                          filters: Filter | None) -> list[tuple[str, str]]:
-        """(memory id, needle) for memories whose id equals a needle or whose text contains it,
-        case-insensitively, oldest first."""
-        view = self._view(user_id)
-        texts = view.folded_texts
-        mask = self._allowed_mask(user_id, view, filters)
-        out: list[tuple[str, str]] = []
-        for needle in dict.fromkeys(needles):
-            folded = needle.casefold()
-            found = 0
-            for i, (mid, text) in enumerate(zip(view.ids, texts)):
-                if (mid == needle or folded in text) and (mask is None or mask[i]):
-                    out.append((mid, needle))
-                    found += 1
-                    if found >= k:
-                        break
-        return out
-
-    def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]:
-        """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
-        view = self._view(user_id)
-        folded = [n.casefold() for n in names]
-        out = set()
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is not None and (view.speakers[i].casefold() in folded
-                                  or any(n in view.folded_texts[i] for n in folded)):
-                out.add(mid)
-        return out
-
-    def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        """The lower-cased speaker of each of `ids` that has one."""
-        view = self._view(user_id)
-        return {mid: view.speakers[view.position[mid]] for mid in ids
-                if mid in view.position and view.speakers[view.position[mid]]}
-
-    def speakers(self, user_id: str) -> list[str]:
-        return sorted(self._view(user_id).speaker_names)
-
-    def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
-        """For each turn id: the turns at most `reach` before or after it in its session, each
-        with its distance (1 = adjacent)."""
-        view = self._view(user_id)
-        out: dict[str, list[tuple[str, int]]] = {}
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is None:
-                continue
-            nearby = []
-            for steps in (view.previous, view.following):
-                j = i
-                for distance in range(1, reach + 1):
-                    j = steps[j]
-                    if j < 0:
-                        break
-                    nearby.append((view.ids[j], distance))
-            out[mid] = nearby
-        return out
-
-    def session_ids(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        view = self._view(user_id)
-        return {mid: view.session_ids[view.position[mid]] for mid in ids
-                if mid in view.position and view.session_ids[view.position[mid]] is not None}
-
-    def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray:
-        view = self._view(user_id)
-        missing = [i for i in ids if i not in view.position]
-        if missing:
-            raise StoreError(f"no vector for memories {missing[:3]} of user {user_id}")
-        return view.matrix[[view.position[i] for i in ids]] if ids else np.zeros((0, view.matrix.shape[1]), np.float32)
-
-    def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
-        view = self._view(user_id)
-        return view.flagged(view.superseded, ids)
-
-    def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
-        view = self._view(user_id)
-        return view.flagged(view.dated, ids)
 
     # -- memory nodes ----------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from memlane.store.sql import filter_sql
 from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dict, record_params, row_to_record, to_blob
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
-from memlane.store.view import UserView, view_row
+from memlane.store.view import UserView, ViewReads, view_row
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
@@ -63,7 +63,7 @@ def _reason(exc: sqlite3.Error) -> str:
 
 
 
-class SQLiteStore:
+class SQLiteStore(ViewReads):
     """memlane's embedded store. Thread-safe for one process; other processes may read concurrently."""
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
@@ -635,14 +635,6 @@ class SQLiteStore:
             (user_id, memory_id))
         return [row_to_record(r) for r in rows]
 
-    def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
-        view = self._view(user_id)
-        return view.flagged(view.superseded, ids)
-
-    def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
-        view = self._view(user_id)
-        return view.flagged(view.dated, ids)
-
     # -- retention -------------------------------------------------------------------------------
 
     def expire(self, user_id: str, ids: Sequence[str], at: str, rule: str) -> int:
@@ -964,39 +956,6 @@ class SQLiteStore:
         view = self._view(user_id)
         return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
 
-    def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
-                          filters: Filter | None) -> list[tuple[str, str]]:
-        """(memory id, needle) for memories whose id equals a needle or whose text contains it,
-        case-insensitively, oldest first."""
-        view = self._view(user_id)
-        texts = self._folded_texts(user_id, view)
-        mask = self._allowed_mask(user_id, view, filters)
-        out: list[tuple[str, str]] = []
-        for needle in dict.fromkeys(needles):
-            folded = needle.casefold()
-            found = 0
-            for i, (mid, text) in enumerate(zip(view.ids, texts)):
-                if (mid == needle or folded in text) and (mask is None or mask[i]):
-                    out.append((mid, needle))
-                    found += 1
-                    if found >= k:
-                        break
-        return out
-
-    def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]:
-        """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
-        view = self._view(user_id)
-        texts = self._folded_texts(user_id, view)
-        folded = [n.casefold() for n in names]
-        out = set()
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is None:
-                continue
-            if view.speakers[i].casefold() in folded or any(n in texts[i] for n in folded):
-                out.add(mid)
-        return out
-
     def _folded_texts(self, user_id: str, view: "UserView") -> list[str]:
         """The view's texts, case-folded, read on first need: most searches never look at them,
         and reading them with every view would cost a long-history store megabytes per write."""
@@ -1007,52 +966,6 @@ class SQLiteStore:
     def _read_folded_texts(self, user_id: str, rowids: np.ndarray) -> list[str]:
         text_of = dict(self._query("SELECT rowid, text FROM memories WHERE user_id = ?", (user_id,)))
         return [text_of.get(int(r), "").casefold() for r in rowids]
-
-    def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        """The lower-cased speaker of each of `ids` that has one."""
-        view = self._view(user_id)
-        out = {}
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is not None and view.speakers[i]:
-                out[mid] = view.speakers[i]
-        return out
-
-    def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
-        """For each turn id: the turns at most `reach` before or after it in its session, each
-        with its distance (1 = adjacent)."""
-        view = self._view(user_id)
-        out: dict[str, list[tuple[str, int]]] = {}
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is None:
-                continue
-            nearby = []
-            for steps in (view.previous, view.following):
-                j = i
-                for distance in range(1, reach + 1):
-                    j = steps[j]
-                    if j < 0:
-                        break
-                    nearby.append((view.ids[j], distance))
-            out[mid] = nearby
-        return out
-
-    def session_ids(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        """memory id -> its session id, for those that have one."""
-        view = self._view(user_id)
-        return {mid: view.session_ids[view.position[mid]] for mid in ids
-                if mid in view.position and view.session_ids[view.position[mid]] is not None}
-
-    def speakers(self, user_id: str) -> list[str]:
-        return sorted(self._view(user_id).speaker_names)
-
-    def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray:
-        view = self._view(user_id)
-        missing = [i for i in ids if i not in view.position]
-        if missing:
-            raise StoreError(f"no vector for memories {missing[:3]} of user {user_id}")
-        return view.matrix[[view.position[i] for i in ids]] if ids else np.zeros((0, view.matrix.shape[1]), np.float32)
 
     def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]:
         sql = "SELECT memory_id, event, old_text, new_text, at FROM history WHERE memory_id = ?"
