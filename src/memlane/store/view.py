@@ -10,6 +10,7 @@ import numpy as np
 
 from memlane.errors import StoreError
 from memlane.records import MemoryRecord
+from memlane.store import bm25
 
 if TYPE_CHECKING:
     from memlane.filters import Filter
@@ -174,7 +175,55 @@ class ViewReads:
     """The reads every backend answers from a user's view, written once: verbatim matches,
     mentions, speakers, neighbouring turns, sessions, vectors and flags. A backend gives
     `_view(user_id)` (the user's `UserView`), `_folded_texts(user_id, view)` (their texts,
-    case-folded, in view order) and `_allowed_mask(user_id, view, filters)` (None: all allowed)."""
+    case-folded, in view order), `_allowed_mask(user_id, view, filters)` (None: all allowed), and
+    for BM25 `_postings(user_id, view, term)` (view rows holding the term, and how often) and
+    `_lengths(user_id, view)` (each row's length in tokens)."""
+
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: Filter | None,
+                         *, context: float = 0.0) -> list[tuple[str, float]]:
+        """Top k by cosine: a memory scores the better of its own vector and its best passage;
+        with `context` > 0 a turn is scored with its session neighbours (see `UserView.scores`)."""
+        view = self._view(user_id)
+        if len(view.ids) == 0 or k <= 0:
+            return []
+        scores = view.scores(np.asarray(query, dtype=np.float32), context)
+        mask = self._allowed_mask(user_id, view, filters)
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.isfinite(scores[top])]
+        return [(view.ids[i], float(scores[i])) for i in top]
+
+    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
+                           filters: Filter | None) -> list[tuple[str, float]]:
+        """Top k by BM25 over the user's memories, with the user's own term statistics (see `bm25`)."""
+        terms = [t for t in dict.fromkeys(terms) if t]
+        if not terms:
+            return []
+        view = self._view(user_id)
+        total = len(view.ids)
+        if total == 0:
+            return []
+        lengths = self._lengths(user_id, view)
+        average = float(lengths.mean())
+        scores = np.zeros(total)
+        for term in terms:
+            rows, counts = self._postings(user_id, view, term)
+            if len(rows):
+                scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
+        mask = self._allowed_mask(user_id, view, filters)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        found = np.flatnonzero(scores > 0)
+        top = found[np.argsort(-scores[found], kind="stable")[:k]]  # ties: the older memory first
+        return [(view.ids[i], float(scores[i])) for i in top]
+
+    def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
+        """How many of the user's memories contain each term, and how many memories the user has."""
+        view = self._view(user_id)
+        return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
 
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
                           filters: Filter | None) -> list[tuple[str, str]]:

@@ -28,7 +28,6 @@ from psycopg_pool import ConnectionPool
 from memlane.errors import InputError, StoreError
 from memlane.filters import Filter
 from memlane.records import HistoryEvent, MemoryRecord
-from memlane.store import bm25
 from memlane.store.base import IndexInfo, StoreStats
 from memlane.store.postgres.lexicon import positions, tokenize
 from memlane.store.postgres.schema import index_table_sql, migrate
@@ -559,47 +558,6 @@ class PostgresStore(ViewReads):
         rows = self._query(f"SELECT m.seq FROM memories m WHERE m.user_id = %s AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
-    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: Filter | None,
-                         *, context: float = 0.0) -> list[tuple[str, float]]:
-        """Top k by cosine: a memory scores the better of its own vector and its best passage;
-        with `context` > 0 a turn is scored with its session neighbours (see `UserView.scores`)."""
-        view = self._view(user_id)
-        if len(view.ids) == 0 or k <= 0:
-            return []
-        scores = view.scores(np.asarray(query, dtype=np.float32), context)
-        mask = self._allowed_mask(user_id, view, filters)
-        if mask is not None:
-            scores = np.where(mask, scores, -np.inf)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[np.isfinite(scores[top])]
-        return [(view.ids[i], float(scores[i])) for i in top]
-
-    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
-                           filters: Filter | None) -> list[tuple[str, float]]:
-        """Top k by BM25 over the user's memories, with the user's own term statistics (see `bm25`)."""
-        terms = [t for t in dict.fromkeys(terms) if t]
-        if not terms:
-            return []
-        view = self._view(user_id)
-        total = len(view.ids)
-        if total == 0:
-            return []
-        lengths = view.lengths
-        average = float(lengths.mean())
-        scores = np.zeros(total)
-        for term in terms:
-            rows, counts = self._postings(user_id, view, term)
-            if len(rows):
-                scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
-        mask = self._allowed_mask(user_id, view, filters)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        found = np.flatnonzero(scores > 0)
-        top = found[np.argsort(-scores[found], kind="stable")[:k]]  # ties: the older memory first
-        return [(view.ids[i], float(scores[i])) for i in top]
-
     def _postings(self, user_id: str, view: UserView, term: str) -> tuple[np.ndarray, np.ndarray]:
         """The view rows whose text holds `term` (as a phrase where it has several tokens) and how
         often each holds it, read from the user's own postings; kept with the view."""
@@ -647,10 +605,9 @@ class PostgresStore(ViewReads):
     def _folded_texts(user_id: str, view: UserView) -> list[str]:
         return view.folded_texts  # read with the view (see `_view`)
 
-    def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
-        """How many of the user's memories contain each term, and how many memories the user has."""
-        view = self._view(user_id)
-        return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
+    @staticmethod
+    def _lengths(user_id: str, view: UserView) -> np.ndarray:
+        return view.lengths  # read with the view
 
     # -- memory nodes ----------------------------------------------------------------------------
 

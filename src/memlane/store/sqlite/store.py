@@ -795,48 +795,6 @@ class SQLiteStore(ViewReads):
         rows = self._query(f"SELECT m.rowid FROM memories m WHERE m.user_id = ? AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
-    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: Filter | None,
-                         *, context: float = 0.0) -> list[tuple[str, float]]:
-        """Top k by cosine. With `context` > 0 a turn is scored together with its neighbours in
-        the session (their vectors added with that weight), so a reply is found by its question."""
-        view = self._view(user_id)
-        if len(view.ids) == 0:
-            return []
-        query = np.asarray(query, dtype=np.float32)
-        scores = view.scores(query, context)
-        mask = self._allowed_mask(user_id, view, filters)
-        if mask is not None:
-            scores = np.where(mask, scores, -np.inf)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[np.isfinite(scores[top])]
-        return [(view.ids[i], float(scores[i])) for i in top]
-
-    def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
-                           filters: Filter | None) -> list[tuple[str, float]]:
-        """Top k by BM25 over the user's memories, with the user's own term statistics (see `bm25`)."""
-        terms = [t for t in dict.fromkeys(terms) if t]
-        if not terms:
-            return []
-        view = self._view(user_id)
-        total = len(view.ids)
-        if total == 0:
-            return []
-        lengths = self._lengths(user_id, view)
-        average = float(lengths.mean())
-        scores = np.zeros(total)
-        for term in terms:
-            rows, counts = self._postings(user_id, view, term)
-            if len(rows):
-                scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
-        mask = self._allowed_mask(user_id, view, filters)
-        if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        found = np.flatnonzero(scores > 0)
-        top = found[np.argsort(-scores[found], kind="stable")[:k]]  # ties: the older memory first
-        return [(view.ids[i], float(scores[i])) for i in top]
-
     def _postings(self, user_id: str, view: "UserView", term: str) -> tuple[np.ndarray, np.ndarray]:
         """The view rows whose indexed text holds `term` (as FTS5 matches it: stemmed, and as a
         phrase where it has several tokens) and how often each holds it. Read from FTS5's term
@@ -950,11 +908,6 @@ class SQLiteStore(ViewReads):
             "SELECT d.id, d.sz FROM memories m JOIN memories_fts_docsize d ON d.id = m.rowid "
             "WHERE m.user_id = ? AND m.rowid BETWEEN ? AND ?", (user_id, int(rowids.min()), int(rowids.max()))))
         return np.array([bm25.first_varint(size.get(int(r), b"")) for r in rowids], dtype=np.float64)
-
-    def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
-        """How many of the user's memories contain each term, and how many memories the user has."""
-        view = self._view(user_id)
-        return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
 
     def _folded_texts(self, user_id: str, view: "UserView") -> list[str]:
         """The view's texts, case-folded, read on first need: most searches never look at them,
