@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from memlane.errors import StoreError
 from memlane.records import Category, EventDate, MemoryRecord
+
+if TYPE_CHECKING:
+    from memlane.store.base import IndexInfo
 
 COLUMNS = (
     "id, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id, "
@@ -62,3 +66,10 @@ def own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
     return (np.frombuffer(b"".join(b[:width] for b in blobs), dtype=np.float32).reshape(len(blobs), dims)
             if blobs else np.zeros((0, dims), dtype=np.float32))
 
+
+def check_dims(vector: np.ndarray, index: "IndexInfo", memory: object) -> None:
+    """A memory's vectors fit the index: one (dims,) vector, or (1 + k, dims) with passages."""
+    shape = np.shape(vector)
+    if not (shape == (index.dims,) or (len(shape) == 2 and shape[0] >= 1 and shape[1] == index.dims)):
+        raise StoreError(f"memory {memory}: vectors of shape {shape} do not fit index {index.name} "
+                         f"({index.model}, {index.dims} dims)")

@@ -145,6 +145,15 @@ class UserView:
                      if all(p.lengths is not None for p in parts) else None),
         )
 
+    def rows_of(self, rowids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The view rows among `rowids` (sorted, a backend's row numbers) with their counts: other
+        users' memories, and memories written after the view was taken, are left out."""
+        if len(self.rowids) == 0 or len(rowids) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        at = np.minimum(np.searchsorted(self.rowids, rowids), len(self.rowids) - 1)
+        known = self.rowids[at] == rowids
+        return at[known], counts[known]
+
     def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
         """Those of `ids` in this view whose entry in `flags` (one bool per row) is set."""
         return {mid for mid in ids if mid in self.position and flags[self.position[mid]]}

@@ -34,6 +34,7 @@ from memlane.store.postgres.schema import index_table_sql, migrate
 from memlane.store.sql import filter_sql
 from memlane.store.codec import (
     COLUMNS,
+    check_dims,
     record_from_dict,
     record_params,
     row_to_record,
@@ -50,12 +51,6 @@ _ASSIGNMENTS = ", ".join(f"{c} = %s" for c in _COLUMN_NAMES)
 _M_COLUMNS = ", ".join("m." + c for c in _COLUMN_NAMES)
 
 
-def _check_dims(vector: np.ndarray, index: IndexInfo, memory: object) -> None:
-    """A memory's vectors fit the index: one (dims,) vector, or (1 + k, dims) with passages."""
-    shape = np.shape(vector)
-    if not (shape == (index.dims,) or (len(shape) == 2 and shape[0] >= 1 and shape[1] == index.dims)):
-        raise StoreError(f"memory {memory}: vectors of shape {shape} do not fit index {index.name} "
-                         f"({index.model}, {index.dims} dims)")
 
 
 def _literal(vector: np.ndarray) -> str:
@@ -219,7 +214,7 @@ class PostgresStore(ViewReads):
                 row = conn.execute("SELECT id, embed_text FROM memories WHERE seq = %s", (int(seq),)).fetchone()
                 if row is None or row[0] != record.id or row[1] != record.embed_text:
                     continue
-                _check_dims(vector, index, record.id)
+                check_dims(vector, index, record.id)
                 self._upsert_vector(conn, index, int(seq), vector)
                 written += 1
         return written
@@ -233,7 +228,7 @@ class PostgresStore(ViewReads):
     def _put_vector(self, conn: psycopg.Connection, index: IndexInfo, seq: int, vector: np.ndarray) -> None:
         """A rewritten memory's new vector in the active index; an index a reindex is building
         forgets the memory's old vector, so the reindex embeds the new text."""
-        _check_dims(vector, index, seq)
+        check_dims(vector, index, seq)
         self._upsert_vector(conn, index, seq, vector)
         for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE name <> %s", (index.name,)).fetchall():
             conn.execute(f"DELETE FROM {name} WHERE seq = %s", (seq,))
@@ -282,7 +277,7 @@ class PostgresStore(ViewReads):
     def _rewrite(self, conn: psycopg.Connection, index: IndexInfo, seq: int, record: MemoryRecord,
                  vector: np.ndarray) -> None:
         """Rewrite the memory at `seq`: fields, text, postings and vector."""
-        _check_dims(vector, index, record.id)
+        check_dims(vector, index, record.id)
         conn.execute(f"UPDATE memories SET {_ASSIGNMENTS}, tokens = %s WHERE seq = %s",
                      (*record_params(record), len(tokenize(record.embed_text)), seq))
         conn.execute("DELETE FROM postings WHERE user_id = %s AND seq = %s", (record.user_id, seq))
@@ -300,7 +295,7 @@ class PostgresStore(ViewReads):
             return
         index = self._require_index()
         for record, vector in zip(records, vectors):
-            _check_dims(vector, index, record.id)
+            check_dims(vector, index, record.id)
         seen: set[str] = set()
         for record in records:
             if record.id in seen:
@@ -571,7 +566,7 @@ class PostgresStore(ViewReads):
         elif len(tokens) == 1:
             rows = self._query("SELECT seq, cardinality(positions) FROM postings WHERE user_id = %s AND term = %s "
                                "ORDER BY seq", (user_id, tokens[0]))
-            found = self._in_view(view, np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
+            found = view.rows_of(np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64))
         else:  # a phrase: its tokens at consecutive offsets of one memory
             rows = self._query("SELECT term, seq, positions FROM postings WHERE user_id = %s AND term = ANY(%s)",
                                (user_id, list(set(tokens))))
@@ -585,21 +580,11 @@ class PostgresStore(ViewReads):
                 if starts:
                     hits[seq] = len(starts)
             order = sorted(hits)
-            found = self._in_view(view, np.array(order, np.int64), np.array([hits[s] for s in order], np.int64))
+            found = view.rows_of(np.array(order, np.int64), np.array([hits[s] for s in order], np.int64))
         if len(view.postings) >= _MAX_CACHED_TERMS:
             view.postings.clear()
         view.postings[term] = found
         return found
-
-    @staticmethod
-    def _in_view(view: UserView, seqs: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The view rows among `seqs` (sorted) with their counts; memories written after the view
-        was taken are left out."""
-        if len(view.rowids) == 0 or len(seqs) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        at = np.minimum(np.searchsorted(view.rowids, seqs), len(view.rowids) - 1)
-        known = view.rowids[at] == seqs
-        return at[known], counts[known]
 
     @staticmethod
     def _folded_texts(user_id: str, view: UserView) -> list[str]:
@@ -708,7 +693,7 @@ class PostgresStore(ViewReads):
                     vector = np.asarray(vectors[memory_id], np.float32)
                 else:
                     raise StoreError(f"expired memory {memory_id} needs a new vector for index {index.name}")
-                _check_dims(vector, index, memory_id)
+                check_dims(vector, index, memory_id)
                 conn.execute("DELETE FROM expired WHERE id = %s", (memory_id,))
                 self._insert(conn, index, [record], [vector])
                 self._write_events(conn, [HistoryEvent(record.id, "RESTORE", None, record.text, at)], user_id=user_id)

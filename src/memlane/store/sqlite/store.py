@@ -24,7 +24,7 @@ from memlane.store import bm25
 from memlane.store.base import IndexInfo, StoreStats
 from memlane.filters import Filter
 from memlane.store.sql import filter_sql
-from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dict, record_params, row_to_record, to_blob
+from memlane.store.codec import COLUMNS, PLACEHOLDERS, check_dims, own_rows, record_from_dict, record_params, row_to_record, to_blob
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
 from memlane.store.view import UserView, ViewReads, view_row
@@ -41,12 +41,6 @@ _OWN_LEXICON_BELOW = 0.5
 _ROWID_BOUNDS = "SELECT (SELECT min(rowid) FROM memories), (SELECT max(rowid) FROM memories)"
 
 
-def _check_dims(vector: np.ndarray, index: IndexInfo, memory: object) -> None:
-    """A memory's vectors fit the index: one (dims,) vector, or (1 + k, dims) with passages."""
-    shape = np.shape(vector)
-    if not (shape == (index.dims,) or (len(shape) == 2 and shape[0] >= 1 and shape[1] == index.dims)):
-        raise StoreError(f"memory {memory}: vectors of shape {shape} do not fit index {index.name} "
-                         f"({index.model}, {index.dims} dims)")
 
 
 def _reason(exc: sqlite3.Error) -> str:
@@ -250,7 +244,7 @@ class SQLiteStore(ViewReads):
                 row = conn.execute("SELECT id, embed_text FROM memories WHERE rowid = ?", (int(rowid),)).fetchone()
                 if row is None or row[0] != record.id or row[1] != record.embed_text:
                     continue
-                _check_dims(vector, index, record.id)
+                check_dims(vector, index, record.id)
                 conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)",
                              (int(rowid), to_blob(vector)))
                 written += 1
@@ -259,7 +253,7 @@ class SQLiteStore(ViewReads):
     def _put_vector(self, conn: sqlite3.Connection, index: IndexInfo, rowid: int, vector: np.ndarray) -> None:
         """A rewritten memory's new vector in the active index. An index a reindex is building
         forgets the memory's old vector, so the reindex embeds the new text."""
-        _check_dims(vector, index, rowid)
+        check_dims(vector, index, rowid)
         conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (rowid, to_blob(vector)))
         for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE name != ?", (index.name,)).fetchall():
             conn.execute(f"DELETE FROM {name} WHERE rowid = ?", (rowid,))
@@ -314,7 +308,7 @@ class SQLiteStore(ViewReads):
                 # Rowids given here, as SQLite would (the write lock is held), so that the rows and
                 # their vectors go in with one executemany each.
                 for record, vector in zip(records, vectors):
-                    _check_dims(vector, index, record.id)
+                    check_dims(vector, index, record.id)
                 first = conn.execute("SELECT COALESCE(max(rowid), 0) + 1 FROM memories").fetchone()[0]
                 rowids = range(first, first + len(records))
                 conn.executemany(f"INSERT INTO memories (rowid, {COLUMNS}) VALUES (?, {PLACEHOLDERS})",
@@ -810,7 +804,7 @@ class SQLiteStore(ViewReads):
                 found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
             elif len(tokens) == 1:
                 rows = self._query(f"SELECT doc FROM {terms} WHERE term = ?{where}", (tokens[0], *bounds))
-                found = self._in_view(view, *np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)),
+                found = view.rows_of(*np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)),
                                                        return_counts=True))
             else:  # a phrase: its tokens at consecutive offsets of one memory
                 starts: set[tuple[int, int]] | None = None
@@ -819,7 +813,7 @@ class SQLiteStore(ViewReads):
                         f"SELECT doc, offset FROM {terms} WHERE term = ?{where}", (token, *bounds))}
                     starts = here if starts is None else starts & here
                 docs = np.fromiter((doc for doc, _ in starts or ()), np.int64)
-                found = self._in_view(view, *np.unique(docs, return_counts=True))
+                found = view.rows_of(*np.unique(docs, return_counts=True))
         if len(view.postings) >= _MAX_CACHED_TERMS:
             view.postings.clear()
         view.postings[term] = found
@@ -868,16 +862,6 @@ class SQLiteStore(ViewReads):
             self._conn.execute(f"DROP TABLE IF EXISTS temp.{lexicon.table}")
         except sqlite3.Error:  # a scratch table of this connection: left behind, it only takes space
             pass
-
-    @staticmethod
-    def _in_view(view: "UserView", rowids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The view rows among `rowids` (sorted) with their counts: other users' memories, and
-        memories written after the view was taken, are left out."""
-        if len(view.rowids) == 0 or len(rowids) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        at = np.minimum(np.searchsorted(view.rowids, rowids), len(view.rowids) - 1)
-        known = view.rowids[at] == rowids
-        return at[known], counts[known]
 
     def _tokens(self, term: str) -> tuple[str, ...]:
         """`term` as FTS5 tokenizes it for the index (case-folded, no diacritics, Porter-stemmed)."""
