@@ -86,10 +86,6 @@ def _require_user(user_id: Any) -> str:
     return _check_id(user_id, "user_id")  # type: ignore[return-value]
 
 
-def _check_text(value: Any, field: str, max_chars: int) -> str:
-    return check_text(value, field=field, max_chars=max_chars, allow_blank=True, limit_name="limits.max_text_chars")
-
-
 def _check_int(value: Any, field: str, low: int, high: int, example: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise InputError(f"{field} must be a whole number from {low} to {high:,}, got {describe(value)}",
@@ -189,7 +185,6 @@ class Memory:
                 session = Session(turns=session.turns, session_id=session_id or session.session_id,
                                   date=_iso(session_date) or session.date, metadata=session.metadata)
         elif isinstance(messages, str):
-            _check_text(messages, "messages", limits.max_text_chars)
             session = Session(turns=parse_messages([{"role": "user", "content": messages}], limits=limits),
                               session_id=session_id, date=_iso(session_date))
         elif isinstance(messages, (list, tuple)):
@@ -510,7 +505,8 @@ class Memory:
         The old words leave search entirely: a turn's session memory is rewritten from its turns,
         and facts an LLM extracted from the old text lose it as evidence (those with no other
         evidence are deleted)."""
-        _check_text(text, "text", self.config.limits.max_text_chars)
+        check_text(text, field="text", max_chars=self.config.limits.max_text_chars, allow_blank=True,
+                   limit_name="limits.max_text_chars")
         if not text.strip():
             raise InputError("the new text is empty", field="text", fix="pass the memory's new, non-empty text")
         record = self._require(memory_id, user_id, admin)
