@@ -13,6 +13,7 @@ from memlane.embed import HashEmbedder
 from memlane.errors import InputError
 from memlane.nodes.spec import default_topology
 from memlane.records import Category, HistoryEvent, MemoryRecord
+from memlane.store import scan
 from memlane.transfer import export_memories, import_memories
 
 from _support import CHAT
@@ -68,7 +69,7 @@ def _snapshot(memory: Memory) -> dict:
     store = memory._store
     out = {"nodes": store.node_rows(), "stats": memory.stats().memories, "users": {}}
     for user in store.export_users():
-        records = [r.to_dict() for r in store.list_all(user)]
+        records = [r.to_dict() for r in scan(store, user)]
         out["users"][user] = {
             "records": records,
             "history": {r["id"]: memory.history(r["id"], user_id=user) for r in records},
@@ -144,7 +145,7 @@ def test_without_vectors_the_texts_are_embedded_again(source, tmp_path, config, 
     report = import_memories(target, tmp_path / "plain.jsonl")
     assert embedder.texts > 0 and report.embedded == report.memories
     for user in ("ana", "bob"):  # sessions from their turns' vectors, as at ingestion
-        ids = [r.id for r in memory._store.list_all(user)]
+        ids = [r.id for r in scan(memory._store, user)]
         assert np.allclose(target._store.vectors(user, ids), memory._store.vectors(user, ids), atol=1e-6)
     target.close()
 
@@ -165,7 +166,7 @@ def test_an_export_of_one_user_holds_nothing_of_another(source, tmp_path, config
     report = export_memories(memory, tmp_path / "bob.jsonl", users=["bob"], vectors=True)
     text = (tmp_path / "bob.jsonl").read_text(encoding="utf-8")
     assert '"ana"' not in text and "Lisbon" not in text and "beagle" not in text
-    assert report.users == 1 and report.memories == len(memory._store.list_all("bob"))
+    assert report.users == 1 and report.memories == len(scan(memory._store, "bob"))
     target = _target(tmp_path, config)
     import_memories(target, tmp_path / "bob.jsonl")
     assert target._store.export_users() == ["bob"]

@@ -29,7 +29,7 @@ from memlane.ingest.temporal import resolve_expressions
 from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
 from memlane.retrieve.pipeline import Retriever
-from memlane.store import Store, StoreStats, open_store
+from memlane.store import Store, StoreStats, open_store, require, scan
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -353,6 +353,7 @@ class Memory:
         return self._llm
 
     def _node_versions(self, install_defaults: bool = False) -> list[tuple[NodeSpec, int]]:
+        require(self._store, "nodes")
         rows = self._store.node_definitions()
         if not rows and install_defaults and not self._store.nodes_ever_defined():
             for spec in self._topology():
@@ -440,7 +441,7 @@ class Memory:
         merged = 0
         at = _now_iso()
         for spec in self.nodes():
-            records = [r for r in self._store.list_all(user_id, Filter(node_type=spec.name)) if r.current]
+            records = [r for r in scan(self._store, user_id, Filter(node_type=spec.name)) if r.current]
             if len(records) < 2:
                 continue
             vectors = self._store.vectors(user_id, [r.id for r in records])
@@ -464,10 +465,11 @@ class Memory:
         limits = self.config.retention.limits()
         if not any(limits.values()):
             return 0
+        require(self._store, "retention")
         users = users or self._store.users()
         total = 0
         for user in users:
-            due = expired_by_retention(self._store.list_all(user, None), limits, anchor)
+            due = expired_by_retention(scan(self._store, user), limits, anchor)
             for rule in sorted({r for _, r in due}):
                 total += self._store.expire(user, [rec.id for rec, r in due if r == rule], _now_iso(), rule)
         return total
@@ -475,12 +477,14 @@ class Memory:
     def expired(self, user_id: str) -> list[MemoryRecord]:
         """A user's expired memories, recoverable with restore() until purge()."""
         _require_user(user_id)
+        require(self._store, "retention")
         return [record for record, _, _ in self._store.expired(user_id)]
 
     def restore(self, memory_id: str, *, user_id: str) -> MemoryRecord:
         """Bring an expired memory back into search."""
         _require_user(user_id)
         _check_id(memory_id, "memory_id")
+        require(self._store, "retention")
         found = {r.id: r for r, _, _ in self._store.expired(user_id)}
         if memory_id not in found:
             raise NotFoundError(f"no expired memory with id {memory_id} for user '{user_id}'")
@@ -491,6 +495,7 @@ class Memory:
     def purge(self, user_id: str) -> int:
         """Delete a user's expired memories for good; returns how many."""
         _require_user(user_id)
+        require(self._store, "retention")
         return self._store.purge(user_id, _now_iso())
 
 
@@ -584,7 +589,8 @@ class Memory:
         only its own turns (`turn_ids`)."""
         if session_id is None:
             return None
-        members = self._store.session_memories(user_id, session_id)
+        members = sorted(scan(self._store, user_id, Filter(session_id=(session_id,))),
+                         key=lambda r: (r.turn_index is not None, r.turn_index or 0))  # stable: insertion order
         sessions = [r for r in members if r.node_type == NodeType.SESSION.value]
         session = next((r for r in sessions if turn_id in r.metadata.get("turn_ids", ())), None)
         if session is None:  # written before sessions listed their turns: the session's only one
@@ -761,6 +767,7 @@ def reindex(
     embedder = embedder or make_embedders(embedder_config or EmbedderConfig())[0]
     store = open_store(path)
     try:
+        require(store, "reindex")
         resumed_index = store.building_index(embedder.name, embedder.dims)
         index = resumed_index or store.create_index(embedder.name, embedder.dims)
         total = store.stats().memories

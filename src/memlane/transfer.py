@@ -36,6 +36,7 @@ from memlane.errors import InputError
 from memlane.ingest.build import embed_records, own_vector, session_vector
 from memlane.ingest.formats import check_text
 from memlane.records import Category, EventDate, HistoryEvent, MemoryRecord, NodeType
+from memlane.store import require
 
 if TYPE_CHECKING:
     from memlane.memory import Memory
@@ -83,6 +84,7 @@ def _now() -> str:
 
 
 def _store(memory: "Memory") -> "Store":
+    require(memory._store, "transfer")
     return memory._store  # the facade's store: export and import are store-level operations
 
 
@@ -98,11 +100,13 @@ def export_memories(memory: "Memory", out_path: str | Path, *, users: Sequence[s
     Streams: a page of memories at a time, all from one state of the store (writes made meanwhile
     are not in it). The file appears under its name only once complete."""
     with _store(memory).reading() as store:
-        return _export(store, out_path, users=users, vectors=vectors, on_progress=on_progress)
+        return export_store(store, out_path, users=users, vectors=vectors, on_progress=on_progress)
 
 
-def _export(store: "Store", out_path: str | Path, *, users: Sequence[str] | None, vectors: bool,
-            on_progress: Progress | None) -> ExportReport:
+def export_store(store: "Store", out_path: str | Path, *, users: Sequence[str] | None = None,
+                 vectors: bool = False, on_progress: Progress | None = None) -> ExportReport:
+    """`export_memories` from a store itself (pass `store.reading()`'s for one state of it)."""
+    require(store, "transfer")
     started = time.perf_counter()
     if users is not None:
         if isinstance(users, str) or not isinstance(users, (list, tuple)):

@@ -1,6 +1,5 @@
 """Answer-level LoCoMo evaluation: offline answer recall, and the LLM path against a scripted server."""
 
-import json
 
 import pytest
 

@@ -1,9 +1,7 @@
 """Retriever modes and the tiered path, with deterministic embedders."""
 
-import numpy as np
 import pytest
 
-from memlane import Memory
 from memlane.embed import HashEmbedder
 from memlane.retrieve.pipeline import Retriever
 
@@ -56,14 +54,6 @@ def test_the_rescorer_sees_only_first_stage_turn_candidates(filled):
     assert len(documents) == 1 and 0 < len(documents[0]) <= 6  # at most 3 dense + 3 BM25
     assert "Biscuit" in hits[0].text
     assert "dense_static" in {s.strategy for s in hits[0].explanation.strategies}
-
-
-def test_context_vectors_mix_in_the_neighbours(filled):
-    view = filled._store._view("ana")
-    context = view.context_matrix(0.5)
-    i = next(i for i, t in enumerate(view.node_types) if t == "turn" and view.previous[i] >= 0 and view.following[i] >= 0)
-    expected = view.matrix[i] + 0.5 * (view.matrix[view.previous[i]] + view.matrix[view.following[i]])
-    assert np.allclose(context[i], expected / np.linalg.norm(expected), atol=1e-5)
 
 
 def _session(memory, turns, date):

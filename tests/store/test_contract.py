@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from memlane.errors import StoreError
 from memlane.filters import Filter
 from memlane.records import Category, EventDate, HistoryEvent, MemoryRecord
+from memlane.retrieve.context import UserContext
 
 DIMS = 4  # the size of the index every store of conftest.py starts with
 AT = "2023-01-01T00:00:00Z"
@@ -499,11 +500,17 @@ def test_no_read_returns_or_counts_another_users_memory(new_store, drawn, chunk,
             assert {r.id for r in list_all(store, user, filters)} <= mine
             assert [r.id for r in store.get_many(user, all_ids)] == [r.id for r, _ in own]
             assert np.allclose(store.vectors(user, [r.id for r, _ in own]), [v for _, v in own] or np.zeros((0, DIMS)))
-            assert store.speakers(user) == sorted({r.speaker for r, _ in own if r.speaker})
-            assert store.mentioning(user, all_ids, SPEAKERS) <= mine
-            around = store.turns_around(user, all_ids, 3)
+            assert list(store.search_view(user).ids) == [r.id for r, _ in own]
+            assert len(store.search_texts(user)) == len(own)
+            mask = store.filter_mask(user, filters)
+            assert mask is None or len(mask) == len(own)
+            context = UserContext(store, user)  # what retrieval computes above the seam, from the view
+            assert context.speakers() == sorted({r.speaker for r, _ in own if r.speaker})
+            assert context.mentioning(all_ids, SPEAKERS) <= mine
+            around = context.turns_around(all_ids, 3)
             assert set(around) <= mine and {n for near in around.values() for n, _ in near} <= mine
-            assert store.session_ids(user, all_ids) == {r.id: r.session_id for r, _ in own if r.session_id}
+            assert context.session_ids(all_ids) == {r.id: r.session_id for r, _ in own if r.session_id}
+            assert set(ids(context.context_candidates(query, 0.5, 100, filters))) <= mine
 
 
 @isolation

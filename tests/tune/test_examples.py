@@ -2,7 +2,6 @@ import json
 
 import pytest
 
-from memlane import Memory
 from memlane.errors import InputError
 from memlane.store.sqlite import SQLiteStore
 from memlane.tune.examples import Example, read_examples, read_rows, resolve_labels, write_examples

@@ -19,6 +19,7 @@ from memlane.retrieve.fusion import (
     query_specificity,
     reciprocal_rank_fusion,
 )
+from memlane.retrieve.context import UserContext
 from memlane.retrieve.query import QueryAnalysis, analyze_query
 from memlane.store import Store
 
@@ -47,16 +48,17 @@ class Retriever:
         """`notes` (e.g. how the question was routed) are added to every explanation."""
         filters = Filter.parse(filters)
         with _single_threaded_blas(), self.store.snapshot(user_id):  # one state of the user, start to end
-            return self._search(user_id, query, limit=limit, filters=filters, now=now, explain=explain,
-                                notes=notes or [])
+            return self._search(UserContext(self.store, user_id), query, limit=limit, filters=filters, now=now,
+                                explain=explain, notes=notes or [])
 
     def _search(
-        self, user_id: str, query: str, *, limit: int, filters: Filter,
+        self, user: UserContext, query: str, *, limit: int, filters: Filter,
         now: date | datetime | None, explain: bool, notes: list[str],
     ) -> list[Hit]:
         cfg = self.config
+        user_id = user.user_id
         n = max(cfg.candidates, limit)
-        speakers = self._known_entities(user_id)
+        speakers = self._known_entities(user)
         analysis = analyze_query(query, now, speakers)
         named = {s.lower() for s in speakers}
         subject = _subject(analysis.entities, named)
@@ -80,17 +82,17 @@ class Retriever:
         if self.rescorer is not None and "dense" in rankings:
             self._rescore(user_id, query, rankings, weights)
         if cfg.mode == "full":
-            self._add_full_strategies(user_id, analysis, named, query_vector, frequencies, total, terms, n, filters,
+            self._add_full_strategies(user, analysis, named, query_vector, frequencies, total, terms, n, filters,
                                       rankings, weights)
-        fused = self._fuse(user_id, rankings, weights, lowered)
+        fused = self._fuse(user, rankings, weights, lowered)
         if not fused:
             return []
         # A "when" question is answered by a memory that says when; ingestion resolved its time.
-        dated = (self.store.dated(user_id, list(fused))
+        dated = (user.dated(list(fused))
                  if cfg.mode == "full" and analysis.asks_when and cfg.when_boost > 1.0 else set())
         for mid in dated:
             fused[mid] *= cfg.when_boost
-        superseded = self.store.superseded(user_id, list(fused))
+        superseded = user.superseded(list(fused))
         for mid in superseded:  # an outdated fact stays findable, below the one that replaced it
             fused[mid] *= cfg.superseded_weight
         ranked = sorted(fused, key=lambda mid: -fused[mid])
@@ -124,7 +126,7 @@ class Retriever:
             hits.append(Hit(record=records[mid], score=fused[mid], explanation=explanation))
         return hits
 
-    def _fuse(self, user_id: str, rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
+    def _fuse(self, user: UserContext, rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
               lowered: set[str]) -> dict[str, float]:
         """Weighted RRF of the rankings, then (full mode) the neighbour boost and the speaker prior
         on the turns of the `lowered` speakers."""
@@ -132,34 +134,34 @@ class Retriever:
         fused = reciprocal_rank_fusion({name: [mid for mid, _ in ranked] for name, ranked in rankings.items()},
                                        weights, k=cfg.rrf_k)
         if cfg.mode == "full" and cfg.neighbour_boost > 0:
-            around = self.store.turns_around(user_id, list(fused), cfg.neighbour_reach)
+            around = user.turns_around(list(fused), cfg.neighbour_reach)
             fused = boost_neighbours(fused, around, cfg.neighbour_boost, cfg.neighbour_decay)
         if lowered:
             # The named speaker's own words answer questions about them far more often than what
             # others said to them; others' turns stay findable, lower. Only other named speakers
             # are lowered: an assistant's answer to "What did Ana ask about?" is still about Ana.
-            for mid, speaker in self.store.speakers_of(user_id, list(fused)).items():
+            for mid, speaker in user.speakers_of(list(fused)).items():
                 if speaker in lowered:
                     fused[mid] *= cfg.speaker_prior
         return fused
 
     def _add_full_strategies(
-        self, user_id: str, analysis: QueryAnalysis, named: set[str], query_vector: np.ndarray, frequencies: dict[str, int],
+        self, user: UserContext, analysis: QueryAnalysis, named: set[str], query_vector: np.ndarray, frequencies: dict[str, int],
         total: int, terms: list[str], n: int, filters: Filter,
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float],
     ) -> None:
         """Adaptive BM25/dense weights, then the candidate sources only the full retriever uses."""
         cfg = self.config
+        user_id = user.user_id
         if cfg.adaptive_weights and analysis.terms:
             weights.update(adaptive_weights(query_specificity(frequencies, total)))
         if cfg.context_weight > 0 and cfg.neighbour_weight > 0:
-            rankings["dense_context"] = self.store.dense_candidates(
-                user_id, query_vector, n, filters, context=cfg.neighbour_weight)
+            rankings["dense_context"] = user.context_candidates(query_vector, cfg.neighbour_weight, n, filters)
             weights["dense_context"] = cfg.context_weight
-            rankings["bm25_context"] = self._lexical_context(user_id, rankings["bm25"], n)
+            rankings["bm25_context"] = self._lexical_context(user, rankings["bm25"], n)
             weights["bm25_context"] = cfg.context_weight
         if cfg.session_weight > 0 and filters.allows_node_type("turn"):
-            rankings["session"] = self._session_prior(user_id, query_vector, terms, rankings, weights, n, filters)
+            rankings["session"] = self._session_prior(user, query_vector, terms, rankings, weights, n, filters)
             weights["session"] = cfg.session_weight
         if analysis.needles:
             found = self.store.substring_matches(user_id, analysis.needles, n, filters)
@@ -174,7 +176,7 @@ class Retriever:
         anchors = [e for e in analysis.entities if e.lower() not in named]
         if anchors and cfg.entity_weight > 0:
             base = reciprocal_rank_fusion({k: [mid for mid, _ in rankings[k]] for k in ("dense", "bm25")}, weights, k=cfg.rrf_k)
-            rankings["entity"] = self._entity_ranking(user_id, anchors, base, n, filters)
+            rankings["entity"] = self._entity_ranking(user, anchors, base, n, filters)
             weights["entity"] = cfg.entity_weight
 
     def _rescore(self, user_id: str, query: str, rankings: dict[str, list[tuple[str, float]]],
@@ -196,22 +198,23 @@ class Retriever:
         rankings["dense"] = [(ids[i], float(scores[i])) for i in order]
 
     def _session_prior(
-        self, user_id: str, query_vector: np.ndarray, terms: list[str],
+        self, user: UserContext, query_vector: np.ndarray, terms: list[str],
         rankings: dict[str, list[tuple[str, float]]], weights: dict[str, float], n: int,
         filters: Filter,
     ) -> list[tuple[str, float]]:
         """Candidate turns ordered by their session's rank (dense and BM25 over whole sessions and
         by their best turns), then by their own fused rank: a turn in the right conversation beats
         a lookalike elsewhere."""
+        user_id = user.user_id
         session_filter = filters.only(node_type="session")
         session_rankings = {
             "dense": [mid for mid, _ in self.store.dense_candidates(user_id, query_vector, n, session_filter)],
             "bm25": [mid for mid, _ in self.store.lexical_candidates(user_id, terms, n, session_filter)],
         }
-        session_of = self.store.session_ids(user_id, session_rankings["dense"] + session_rankings["bm25"])
+        session_of = user.session_ids(session_rankings["dense"] + session_rankings["bm25"])
         memory_of = {sid: mid for mid, sid in session_of.items()}
         base = reciprocal_rank_fusion({k: [mid for mid, _ in v] for k, v in rankings.items()}, weights, k=self.config.rrf_k)
-        turn_sessions = self.store.session_ids(user_id, list(base))
+        turn_sessions = user.session_ids(list(base))
         # A session also ranks by its best turn: one passage that answers beats a whole session
         # that is vaguely about the topic (its vector is a mean, its BM25 diluted by its length).
         for name in ("dense", "bm25"):
@@ -229,13 +232,13 @@ class Retriever:
         )
         return [(mid, 1.0 / (1 + session_rank[turn_sessions[mid]])) for mid in ordered[:n]]
 
-    def _lexical_context(self, user_id: str, lexical: list[tuple[str, float]], n: int) -> list[tuple[str, float]]:
+    def _lexical_context(self, user: UserContext, lexical: list[tuple[str, float]], n: int) -> list[tuple[str, float]]:
         """BM25 over a turn with its neighbours: its score plus the neighbour weight times theirs
         (scores of turns outside the lexical candidates count as zero)."""
         scores = dict(lexical)
         w = self.config.neighbour_weight
         context: dict[str, float] = {}
-        for mid, nearby in self.store.turns_around(user_id, list(scores), 1).items():
+        for mid, nearby in user.turns_around(list(scores), 1).items():
             context[mid] = context.get(mid, 0.0) + scores[mid]
             for other, _distance in nearby:
                 context[other] = context.get(other, 0.0) + w * scores[mid]
@@ -243,21 +246,22 @@ class Retriever:
             context.setdefault(mid, score)
         return sorted(context.items(), key=lambda item: -item[1])[:n]
 
-    def _known_entities(self, user_id: str) -> list[str]:
-        names = self.store.speakers(user_id)
+    @staticmethod
+    def _known_entities(user: UserContext) -> list[str]:
+        names = user.speakers()
         return [s for s in names if s.lower() not in {"user", "assistant", "system", "tool"}]
 
     def _entity_ranking(
-        self, user_id: str, anchors: list[str], base: dict[str, float], n: int,
+        self, user: UserContext, anchors: list[str], base: dict[str, float], n: int,
         filters: Filter,
     ) -> list[tuple[str, float]]:
         """Memories said by or mentioning a name in the question: first those the dense and
         lexical strategies found, in their fused order, then other mentions."""
         pool = sorted(base, key=lambda mid: -base[mid])
-        said_or_mentioned = self.store.mentioning(user_id, pool, anchors)
+        said_or_mentioned = user.mentioning(pool, anchors)
         ranked = [(mid, base[mid]) for mid in pool if mid in said_or_mentioned]
         seen = {mid for mid, _ in ranked}
-        for mid, _needle in self.store.substring_matches(user_id, anchors, n, filters):
+        for mid, _needle in self.store.substring_matches(user.user_id, anchors, n, filters):
             if mid not in seen:
                 ranked.append((mid, 0.0))
                 seen.add(mid)

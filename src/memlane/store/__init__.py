@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from memlane.store.base import IndexInfo, Store, StoreStats
+from memlane.store.base import CAPABILITIES, IndexInfo, Store, StoreStats, require, scan
 
-__all__ = ["IndexInfo", "STORE_SCHEMES", "Store", "StoreStats", "open_store"]
+if TYPE_CHECKING:
+    from memlane.config import MemoryConfig, StoreConfig
+
+__all__ = ["CAPABILITIES", "IndexInfo", "STORE_SCHEMES", "Store", "StoreStats", "open_store", "require", "scan"]
 
 
 STORE_SCHEMES = ("a file path", "sqlite:///path", "postgresql://user@host/database")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
-def open_store(location: "str | Path", *, create: bool = True) -> Store:
-    """Open the store at `location` (a store URL): the one place a backend is chosen.
+def open_store(location: "str | Path | MemoryConfig | StoreConfig", *, create: bool = True) -> Store:
+    """Open the store at `location` (a store URL, or a config whose `store.url` names one): the
+    one place a backend is chosen.
 
     A plain path (or `sqlite:///path`, `:memory:`) is a SQLite file; `create=False` makes a
     missing one an error. A `postgresql://` (or `postgres://`) URL is a PostgreSQL database with
@@ -23,13 +28,16 @@ def open_store(location: "str | Path", *, create: bool = True) -> Store:
     without a store an error. Any other scheme is refused with the valid ones named."""
     from memlane.errors import ConfigError
 
-    text = str(location)
+    store_config = getattr(location, "store", location)  # a MemoryConfig holds a StoreConfig
+    text = str(getattr(store_config, "url", location))
     if "://" in text:
         scheme, _, rest = text.partition("://")
         if scheme.lower() in POSTGRES_SCHEMES:
             try:
                 from memlane.store.postgres import PostgresStore
-            except ImportError:
+            except ImportError as exc:
+                if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool"):
+                    raise  # memlane's own code failed to import: not a missing extra
                 raise ConfigError("a PostgreSQL store needs psycopg: pip install 'memlane[postgres]'") from None
             return PostgresStore(text, create=create)
         if scheme.lower() != "sqlite":

@@ -4,16 +4,14 @@ which dense search, neighbour context, name checks and BM25 postings read withou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from memlane.errors import StoreError
+from memlane.filters import Filter
 from memlane.records import MemoryRecord
 from memlane.store import bm25
-
-if TYPE_CHECKING:
-    from memlane.filters import Filter
 from memlane.store.codec import own_rows
 
 
@@ -39,6 +37,17 @@ def session_links(node_types: np.ndarray, session_ids: list[str | None],
         following[order[:-1]] = order[1:]
     return previous, following
 
+
+
+def top_k(scores: np.ndarray, ids: Sequence[str], k: int) -> list[tuple[str, float]]:
+    """The k highest finite scores with their ids, best first; ties keep row order (older first)."""
+    k = min(k, len(scores))
+    if k <= 0:
+        return []
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    top = top[np.isfinite(scores[top])]
+    return [(ids[i], float(scores[i])) for i in top]
 
 
 @dataclass
@@ -67,19 +76,8 @@ class UserView:
     lengths: np.ndarray | None = None  # tokens in each memory's indexed text, read on first lexical search
     postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term: (rows, counts)
     pending: list["UserView"] = field(default_factory=list)  # written since, merged on next use
-    _context: np.ndarray | None = None
-    _context_weight: float = 0.0
-    _last_scores: dict[float, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # context: (query, scores)
-
-    def context_matrix(self, neighbour_weight: float) -> np.ndarray:
-        """Each turn's vector plus its neighbours', weighted and renormalized (other rows as they are)."""
-        if self._context is None or self._context_weight != neighbour_weight:
-            padded = np.vstack([self.matrix, np.zeros((1, self.matrix.shape[1]), np.float32)])
-            summed = self.matrix + neighbour_weight * (padded[self.previous] + padded[self.following])
-            norms = np.linalg.norm(summed, axis=1, keepdims=True)
-            self._context = summed / np.where(norms > 0, norms, 1.0)
-            self._context_weight = neighbour_weight
-        return self._context
+    derived: dict = field(default_factory=dict)  # arrays computed from this view by its readers, kept with it
+    _last_scores: tuple[np.ndarray, np.ndarray] | None = None  # (query, scores)
 
     @classmethod
     def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
@@ -154,56 +152,58 @@ class UserView:
         known = self.rowids[at] == rowids
         return at[known], counts[known]
 
-    def flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
-        """Those of `ids` in this view whose entry in `flags` (one bool per row) is set."""
-        return {mid for mid in ids if mid in self.position and flags[self.position[mid]]}
-
-    def scores(self, query: np.ndarray, context: float = 0.0) -> np.ndarray:
-        """Each memory's cosine to the query: the better of its own vector's and its best passage's;
-        with `context` > 0, of its context vector (see `context_matrix`). Read-only.
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        """Each memory's cosine to the query: the better of its own vector's and its best passage's
+        (a long memory is found by the passage that matches). Read-only.
 
         One search asks for the same query's scores several times (plain, in a time range, over
-        sessions); the last query's are kept per context weight, so a search scans a large store
-        once for each."""
-        last = self._last_scores.get(context)
+        sessions); the last query's are kept, so a search scans a large store once."""
+        last = self._last_scores
         if last is not None and np.array_equal(last[0], query):
             return last[1]
-        if context > 0:
-            scores = self.context_matrix(context) @ query
-        else:
-            scores = self.matrix @ query
-            if len(self.passage_owners):
-                best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
-                scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
+        scores = self.matrix @ query
+        if len(self.passage_owners):
+            best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
+            scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
         scores.flags.writeable = False
-        self._last_scores[context] = (query.copy(), scores)
+        self._last_scores = (query.copy(), scores)
         return scores
 
 
 class ViewReads:
-    """The reads every backend answers from a user's view, written once: verbatim matches,
-    mentions, speakers, neighbouring turns, sessions, vectors and flags. A backend gives
-    `_view(user_id)` (the user's `UserView`), `_folded_texts(user_id, view)` (their texts,
-    case-folded, in view order), `_allowed_mask(user_id, view, filters)` (None: all allowed), and
-    for BM25 `_postings(user_id, view, term)` (view rows holding the term, and how often) and
+    """The candidate sources and reads every backend answers from a user's view, written once:
+    dense, BM25, document frequencies, verbatim matches, vectors, and the view itself for the
+    retrieval layer (`memlane.retrieve.context`). A backend gives `_view(user_id)` (the user's
+    `UserView`), `_folded_texts(user_id, view)` (their texts, case-folded, in view order),
+    `_allowed_mask(user_id, view, filters)` (None: all allowed), and for BM25
+    `_postings(user_id, view, term)` (view rows holding the term, and how often) and
     `_lengths(user_id, view)` (each row's length in tokens)."""
 
-    def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: Filter | None,
-                         *, context: float = 0.0) -> list[tuple[str, float]]:
-        """Top k by cosine: a memory scores the better of its own vector and its best passage;
-        with `context` > 0 a turn is scored with its session neighbours (see `UserView.scores`)."""
+    def search_view(self, user_id: str) -> UserView:
+        """The user's search columns and vectors as arrays (pinned within `snapshot`)."""
+        return self._view(user_id)
+
+    def search_texts(self, user_id: str) -> list[str]:
+        """The user's texts, case-folded, in the order of `search_view`'s rows."""
+        view = self._view(user_id)
+        return self._folded_texts(user_id, view)
+
+    def filter_mask(self, user_id: str, filters: Filter | None) -> np.ndarray | None:
+        """Which rows of `search_view` the filter lets through; None when it restricts nothing."""
+        view = self._view(user_id)
+        return self._allowed_mask(user_id, view, Filter.parse(filters))
+
+    def dense_candidates(self, user_id: str, query: np.ndarray, k: int,
+                         filters: Filter | None) -> list[tuple[str, float]]:
+        """Top k by cosine: a memory scores the better of its own vector and its best passage."""
         view = self._view(user_id)
         if len(view.ids) == 0 or k <= 0:
             return []
-        scores = view.scores(np.asarray(query, dtype=np.float32), context)
+        scores = view.scores(np.asarray(query, dtype=np.float32))
         mask = self._allowed_mask(user_id, view, filters)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        top = top[np.isfinite(scores[top])]
-        return [(view.ids[i], float(scores[i])) for i in top]
+        return top_k(scores, view.ids, k)
 
     def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
                            filters: Filter | None) -> list[tuple[str, float]]:
@@ -253,64 +253,9 @@ class ViewReads:
                         break
         return out
 
-    def mentioning(self, user_id: str, ids: Sequence[str], names: Sequence[str]) -> set[str]:
-        """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
-        view = self._view(user_id)
-        texts = self._folded_texts(user_id, view)
-        folded = [n.casefold() for n in names]
-        out = set()
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is not None and (view.speakers[i].casefold() in folded
-                                  or any(n in texts[i] for n in folded)):
-                out.add(mid)
-        return out
-
-    def speakers_of(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        """The lower-cased speaker of each of `ids` that has one."""
-        view = self._view(user_id)
-        return {mid: view.speakers[view.position[mid]] for mid in ids
-                if mid in view.position and view.speakers[view.position[mid]]}
-
-    def speakers(self, user_id: str) -> list[str]:
-        return sorted(self._view(user_id).speaker_names)
-
-    def turns_around(self, user_id: str, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
-        """For each turn id: the turns at most `reach` before or after it in its session, each
-        with its distance (1 = adjacent)."""
-        view = self._view(user_id)
-        out: dict[str, list[tuple[str, int]]] = {}
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is None:
-                continue
-            nearby = []
-            for steps in (view.previous, view.following):
-                j = i
-                for distance in range(1, reach + 1):
-                    j = steps[j]
-                    if j < 0:
-                        break
-                    nearby.append((view.ids[j], distance))
-            out[mid] = nearby
-        return out
-
-    def session_ids(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        view = self._view(user_id)
-        return {mid: view.session_ids[view.position[mid]] for mid in ids
-                if mid in view.position and view.session_ids[view.position[mid]] is not None}
-
     def vectors(self, user_id: str, ids: Sequence[str]) -> np.ndarray:
         view = self._view(user_id)
         missing = [i for i in ids if i not in view.position]
         if missing:
             raise StoreError(f"no vector for memories {missing[:3]} of user {user_id}")
         return view.matrix[[view.position[i] for i in ids]] if ids else np.zeros((0, view.matrix.shape[1]), np.float32)
-
-    def superseded(self, user_id: str, ids: Sequence[str]) -> set[str]:
-        view = self._view(user_id)
-        return view.flagged(view.superseded, ids)
-
-    def dated(self, user_id: str, ids: Sequence[str]) -> set[str]:
-        view = self._view(user_id)
-        return view.flagged(view.dated, ids)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from memlane.errors import InputError
-from memlane.store import Store
+from memlane.store import Store, scan
 
 _FIX = ('write one JSON object per line with "query", "user_id" and "positive_ids" (memory ids) or '
         '"positive_turn_ids" (turn ids of the ingested conversation)')
@@ -156,7 +156,7 @@ def positive_records(memory, example: Example) -> list:
 
 
 def _turns_by_id(store: Store, user_id: str) -> dict[str, Any]:
-    return {r.metadata["turn_id"]: r for r in store.list_all(user_id, {"node_type": "turn"}) if "turn_id" in r.metadata}
+    return {r.metadata["turn_id"]: r for r in scan(store, user_id, {"node_type": "turn"}) if "turn_id" in r.metadata}
 
 
 def _str_list(value: Any, file: str, record: str, key: str) -> list[str]:

@@ -65,6 +65,7 @@ def evaluate(store_path: str | Path, examples: Sequence[Example], config: Memory
     from memlane.embed import make_embedders
     from memlane.memory import Memory, reindex
     from memlane.store import open_store
+    from memlane.transfer import export_store, import_memories
 
     if not examples:
         raise InputError("no evaluation queries", field="eval_queries", fix="give at least one held-out query")
@@ -73,11 +74,16 @@ def evaluate(store_path: str | Path, examples: Sequence[Example], config: Memory
     cfg.fine_tune.enabled = False
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         copy = Path(tmp) / "eval.db"
-        source = open_store(store_path, create=False)
+        dump = Path(tmp) / "users.jsonl"
+        source = open_store(store_path, create=False)  # any backend; the scratch copy is a SQLite file
         try:
-            source.copy_to(copy, users=sorted({e.user_id for e in examples}))
+            with source.reading() as snapshot:
+                export_store(snapshot, dump, users=sorted({e.user_id for e in examples}), vectors=True)
         finally:
             source.close()
+        with Memory(copy, config) as scratch:  # the deployed model: the file's vectors are kept as they are
+            import_memories(scratch, dump)
+        dump.unlink()
         index_embedder = make_embedders(embedder)[0]
         scratch = open_store(copy, create=False)
         try:

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 from memlane.errors import LLMError
 from memlane.records import MemoryRecord
 from memlane.retrieve.query import content_terms
-from memlane.store import Store
+from memlane.store import Store, scan
 from memlane.tune.examples import Example
 
 _SENTENCE = re.compile(r"[^.!?]*\?")
@@ -53,7 +53,7 @@ LLM_PROMPT = (
 
 def user_turns(store: Store, user_id: str) -> list[MemoryRecord]:
     """A user's turn memories, in session and turn order."""
-    turns = store.list_all(user_id, {"node_type": "turn"})
+    turns = scan(store, user_id, {"node_type": "turn"})
     return sorted(turns, key=lambda r: (r.session_date or "", r.session_id or "", r.turn_index or 0))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from memlane.errors import StoreError
 from memlane.records import HistoryEvent, MemoryRecord
 from memlane.store import bm25
-from memlane.store.base import IndexInfo, StoreStats
+from memlane.store.base import CAPABILITIES, IndexInfo, StoreStats
 from memlane.filters import Filter
 from memlane.store.sql import filter_sql
 from memlane.store.codec import COLUMNS, PLACEHOLDERS, check_dims, own_rows, record_from_dict, record_params, row_to_record, to_blob
@@ -59,6 +59,8 @@ def _reason(exc: sqlite3.Error) -> str:
 
 class SQLiteStore(ViewReads):
     """memlane's embedded store. Thread-safe for one process; other processes may read concurrently."""
+
+    capabilities = frozenset(CAPABILITIES)
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         """Open the store at `path`, creating it when `create` (else a missing file is an error).
@@ -549,36 +551,6 @@ class SQLiteStore(ViewReads):
         next_cursor = str(page[-1][0]) if len(rows) > limit else None
         return [row_to_record(r[1:]) for r in page], next_cursor
 
-    def copy_to(self, path: str | Path, users: Sequence[str] | None = None) -> None:
-        """Write a consistent copy of this store to `path` (SQLite's online backup), keeping only
-        `users` when given. The original is never written to."""
-        target = Path(path)
-        if target.exists():
-            raise StoreError(f"cannot copy store to {target}: the file exists")
-        try:
-            with self._lock:
-                destination = sqlite3.connect(str(target), isolation_level=None)
-                self._conn.backup(destination)
-            if users is not None:
-                marks = ", ".join("?" * len(users)) or "NULL"
-                rowids = [r[0] for r in destination.execute(
-                    f"SELECT rowid FROM memories WHERE user_id NOT IN ({marks})", list(users))]
-                destination.execute("BEGIN")
-                for (name,) in destination.execute("SELECT name FROM vector_indexes").fetchall():
-                    destination.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
-                destination.execute(f"DELETE FROM memories WHERE user_id NOT IN ({marks})", list(users))
-                destination.execute(f"DELETE FROM history WHERE user_id NOT IN ({marks})", list(users))
-                destination.execute(f"DELETE FROM expired WHERE user_id NOT IN ({marks})", list(users))
-                destination.execute("COMMIT")
-                # Other users' words must not survive in the copy: FTS5 keeps a deleted text's
-                # tokens in old segments until they merge, and SQLite keeps freed pages.
-                destination.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
-                destination.execute("VACUUM")
-            destination.close()
-        except sqlite3.Error as exc:
-            target.unlink(missing_ok=True)
-            raise StoreError(f"copying store {self.path} to {target} failed: {exc}") from None
-
     # -- memory nodes ----------------------------------------------------------------------------
 
     def node_definitions(self) -> list[tuple[str, int, str]]:
@@ -695,23 +667,6 @@ class SQLiteStore(ViewReads):
     def users(self) -> list[str]:
         """Every user id with at least one memory, sorted."""
         return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
-
-    def list_all(self, user_id: str, filters: Filter | None = None) -> list[MemoryRecord]:
-        """Every memory of a user matching `filters`, in insertion order (all pages of `list`)."""
-        out: list[MemoryRecord] = []
-        cursor = None
-        while True:
-            page, cursor = self.list(user_id, 1000, cursor, Filter.parse(filters))
-            out += page
-            if cursor is None:
-                return out
-
-    def session_memories(self, user_id: str, session_id: str) -> list[MemoryRecord]:
-        rows = self._query(
-            f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND session_id = ? ORDER BY turn_index, rowid",
-            (user_id, session_id),
-        )
-        return [row_to_record(r) for r in rows]
 
     @contextmanager
     def reading(self) -> Iterator["SQLiteStore"]:

@@ -1,0 +1,107 @@
+"""What a search knows about its user beyond the candidate sources: neighbouring turns, speakers,
+mentions, sessions, flags and context-weighted dense scores. Computed here, above the store seam,
+from the user's search view (`Store.search_view`), so every backend gets them from one place."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from memlane.filters import Filter
+from memlane.store import Store
+from memlane.store.view import UserView, top_k
+
+
+def context_matrix(view: UserView, neighbour_weight: float) -> np.ndarray:
+    """Each turn's vector plus its session neighbours', weighted and renormalized (other memories'
+    vectors as they are): a turn is found by what was said around it too. Kept with the view."""
+    key = ("context_matrix", neighbour_weight)
+    cached = view.derived.get(key)
+    if cached is None:
+        padded = np.vstack([view.matrix, np.zeros((1, view.matrix.shape[1]), np.float32)])
+        summed = view.matrix + neighbour_weight * (padded[view.previous] + padded[view.following])
+        norms = np.linalg.norm(summed, axis=1, keepdims=True)
+        cached = view.derived[key] = summed / np.where(norms > 0, norms, 1.0)
+    return cached
+
+
+class UserContext:
+    """One user's memories as a search sees them, pinned to one state by the store's snapshot."""
+
+    def __init__(self, store: Store, user_id: str) -> None:
+        self.store = store
+        self.user_id = user_id
+        self.view = store.search_view(user_id)
+
+    def context_candidates(self, query: np.ndarray, neighbour_weight: float, k: int,
+                           filters: Filter | None) -> list[tuple[str, float]]:
+        """Top k turns by the cosine of their context vectors (see `context_matrix`)."""
+        view = self.view
+        if not view.ids or k <= 0:
+            return []
+        scores = context_matrix(view, neighbour_weight) @ np.asarray(query, dtype=np.float32)
+        mask = self.store.filter_mask(self.user_id, filters)
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        return top_k(scores, view.ids, k)
+
+    def speakers(self) -> list[str]:
+        """Every speaker the user's memories name, as written."""
+        return sorted(self.view.speaker_names)
+
+    def speakers_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """The lower-cased speaker of each of `ids` that has one."""
+        view = self.view
+        return {mid: view.speakers[view.position[mid]] for mid in ids
+                if mid in view.position and view.speakers[view.position[mid]]}
+
+    def mentioning(self, ids: Sequence[str], names: Sequence[str]) -> set[str]:
+        """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
+        view = self.view
+        folded = [n.casefold() for n in names]
+        texts = self.store.search_texts(self.user_id) if folded else []
+        out = set()
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is not None and (view.speakers[i].casefold() in folded or any(n in texts[i] for n in folded)):
+                out.add(mid)
+        return out
+
+    def turns_around(self, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
+        """For each turn id: the turns at most `reach` before or after it in its session, each
+        with its distance (1 = adjacent)."""
+        view = self.view
+        out: dict[str, list[tuple[str, int]]] = {}
+        for mid in ids:
+            i = view.position.get(mid)
+            if i is None:
+                continue
+            nearby = []
+            for steps in (view.previous, view.following):
+                j = i
+                for distance in range(1, reach + 1):
+                    j = steps[j]
+                    if j < 0:
+                        break
+                    nearby.append((view.ids[j], distance))
+            out[mid] = nearby
+        return out
+
+    def session_ids(self, ids: Sequence[str]) -> dict[str, str]:
+        """The session of each of `ids` that belongs to one."""
+        view = self.view
+        return {mid: view.session_ids[view.position[mid]] for mid in ids
+                if mid in view.position and view.session_ids[view.position[mid]] is not None}
+
+    def superseded(self, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` that a newer memory superseded."""
+        return self._flagged(self.view.superseded, ids)
+
+    def dated(self, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` that mention a time which ingestion resolved to a date."""
+        return self._flagged(self.view.dated, ids)
+
+    def _flagged(self, flags: np.ndarray, ids: Sequence[str]) -> set[str]:
+        position = self.view.position
+        return {mid for mid in ids if mid in position and flags[position[mid]]}

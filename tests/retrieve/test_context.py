@@ -1,0 +1,88 @@
+"""UserContext: neighbours, speakers, mentions, sessions, flags and context scores, computed above
+the store seam from a user's search view."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from memlane.records import MemoryRecord
+from memlane.retrieve.context import UserContext, context_matrix
+from memlane.store import open_store
+
+AT = "2023-01-01T00:00:00Z"
+
+
+def note(mid, user="ana", text=None, **fields):
+    text = text or f"memory {mid}"
+    fields.setdefault("node_type", "fact")
+    return MemoryRecord(id=mid, user_id=user, text=text, embed_text=text, recorded_at=AT, **fields)
+
+
+def turn(i, index, session="s1", user="ana", speaker=None):
+    return note(f"t{i}", user=user, text=f"turn {i}", session_id=session, turn_index=index, node_type="turn",
+                speaker=speaker)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "s.db")
+    s.create_index("toy", 2, active=True)
+    yield s
+    s.close()
+
+
+def test_turns_around_walks_a_session_in_order_up_to_the_reach(store):
+    # Written out of order, and one turn in another session: order comes from turn_index, per session.
+    store.write([turn(3, 3), turn(1, 1), turn(2, 2), turn(4, 4), turn(9, 0, "s2")], np.ones((5, 2), np.float32), [])
+    user = UserContext(store, "ana")
+    around = user.turns_around(["t2", "t9", "unknown"], 2)
+    assert sorted(around["t2"]) == [("t1", 1), ("t3", 1), ("t4", 2)]
+    assert around["t9"] == [] and "unknown" not in around
+    assert sorted(user.turns_around(["t1"], 1)["t1"]) == [("t2", 1)]
+    assert user.session_ids(["t1", "t9", "unknown"]) == {"t1": "s1", "t9": "s2"}
+
+
+def test_mentioning_checks_speaker_and_text_of_the_given_ids_only(store):
+    store.write([note("m1", text="I met zoë today"), note("m2", text="nothing here"),
+                 note("m9", text="hello", speaker="Zoë"), note("m4", text="ZOË again")],
+                np.ones((4, 2), np.float32), [])
+    ana = UserContext(store, "ana")
+    assert ana.mentioning(["m1", "m2", "m9"], ["ZOË"]) == {"m1", "m9"}
+    assert ana.mentioning(["m9"], ["Zo"]) == set()  # a speaker is matched whole
+    assert UserContext(store, "bo").mentioning(["m1"], ["zoë"]) == set()
+
+
+def test_speakers_and_flags_are_the_users_own(store):
+    dated = note("m2", text="on 2023-05-01", superseded_by="m3")
+    store.write([turn(1, 1, speaker="Ana"), dated, note("m3", text="new"), turn(5, 1, user="bo", speaker="Bo")],
+                np.ones((4, 2), np.float32), [])
+    ana = UserContext(store, "ana")
+    assert ana.speakers() == ["Ana"] and UserContext(store, "bo").speakers() == ["Bo"]
+    assert ana.speakers_of(["t1", "m2", "t5"]) == {"t1": "ana"}
+    assert ana.superseded(["m2", "m3", "t5"]) == {"m2"}
+
+
+def test_context_vectors_mix_in_the_neighbours(store):
+    vectors = np.array([[1, 0], [0, 1], [1, 1], [1, -1]], np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store.write([turn(1, 1), turn(2, 2), turn(3, 3), note("m4")], vectors, [])
+    view = UserContext(store, "ana").view
+    context = context_matrix(view, 0.5)
+    middle = view.position["t2"]
+    expected = vectors[1] + 0.5 * (vectors[0] + vectors[2])
+    assert np.allclose(context[middle], expected / np.linalg.norm(expected), atol=1e-6)
+    assert np.allclose(context[view.position["m4"]], vectors[3])  # not a turn: its own vector
+    assert context_matrix(view, 0.5) is context  # kept with the view
+
+
+def test_context_candidates_rank_by_context_and_keep_to_the_filter(store):
+    vectors = np.array([[1, 0], [0, 1], [0, 1], [1, 0]], np.float32)
+    store.write([turn(1, 1), turn(2, 2), turn(3, 3), note("m4")], vectors, [])
+    user = UserContext(store, "ana")
+    ranked = user.context_candidates(np.array([0, 1], np.float32), 0.5, 10, None)
+    # t3 and its one neighbour both point at the query; t2's other neighbour, t1, pulls it away.
+    assert [mid for mid, _ in ranked][:2] == ["t3", "t2"] and ranked[0][1] > ranked[1][1]
+    only_turns = user.context_candidates(np.array([1, 0], np.float32), 0.5, 10, {"node_type": "turn"})
+    assert "m4" not in {mid for mid, _ in only_turns} and len(only_turns) == 3
+    assert UserContext(store, "bo").context_candidates(np.array([1, 0], np.float32), 0.5, 10, None) == []
