@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import tempfile
@@ -282,8 +283,8 @@ def _demo_questions(qa: list[dict], n: int) -> list[dict]:
 
 
 def _command_line() -> str:
-    """The command being run, as a report records it."""
-    return "memlane " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    """The command being run, as a report records it (a password in a store URL masked)."""
+    return "memlane " + " ".join(shlex.quote(re.sub(r"(://[^:/@\s]*:)[^/\s]*@", r"\1***@", a)) for a in sys.argv[1:])
 
 
 def _save_report(out: Path, result: dict, markdown_of, indent: int = 2) -> None:
@@ -394,6 +395,7 @@ def bench_locomo(
     limit: Optional[int] = typer.Option(None, "--limit", help="Stop after this many questions."),
     first_stage: Optional[str] = FirstStageOption,
     config: Optional[Path] = ConfigOption,
+    store: Optional[str] = typer.Option(None, "--store", help="Run on this backend: a postgresql:// URL puts each conversation in a new schema of that database, dropped after [default: temporary SQLite files]."),
 ) -> None:
     """LoCoMo: evidence-turn and session recall@k, NDCG@10 per category, latency."""
     from memlane.bench.datasets import locomo_paths
@@ -403,7 +405,7 @@ def bench_locomo(
         cfg = _bench_config(config, retriever, first_stage)
         chosen = load_locomo(locomo_paths(data), conversations.split(",") if conversations else None)
         with _progress("questions") as update:
-            result = run_locomo(chosen, cfg, limit=limit, on_progress=update,
+            result = run_locomo(chosen, cfg, limit=limit, on_progress=update, store=store,
                                 status=lambda s: err.print(f"[dim]{s}[/]"))
     result["retriever"] = retriever
     _finish(result, out)

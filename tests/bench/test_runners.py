@@ -152,3 +152,21 @@ def test_a_run_reads_its_vector_cache_before_timing_and_says_so(hash_config, tmp
     out = tmp_path / "lme.json"
     write_report(report, out, "memlane bench longmemeval --out lme.json")
     assert "vector cache read before timing" in out.with_suffix(".md").read_text()
+
+
+def test_locomo_on_postgresql_ranks_every_question_as_on_sqlite(hash_config, postgres_url):
+    """The same conversation on both backends: every question's evidence and session ranks equal
+    (the full retriever: dense, BM25, context, sessions, entities, MMR)."""
+    conversations = load_locomo([DATA / "locomo" / "26.json"])
+    on_sqlite = run_locomo(conversations, hash_config, limit=40)
+    on_postgres = run_locomo(conversations, hash_config, limit=40, store=postgres_url)
+    assert (on_sqlite["store"], on_postgres["store"]) == ("sqlite", "postgresql")
+    ranks = [[(q["evidence_ranks"], q["session_ranks"]) for q in r["per_question"]] for r in (on_sqlite, on_postgres)]
+    assert len(ranks[0]) == 40 and ranks[0] == ranks[1]
+
+
+def test_a_store_password_never_reaches_a_report(monkeypatch):
+    from memlane.cli import _command_line
+
+    monkeypatch.setattr("sys.argv", ["memlane", "bench", "locomo", "--store", "postgresql://ana:pa55@db.example/m"])
+    assert _command_line() == "memlane bench locomo --store 'postgresql://ana:***@db.example/m'"

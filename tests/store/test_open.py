@@ -52,3 +52,32 @@ def test_no_module_above_the_store_imports_a_concrete_store():
             continue
         text = module.read_text(encoding="utf-8")
         assert "store.sqlite" not in text and "store.postgres" not in text, module
+
+
+def test_a_scratch_store_is_fresh_and_gone_after(tmp_path):
+    from memlane.store import backend_name, scratch_store
+
+    with scratch_store(None, "bench") as location:
+        store = open_store(location)
+        store.create_index("toy", 2, active=True)
+        store.close()
+        assert Path(location).exists() and backend_name(location) == "sqlite"
+    assert not Path(location).exists()
+
+
+def test_a_scratch_schema_on_postgresql_is_dropped_after(postgres_url):
+    import psycopg
+
+    from memlane.store import backend_name, scratch_store
+
+    with scratch_store(postgres_url) as location:
+        assert backend_name(location) == "postgresql"
+        store = open_store(location)
+        store.create_index("toy", 2, active=True)
+        assert store.active_index().dims == 2
+        store.close()
+        schema = location.rsplit("search_path%3D", 1)[1].split("%2C")[0]
+        assert schema.startswith("memlane_scratch_")
+    with psycopg.connect(postgres_url) as conn:
+        left = conn.execute("SELECT count(*) FROM information_schema.schemata WHERE schema_name = %s", (schema,))
+        assert left.fetchone()[0] == 0

@@ -4,7 +4,6 @@ date of the conversation's last session, scored on evidence turns and evidence s
 from __future__ import annotations
 
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -52,9 +51,13 @@ def run_locomo(
     depth: int = 50,
     status: Status = lambda _: None,
     on_progress: Callable[[int, int], None] | None = None,
+    store: str | None = None,
 ) -> dict:
-    """Run the benchmark; returns the report dict (see `summarize`)."""
+    """Run the benchmark; returns the report dict (see `summarize`). Each conversation is one
+    user in a fresh store: a temporary SQLite file, or with `store` a postgresql:// URL, a new
+    schema of that database (dropped after)."""
     from memlane.memory import Memory
+    from memlane.store import backend_name, scratch_store
 
     per_question: list[dict] = []
     latencies: list[float] = []
@@ -64,12 +67,12 @@ def run_locomo(
         total_questions = min(total_questions, limit)
     done = 0
     warm_up = warm_vector_cache(config)
-    with tempfile.TemporaryDirectory() as tmp:
-        for conversation in conversations:
-            if limit and done >= limit:
-                break
+    for conversation in conversations:
+        if limit and done >= limit:
+            break
+        with scratch_store(store, conversation.conversation_id) as location:
             status(f"conversation {conversation.conversation_id}: ingesting")
-            memory = Memory(Path(tmp) / f"{conversation.conversation_id}.db", config)
+            memory = Memory(location, config)
             started = time.perf_counter()
             memory.ingest(conversation.sessions, user_id=conversation.conversation_id)
             ingest_seconds += time.perf_counter() - started
@@ -101,7 +104,8 @@ def run_locomo(
             memory.close()
     report = summarize(per_question)
     report.update(run_fields("locomo", per_question, latencies, ingest_seconds, config,
-                             conversations=[c.conversation_id for c in conversations], cache_warm_up=warm_up))
+                             conversations=[c.conversation_id for c in conversations], cache_warm_up=warm_up,
+                             store=backend_name(store)))
     return report
 
 

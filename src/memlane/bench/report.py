@@ -89,7 +89,8 @@ def markdown(result: dict, command: str, plots: list[str]) -> str:
         + (f", ONNX Runtime {m['onnxruntime']}" if m.get("onnxruntime") else "") + "."
         + (f" Models ran on: {m['embedding_runtime']}." if m.get("embedding_runtime") else ""),
         f"Embedding model: `{result['config']['embedder']['model']}`. Questions: {result['questions']}"
-        + (f" (split {result['split']})" if result.get("split") else "") + ".",
+        + (f" (split {result['split']})" if result.get("split") else "") + "."
+        + (f" Store: {result['store']}." if result.get("store") else ""),
         "",
         "| metric | value |",
         "|---|---|",

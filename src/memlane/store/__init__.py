@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from memlane.store.base import CAPABILITIES, IndexInfo, Store, StoreStats, require, scan
 
 if TYPE_CHECKING:
     from memlane.config import MemoryConfig, StoreConfig
 
-__all__ = ["CAPABILITIES", "IndexInfo", "STORE_SCHEMES", "Store", "StoreStats", "open_store", "require", "scan"]
+__all__ = ["CAPABILITIES", "IndexInfo", "STORE_SCHEMES", "Store", "StoreStats", "open_store", "backend_name", "require", "scan", "scratch_store"]
 
 
 STORE_SCHEMES = ("a file path", "sqlite:///path", "postgresql://user@host/database")
@@ -49,3 +51,26 @@ def open_store(location: "str | Path | MemoryConfig | StoreConfig", *, create: b
     from memlane.store.sqlite import SQLiteStore
 
     return SQLiteStore(text, create=create)
+
+
+def backend_name(location: "str | Path | None") -> str:
+    """The backend a store location names ("sqlite" or "postgresql"): what a report may record,
+    where the URL itself could hold a password."""
+    scheme = str(location or "").partition("://")[0].lower() if "://" in str(location or "") else "sqlite"
+    return "postgresql" if scheme in POSTGRES_SCHEMES else scheme
+
+
+@contextmanager
+def scratch_store(location: "str | Path | None" = None, name: str = "scratch") -> Iterator[str]:
+    """The location of a new, empty store for the block's length, removed afterwards: a SQLite
+    file in a temporary folder (`location` None, a path or sqlite:// URL: only the backend is
+    taken from it), or a new schema of the PostgreSQL database a postgresql:// URL names."""
+    text = "" if location is None else str(location)
+    if text.partition("://")[0].lower() in POSTGRES_SCHEMES:
+        from memlane.store.postgres.scratch import scratch_schema
+
+        with scratch_schema(text) as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="memlane-") as folder:
+        yield str(Path(folder) / f"{name}.db")
