@@ -105,7 +105,8 @@ def _check_cursor(cursor: Any) -> str | None:
 
 
 class Memory:
-    """A long-term memory store in one SQLite file.
+    """Long-term memory over one store: a SQLite file by default, or a PostgreSQL database
+    (`store.url` in the config, or `path`: a file path or a postgresql:// URL).
 
     >>> m = Memory("memories.db")
     >>> m.add([{"role": "user", "content": "I moved to Lisbon last month"}], user_id="ana")
