@@ -62,6 +62,18 @@ class NotFoundError(StoreError):
     """No memory with this id exists for this user."""
 
 
+class AccessError(MemlaneError):
+    """An API key is missing, unknown or revoked, or does not reach what the request names."""
+
+
+class RateLimitError(MemlaneError):
+    """Too many requests for this API key; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class LLMError(MemlaneError):
     """An LLM or embedding endpoint failed or answered something unusable."""
 

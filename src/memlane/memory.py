@@ -378,6 +378,10 @@ class Memory:
         """The memory nodes this store runs at ingestion (latest version of each)."""
         return [spec for spec, _ in self._node_versions()]
 
+    def node_versions(self) -> list[tuple[NodeSpec, int]]:
+        """Each node this store runs with the version of its definition (1 for the first)."""
+        return self._node_versions()
+
     def define_node(self, node: NodeSpec | dict | str | Path) -> list[tuple[str, int]]:
         """Add or change memory nodes: a NodeSpec, a dict, or a YAML/JSON file of one or more.
 

@@ -130,7 +130,7 @@ class Store(Protocol):
 
 # What a backend may offer beyond `Store`, each a protocol below; a store lists its own in
 # `capabilities`, and callers ask with `require` before relying on one.
-CAPABILITIES = ("reindex", "nodes", "retention", "transfer")
+CAPABILITIES = ("reindex", "nodes", "retention", "transfer", "service")
 
 
 def require(store: Store, capability: str) -> None:
@@ -234,3 +234,19 @@ class Transfer(Protocol):
 
     def write_history(self, user_id: str, events: Sequence[HistoryEvent]) -> None:
         """Append history events as they were, whether or not their memories exist."""
+
+
+class ServiceRecords(Protocol):
+    """Capability "service": small JSON documents a server keeps beside the memories (API keys,
+    jobs), by kind and id, so every server process on the store sees the same ones."""
+
+    def put_service_record(self, kind: str, record_id: str, body: dict[str, Any], *,
+                           create_only: bool = False) -> bool:
+        """Write a record; with `create_only`, only if none has this id (False then, atomically)."""
+
+    def service_record(self, kind: str, record_id: str) -> dict[str, Any] | None: ...
+
+    def service_records(self, kind: str) -> list[dict[str, Any]]:
+        """Every record of a kind, oldest first."""
+
+    def delete_service_record(self, kind: str, record_id: str) -> bool: ...

@@ -45,3 +45,10 @@ def filter_sql(f: Filter, alias: str = "m", *, postgres: bool = False) -> tuple[
         params.extend([f.as_of, f.as_of])
     sql = " AND ".join(clauses) or ("TRUE" if postgres else "1")
     return (sql.replace("?", "%s") if postgres else sql), params
+
+
+def utc_now() -> str:
+    """Now as the stores write times: ISO 8601 UTC to the microsecond, so they sort as written."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -23,7 +23,7 @@ from memlane.records import HistoryEvent, MemoryRecord
 from memlane.store import bm25
 from memlane.store.base import CAPABILITIES, IndexInfo, StoreStats
 from memlane.filters import Filter
-from memlane.store.sql import filter_sql
+from memlane.store.sql import filter_sql, utc_now
 from memlane.store.codec import COLUMNS, PLACEHOLDERS, check_dims, own_rows, record_from_dict, record_params, row_to_record, to_blob
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
@@ -550,6 +550,39 @@ class SQLiteStore(ViewReads):
         page = rows[:limit]
         next_cursor = str(page[-1][0]) if len(rows) > limit else None
         return [row_to_record(r[1:]) for r in page], next_cursor
+
+    # -- service records (API keys, jobs) --------------------------------------------------------
+
+    def put_service_record(self, kind: str, record_id: str, body: dict[str, Any], *,
+                           create_only: bool = False) -> bool:
+        now = utc_now()
+        text = json.dumps(body, sort_keys=True)
+        with self._transaction() as conn:
+            if create_only:
+                cur = conn.execute("INSERT OR IGNORE INTO service_records VALUES (?, ?, ?, ?, ?)",
+                                   (kind, record_id, text, now, now))
+                return cur.rowcount == 1
+            conn.execute("INSERT INTO service_records VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE "
+                         "SET body = excluded.body, updated_at = excluded.updated_at", (kind, record_id, text, now, now))
+        return True
+
+    def service_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
+        rows = self._service_rows("SELECT body FROM service_records WHERE kind = ? AND id = ?", (kind, record_id))
+        return json.loads(rows[0][0]) if rows else None
+
+    def service_records(self, kind: str) -> list[dict[str, Any]]:
+        rows = self._service_rows("SELECT body FROM service_records WHERE kind = ? ORDER BY created_at, id", (kind,))
+        return [json.loads(r[0]) for r in rows]
+
+    def delete_service_record(self, kind: str, record_id: str) -> bool:
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM service_records WHERE kind = ? AND id = ?",
+                                (kind, record_id)).rowcount == 1
+
+    def _service_rows(self, sql: str, params: tuple) -> list[tuple]:
+        if self.read_only and not self._query("SELECT 1 FROM sqlite_master WHERE name = 'service_records'"):
+            return []  # a read-only file made before service records: it has none
+        return self._query(sql, params)
 
     # -- memory nodes ----------------------------------------------------------------------------
 

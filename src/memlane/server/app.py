@@ -1,0 +1,272 @@
+"""The REST server: each route a few lines over `Memory`, run in FastAPI's threadpool (the library
+is synchronous and thread-safe; there is no async copy of it). Every request is authenticated to
+a `Principal`, whose key decides which users it may name. Errors have one JSON shape
+(`schemas.ErrorResponse`), with memlane's error tree mapped to status codes."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Callable
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from memlane.errors import (
+    ConfigError,
+    InputError,
+    LLMError,
+    MemlaneError,
+    ModelMismatchError,
+    NotFoundError,
+    RateLimitError,
+    StoreError,
+)
+from memlane.memory import Memory
+from memlane.server.auth import OPEN, Forbidden, Principal, Unauthorized
+from memlane.server.schemas import (
+    AddRequest,
+    AddResponse,
+    Count,
+    ErrorResponse,
+    HistoryEventOut,
+    HitOut,
+    MemoryOut,
+    NodeOut,
+    NodeVersion,
+    Page,
+    RetentionRequest,
+    SearchRequest,
+    SearchResponse,
+    StatsOut,
+    UpdateRequest,
+)
+
+Authenticate = Callable[[str | None], Principal]  # a bearer token (or None) -> the caller, or Unauthorized
+
+# The library's errors, most specific first, as (status, type) of the JSON error body.
+STATUS: list[tuple[type[Exception], int, str]] = [
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (NotFoundError, 404, "not_found"),
+    (InputError, 422, "input"),
+    (ModelMismatchError, 409, "model_mismatch"),
+    (LLMError, 502, "llm"),
+    (StoreError, 503, "store"),
+    (ConfigError, 500, "config"),
+    (RateLimitError, 429, "rate_limited"),
+]
+ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422, 429, 502, 503)}
+
+
+def error_response(status: int, kind: str, message: str, *, field: str | None = None, fix: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"type": kind, "message": message, "field": field, "fix": fix}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(memory: Memory, authenticate: Authenticate | None = None) -> FastAPI:
+    """The server over an open `Memory`. `authenticate` maps a request's bearer token to its
+    caller; None serves every request as an admin (only for --no-auth on loopback)."""
+    app = FastAPI(title="memlane", version=_version(),
+                  description="Long-term memory for LLM agents: add, search, list, update, delete.")
+    app.state.memory = memory
+    app.state.authenticate = authenticate
+
+    @app.exception_handler(MemlaneError)
+    async def library_error(_request: Request, exc: Exception) -> JSONResponse:
+        for kind, status, name in STATUS:
+            if isinstance(exc, kind):
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                if isinstance(exc, RateLimitError):
+                    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+                return error_response(status, name, str(exc), field=getattr(exc, "field", None),
+                                      fix=getattr(exc, "fix", None), headers=headers)
+        return error_response(500, "internal", "internal error")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return error_response(422, "input", f"{where or 'request'}: {first.get('msg', 'invalid request')}",
+                              field=where or None, fix="see the schema of this route at /docs")
+
+    _memory_routes(app)
+    _lifecycle_routes(app)
+    _node_routes(app)
+    return app
+
+
+def caller(request: Request) -> Principal:
+    """The authenticated caller of a request (see `create_app`)."""
+    authenticate: Authenticate | None = request.app.state.authenticate
+    if authenticate is None:
+        return OPEN
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return authenticate(token.strip() if scheme.lower() == "bearer" and token.strip() else None)
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def memory_of(request: Request) -> Memory:
+    return request.app.state.memory
+
+
+Mem = Annotated[Memory, Depends(memory_of)]
+
+
+def _memory_routes(app: FastAPI) -> None:
+    @app.post("/v1/memories", status_code=201, response_model=AddResponse, responses=ERRORS,
+              operation_id="add_memories", tags=["memories"])
+    def add(body: AddRequest, who: Caller, memory: Mem) -> AddResponse:
+        """Remember messages of one conversation (or one text): each turn becomes a memory."""
+        messages: Any = body.messages if isinstance(body.messages, str) else [
+            m.model_dump(exclude_none=True) for m in body.messages]
+        records = memory.add(messages, user_id=who.user(body.user_id), agent_id=body.agent_id,
+                             session_id=body.session_id, session_date=body.session_date,
+                             metadata=body.metadata, category=body.category)
+        return AddResponse(results=[MemoryOut.of(r) for r in records])
+
+    @app.post("/v1/memories/search", response_model=SearchResponse, responses=ERRORS,
+              operation_id="search_memories", tags=["memories"])
+    def search(body: SearchRequest, who: Caller, memory: Mem) -> SearchResponse:
+        """A user's memories most relevant to a question, each optionally with why it was found."""
+        hits = memory.search(body.query, user_id=who.user(body.user_id), limit=body.limit, filters=body.filters,
+                             now=body.now, explain=body.explain, as_of=body.as_of)
+        return SearchResponse(results=[HitOut.of(h) for h in hits])
+
+    @app.get("/v1/memories", response_model=Page, responses=ERRORS, operation_id="list_memories",
+             tags=["memories"])
+    def list_memories(who: Caller, memory: Mem,
+                      user_id: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+                      limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+                      cursor: Annotated[str | None, Query(max_length=32)] = None,
+                      node_type: Annotated[str | None, Query(max_length=512)] = None,
+                      category: Annotated[str | None, Query(max_length=64)] = None,
+                      session_id: Annotated[str | None, Query(max_length=512)] = None,
+                      speaker: Annotated[str | None, Query(max_length=512)] = None,
+                      date_from: Annotated[str | None, Query(max_length=64)] = None,
+                      date_to: Annotated[str | None, Query(max_length=64)] = None) -> Page:
+        """One page of a user's memories, oldest first; pass next_cursor back for the next."""
+        filters = {k: v for k, v in {"node_type": node_type, "category": category, "session_id": session_id,
+                                     "speaker": speaker, "date_from": date_from, "date_to": date_to}.items()
+                   if v is not None}
+        page = memory.get_all(who.user(user_id), limit=limit, cursor=cursor, filters=filters or None)
+        return Page(results=[MemoryOut.of(r) for r in page.records], next_cursor=page.next_cursor)
+
+    @app.get("/v1/memories/{memory_id}", response_model=MemoryOut, responses=ERRORS, operation_id="get_memory",
+             tags=["memories"])
+    def get(memory_id: str, who: Caller, memory: Mem,
+            user_id: Annotated[str | None, Query(min_length=1, max_length=512)] = None) -> MemoryOut:
+        """One memory by id (404 when the user has none with it)."""
+        record = memory.get(memory_id, user_id=who.user(user_id))
+        if record is None:
+            raise NotFoundError(f"no memory with id {memory_id} for this user")
+        return MemoryOut.of(record)
+
+    @app.put("/v1/memories/{memory_id}", response_model=MemoryOut, responses=ERRORS,
+             operation_id="update_memory", tags=["memories"])
+    def update(memory_id: str, body: UpdateRequest, who: Caller, memory: Mem) -> MemoryOut:
+        """Replace a memory's text (re-embedded; the old text stays in its history)."""
+        return MemoryOut.of(memory.update(memory_id, body.text, user_id=who.user(body.user_id)))
+
+    @app.delete("/v1/memories/{memory_id}", status_code=204, responses=ERRORS, operation_id="delete_memory",
+                tags=["memories"])
+    def delete(memory_id: str, who: Caller, memory: Mem,
+               user_id: Annotated[str | None, Query(min_length=1, max_length=512)] = None) -> Response:
+        """Forget one memory (its history keeps a DELETE event)."""
+        memory.delete(memory_id, user_id=who.user(user_id))
+        return Response(status_code=204)
+
+    @app.get("/v1/memories/{memory_id}/history", response_model=list[HistoryEventOut], responses=ERRORS,
+             operation_id="memory_history", tags=["memories"])
+    def history(memory_id: str, who: Caller, memory: Mem,
+                user_id: Annotated[str | None, Query(min_length=1, max_length=512)] = None) -> list[HistoryEventOut]:
+        """Every add, update and delete of one memory, oldest first."""
+        return [HistoryEventOut.of(e) for e in memory.history(memory_id, user_id=who.user(user_id))]
+
+    @app.delete("/v1/users/{user_id}/memories", response_model=Count, responses=ERRORS,
+                operation_id="delete_user_memories", tags=["users"])
+    def delete_user(user_id: str, who: Caller, memory: Mem) -> Count:
+        """Forget every memory of a user."""
+        return Count(count=memory.delete_all(who.user(user_id)))
+
+    @app.get("/v1/stats", response_model=StatsOut, responses=ERRORS, operation_id="store_stats", tags=["admin"])
+    def stats(who: Caller, memory: Mem) -> StatsOut:
+        """Counts across the whole store (admin)."""
+        who.require_admin()
+        return StatsOut.of(memory.stats())
+
+
+def _lifecycle_routes(app: FastAPI) -> None:
+    @app.post("/v1/users/{user_id}/consolidate", response_model=Count, responses=ERRORS,
+              operation_id="consolidate_memories", tags=["users"])
+    def consolidate(user_id: str, who: Caller, memory: Mem) -> Count:
+        """Merge a user's duplicate extracted memories; returns how many were merged away."""
+        return Count(count=memory.consolidate(who.user(user_id)))
+
+    @app.post("/v1/retention/expire", response_model=Count, responses=ERRORS, operation_id="expire_memories",
+              tags=["retention"])
+    def expire(body: RetentionRequest, who: Caller, memory: Mem) -> Count:
+        """Expire memories older than their category's retention limit (every user's: admin only)."""
+        user = who.user(body.user_id) if body.user_id is not None or not who.is_admin else None
+        return Count(count=memory.apply_retention(now=body.now, user_id=user))
+
+    @app.get("/v1/users/{user_id}/expired", response_model=list[MemoryOut], responses=ERRORS,
+             operation_id="list_expired", tags=["retention"])
+    def expired(user_id: str, who: Caller, memory: Mem) -> list[MemoryOut]:
+        """A user's expired memories, recoverable until purged."""
+        return [MemoryOut.of(r) for r in memory.expired(who.user(user_id))]
+
+    @app.post("/v1/users/{user_id}/expired/{memory_id}/restore", response_model=MemoryOut, responses=ERRORS,
+              operation_id="restore_memory", tags=["retention"])
+    def restore(user_id: str, memory_id: str, who: Caller, memory: Mem) -> MemoryOut:
+        """Bring an expired memory back into search."""
+        return MemoryOut.of(memory.restore(memory_id, user_id=who.user(user_id)))
+
+    @app.delete("/v1/users/{user_id}/expired", response_model=Count, responses=ERRORS,
+                operation_id="purge_expired", tags=["retention"])
+    def purge(user_id: str, who: Caller, memory: Mem) -> Count:
+        """Delete a user's expired memories for good."""
+        return Count(count=memory.purge(who.user(user_id)))
+
+
+def _node_routes(app: FastAPI) -> None:
+    @app.get("/v1/nodes", response_model=list[NodeOut], responses=ERRORS, operation_id="list_nodes", tags=["nodes"])
+    def nodes(who: Caller, memory: Mem) -> list[NodeOut]:
+        """The memory nodes run at ingestion, each at its latest version."""
+        return [NodeOut(name=spec.name, version=version, spec=spec.to_data())
+                for spec, version in memory.node_versions()]
+
+    @app.get("/v1/nodes/{name}", response_model=NodeOut, responses=ERRORS, operation_id="get_node", tags=["nodes"])
+    def node(name: str, who: Caller, memory: Mem) -> NodeOut:
+        """One memory node's definition."""
+        for spec, version in memory.node_versions():
+            if spec.name == name:
+                return NodeOut(name=spec.name, version=version, spec=spec.to_data())
+        raise NotFoundError(f"no memory node named '{name}'")
+
+    @app.put("/v1/nodes", response_model=list[NodeVersion], responses=ERRORS, operation_id="define_node",
+             tags=["nodes"])
+    def define(body: dict[str, Any], who: Caller, memory: Mem) -> list[NodeVersion]:
+        """Add or replace a memory node (admin): its name, category, prompt, schema and template."""
+        who.require_admin()
+        return [NodeVersion(name=n, version=v) for n, v in memory.define_node(body)]
+
+    @app.delete("/v1/nodes/{name}", status_code=204, responses=ERRORS, operation_id="remove_node", tags=["nodes"])
+    def remove(name: str, who: Caller, memory: Mem) -> Response:
+        """Stop running a memory node (admin); its memories stay."""
+        who.require_admin()
+        memory.remove_node(name)
+        return Response(status_code=204)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("memlane")
+    except PackageNotFoundError:
+        return "0"

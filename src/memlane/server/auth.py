@@ -1,0 +1,56 @@
+"""Who is calling: a `Principal` (an API key's role and users), and the one rule that binds a
+request's user_id to it. A tenant names only its own users; an admin any user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from memlane.errors import AccessError
+
+
+class Forbidden(AccessError):
+    """The caller's key does not reach what the request names (answered 403)."""
+
+
+class Unauthorized(AccessError):
+    """No key, or a key that is unknown or revoked (answered 401)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller as its API key describes it. `users` and `user_prefix` bound a tenant; an admin
+    reaches every user and the admin routes."""
+
+    key_id: str | None  # None when the server runs with --no-auth
+    role: Literal["admin", "tenant"]
+    users: tuple[str, ...] = ()
+    user_prefix: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def reaches(self, user_id: str) -> bool:
+        if self.is_admin:
+            return True
+        return user_id in self.users or (self.user_prefix is not None and user_id.startswith(self.user_prefix))
+
+    def user(self, requested: str | None) -> str:
+        """The user a request acts for: the one it names, if this key reaches it; or, when it names
+        none, the key's single user. Anything else is refused, never guessed."""
+        if requested is None:
+            if not self.is_admin and len(self.users) == 1 and self.user_prefix is None:
+                return self.users[0]
+            raise Forbidden("name the user: pass user_id (this key reaches "
+                            + ("every user" if self.is_admin else "more than one user") + ")")
+        if not self.reaches(requested):
+            raise Forbidden(f"this API key does not reach user '{requested}'")
+        return requested
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this route needs an admin API key")
+
+
+OPEN = Principal(key_id=None, role="admin")  # every request under --no-auth (loopback only)

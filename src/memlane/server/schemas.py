@@ -1,0 +1,188 @@
+"""The server's request and response bodies: pydantic models, strict (an unknown field or a value
+of the wrong type is refused, never coerced), shared by the REST routes, the Python client and
+the MCP server. Each response model mirrors a library type and is built from it by `of`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memlane.records import Category, HistoryEvent, Hit, MemoryRecord
+from memlane.store import StoreStats
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# -- requests ---------------------------------------------------------------------------------------
+
+
+class Message(Strict):
+    role: str = Field(min_length=1, max_length=64, description="user, assistant, system or tool")
+    content: str = Field(max_length=1_000_000)
+    name: str | None = Field(None, max_length=512, description="The speaker's name, when known.")
+
+
+class AddRequest(Strict):
+    """Messages of one conversation, or one text, to remember."""
+
+    messages: list[Message] | str = Field(description="Chat messages, or one text (said by the user).")
+    user_id: str | None = Field(None, min_length=1, max_length=512,
+                                description="Whose memory; a tenant key with one user may leave it out.")
+    agent_id: str | None = Field(None, min_length=1, max_length=512)
+    session_id: str | None = Field(None, min_length=1, max_length=512)
+    session_date: str | None = Field(None, max_length=64, description="ISO date or datetime the session took place.")
+    metadata: dict[str, Any] | None = None
+    category: Category = Category.EPISODIC
+
+
+class SearchRequest(Strict):
+    query: str = Field(min_length=1, max_length=100_000)
+    user_id: str | None = Field(None, min_length=1, max_length=512)
+    limit: int = Field(10, ge=1, le=1000)
+    filters: dict[str, Any] | None = Field(None, description="node_type, category, agent_id, session_id, speaker "
+                                           "(a value or a list), date_from, date_to, as_of")
+    now: str | None = Field(None, max_length=64, description="ISO date the question is asked on (for 'last week').")
+    as_of: str | None = Field(None, max_length=64, description="Search the state of this day: what was said by "
+                              "then and not yet superseded.")
+    explain: bool = False
+
+
+class UpdateRequest(Strict):
+    text: str = Field(min_length=1, max_length=1_000_000)
+    user_id: str | None = Field(None, min_length=1, max_length=512)
+
+
+class RetentionRequest(Strict):
+    user_id: str | None = Field(None, min_length=1, max_length=512)
+    now: str | None = Field(None, max_length=64)
+
+
+# -- responses --------------------------------------------------------------------------------------
+
+
+class MemoryOut(BaseModel):
+    id: str
+    user_id: str
+    agent_id: str | None
+    category: str
+    node_type: str
+    text: str
+    embed_text: str
+    speaker: str | None
+    session_id: str | None
+    session_date: str | None
+    turn_index: int | None
+    recorded_at: str | None
+    event_dates: list[dict[str, Any]]
+    metadata: dict[str, Any]
+    fact_key: str | None
+    valid_from: str | None
+    valid_until: str | None
+    superseded_by: str | None
+
+    @classmethod
+    def of(cls, record: MemoryRecord) -> "MemoryOut":
+        return cls.model_validate(record.to_dict())
+
+
+class StrategyOut(BaseModel):
+    strategy: str
+    rank: int
+    score: float
+
+
+class ExplanationOut(BaseModel):
+    node: str | None
+    strategies: list[StrategyOut]
+    fused_score: float
+    weights: dict[str, float]
+    notes: list[str]
+
+
+class HitOut(BaseModel):
+    id: str
+    score: float
+    memory: MemoryOut
+    explanation: ExplanationOut | None = None
+
+    @classmethod
+    def of(cls, hit: Hit) -> "HitOut":
+        return cls.model_validate(hit.to_dict())
+
+
+class SearchResponse(BaseModel):
+    results: list[HitOut]
+
+
+class AddResponse(BaseModel):
+    results: list[MemoryOut]
+
+
+class Page(BaseModel):
+    results: list[MemoryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class HistoryEventOut(BaseModel):
+    memory_id: str
+    event: str
+    old_text: str | None
+    new_text: str | None
+    at: str
+
+    @classmethod
+    def of(cls, event: HistoryEvent) -> "HistoryEventOut":
+        return cls(memory_id=event.memory_id, event=event.event, old_text=event.old_text,
+                   new_text=event.new_text, at=event.at)
+
+
+class IndexOut(BaseModel):
+    name: str
+    model: str
+    dims: int
+
+
+class StatsOut(BaseModel):
+    memories: int
+    users: int
+    by_node_type: dict[str, int]
+    by_category: dict[str, int]
+    index: IndexOut | None
+    store_bytes: int
+
+    @classmethod
+    def of(cls, stats: StoreStats) -> "StatsOut":
+        index = IndexOut(name=stats.index.name, model=stats.index.model, dims=stats.index.dims) if stats.index else None
+        return cls(memories=stats.memories, users=stats.users, by_node_type=stats.by_node_type,
+                   by_category=stats.by_category, index=index, store_bytes=stats.file_bytes)
+
+
+class Count(BaseModel):
+    count: int = Field(description="How many memories the call changed.")
+
+
+class ErrorBody(BaseModel):
+    type: Literal["input", "not_found", "forbidden", "unauthorized", "model_mismatch", "conflict", "llm",
+                  "store", "config", "rate_limited", "internal"]
+    message: str
+    field: str | None = None
+    fix: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the server answers has this shape."""
+
+    error: ErrorBody
+
+
+class NodeOut(BaseModel):
+    name: str
+    version: int
+    spec: dict[str, Any] = Field(description="The definition: category, prompt, schema, template, ...")
+
+
+class NodeVersion(BaseModel):
+    name: str
+    version: int
