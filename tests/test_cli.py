@@ -161,3 +161,15 @@ def test_the_store_comes_from_the_config_when_no_flag_or_variable_names_it(env, 
     assert runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana"]).exit_code == 0
     assert (env / "from-config.db").exists()
     assert runner.invoke(app, ["stats"]).exit_code == 0
+
+
+def test_a_postgresql_url_given_with_store_reaches_postgresql(env, postgres_url):
+    from _postgres import postgres_schema
+
+    with postgres_schema(postgres_url) as url:  # '//' must survive: a Path would fold it to 'postgresql:/'
+        result = runner.invoke(app, ["ingest", str(FIXTURES / "chat_messages.jsonl"), "--user", "ana", "--store", url])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["search", "pottery class", "--user", "ana", "--store", url, "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)[0]["memory"]["user_id"] == "ana"
+    assert not (env / "cli.db").exists()  # nothing went to the default SQLite file

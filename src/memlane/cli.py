@@ -34,11 +34,11 @@ app.add_typer(tune_app, name="tune")
 console = Console()
 err = Console(stderr=True)
 
-StoreOption = typer.Option(None, "--store", "-s", help="SQLite store file [default: $MEMLANE_STORE or ./memlane.db].")
+StoreOption = typer.Option(None, "--store", "-s", help="The store: a SQLite file path or a postgresql:// URL [default: $MEMLANE_STORE, else the config's store.url, else ./memlane.db].")
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (MEMLANE_* environment variables override it).")
 
 
-def _store_path(store: Optional[Path], config: Optional[Path] = None, *, must_exist: bool = True) -> str:
+def _store_path(store: Optional[str], config: Optional[Path] = None, *, must_exist: bool = True) -> str:
     """The store a command works on: --store, else $MEMLANE_STORE, else the config's store.url.
     Only commands that add memories may create one: for the others a missing file is a mistyped
     path, not a new empty store."""
@@ -93,7 +93,7 @@ def _progress(label: str) -> Iterator:
             bar[0][0].stop()
 
 
-def _open(store: Optional[Path], config: Optional[Path], *, create: bool = False):
+def _open(store: Optional[str], config: Optional[Path], *, create: bool = False):
     from memlane.memory import Memory
 
     return Memory(_store_path(store, config, must_exist=not create), _config(config), create=create)
@@ -105,7 +105,7 @@ def ingest(
     user: Optional[str] = typer.Option(None, "--user", "-u", help="Store everything for this user [default: one user per conversation id]."),
     agent: Optional[str] = typer.Option(None, "--agent", help="agent_id to record on every memory."),
     split: str = typer.Option("all", "--split", help="LongMemEval files: only the dev or holdout questions of the stratified 80/20 split (seed 42)."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Remember the conversations in FILE, all or nothing."""
@@ -140,7 +140,7 @@ def search(
     node_type: Optional[str] = typer.Option(None, "--node-type", help="Only 'turn' or 'session' memories."),
     explain: bool = typer.Option(False, "--explain", "-e", help="Show which strategies found each hit."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Find a user's memories relevant to a question."""
@@ -175,7 +175,7 @@ def _print_hits(hits, explain: bool, gold: set[str] | None = None) -> None:
 
 
 @app.command()
-def stats(store: Optional[Path] = StoreOption, config: Optional[Path] = ConfigOption) -> None:
+def stats(store: Optional[str] = StoreOption, config: Optional[Path] = ConfigOption) -> None:
     """Counts of memories by kind, users, the embedding model and the file size."""
     from memlane.store import open_store
 
@@ -205,7 +205,7 @@ def reindex(
         help="Model name, local path or checkpoint to embed everything with [default: the config's active "
              "model: fine_tune.checkpoint_path when fine_tune.enabled, else embedder.model].",
     ),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Re-embed every memory with another model and swap indexes atomically (resumable)."""
@@ -579,7 +579,7 @@ def _print_gate(report) -> None:
 
 @app.command()
 def retrain(
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labeled JSONL: query, user_id, positive_ids or positive_turn_ids."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Generate training queries from the store (LLM if llm.base_url is set, else rules)."),
     eval_queries: Path = EvalQueriesOption,
@@ -641,7 +641,7 @@ def tune_labels(
 def tune_synth(
     out: Path = typer.Option(..., "--out", "-o", help="Examples JSONL to write."),
     users: Optional[str] = typer.Option(None, "--users", help="Comma-separated users [default: all]."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Write synthetic (query, positive) examples for a store's memories: by the LLM if configured, else by rules."""
@@ -658,7 +658,7 @@ def tune_synth(
 def tune_mine(
     examples: Path = typer.Option(..., "--examples", help="Labels or examples JSONL (positives by id or turn id)."),
     out: Path = typer.Option(..., "--out", "-o", help="Examples JSONL with hard negatives to write."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Add hard negatives: the retriever's top non-positive memories, minus likely false negatives (margin)."""
@@ -701,7 +701,7 @@ def tune_gate(
     eval_queries: Path = EvalQueriesOption,
     out: Path = typer.Option(..., "--out", "-o", help="Folder for gate.json/gate.md and, if it passes, checkpoint-N."),
     min_gain: Optional[float] = MinGainOption,
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Score base and candidate on held-out queries; keep the candidate only if NDCG@10 improves."""
@@ -725,7 +725,7 @@ def tune_gate(
 
 
 @nodes_app.command("list")
-def nodes_list(store: Optional[Path] = StoreOption, config: Optional[Path] = ConfigOption) -> None:
+def nodes_list(store: Optional[str] = StoreOption, config: Optional[Path] = ConfigOption) -> None:
     """The store's memory nodes (the default topology is installed on the first ingest with an LLM)."""
     with _errors():
         memory = _open(store, config)
@@ -746,7 +746,7 @@ def nodes_list(store: Optional[Path] = StoreOption, config: Optional[Path] = Con
 @nodes_app.command("show")
 def nodes_show(
     name: str = typer.Argument(..., help="Node name, or 'default' for the shipped topology."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Print a node definition as YAML (a starting point for your own)."""
@@ -770,7 +770,7 @@ def nodes_show(
 @nodes_app.command("add")
 def nodes_add(
     file: Path = typer.Argument(..., help="YAML or JSON file with one node, a list, or {nodes: [...]}."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Add or change nodes (a new version each time; a changed template re-embeds only that node's memories)."""
@@ -785,7 +785,7 @@ def nodes_add(
 @nodes_app.command("remove")
 def nodes_remove(
     name: str = typer.Argument(..., help="Node name."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Stop running a node at ingestion (its memories stay)."""
@@ -799,7 +799,7 @@ def nodes_remove(
 @app.command()
 def consolidate(
     user: str = typer.Option(..., "--user", "-u", help="Whose memories to consolidate."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Merge duplicate and near-duplicate extracted memories, keeping all their evidence."""
@@ -814,7 +814,7 @@ def consolidate(
 def expire(
     user: Optional[str] = typer.Option(None, "--user", "-u", help="Only this user [default: everyone]."),
     now: Optional[str] = typer.Option(None, "--now", help="Date to measure ages from [default: today]."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Apply the retention rules: expire memories older than their category's limit (recoverable)."""
@@ -829,7 +829,7 @@ def expire(
 def restore(
     memory_id: str = typer.Argument(..., help="Id of an expired memory."),
     user: str = typer.Option(..., "--user", "-u", help="Its user."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Bring an expired memory back into search."""
@@ -843,7 +843,7 @@ def restore(
 @app.command()
 def purge(
     user: str = typer.Option(..., "--user", "-u", help="Whose expired memories to delete for good."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Delete a user's expired memories permanently."""
@@ -859,7 +859,7 @@ def export_(
     out: Path = typer.Option(..., "--out", "-o", help="File to write: .jsonl, or .jsonl.gz for gzip."),
     user: Optional[list[str]] = typer.Option(None, "--user", "-u", help="Only this user (repeat for several) [default: everyone]."),
     vectors: bool = typer.Option(False, "--vectors", help="Include the vectors, so an import with the same model embeds nothing."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Write memories with their history, expired memories and node definitions to JSON Lines."""
@@ -880,7 +880,7 @@ def export_(
 @app.command("import")
 def import_(
     file: Path = typer.Argument(..., help="A file written by `memlane export` (.jsonl or .jsonl.gz)."),
-    store: Optional[Path] = StoreOption,
+    store: Optional[str] = StoreOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Add the memories of an export file to a store (created if missing), all or nothing."""
