@@ -153,11 +153,15 @@ class Memory:
         index = self._store.active_index()
         if index is not None and index.model == self._embedder.name and index.dims == self._embedder.dims:
             return
-        if index is not None:  # an empty store switching models
-            new = self._store.create_index(self._embedder.name, self._embedder.dims)
-            self._store.activate_index(new)
-        else:
-            self._store.create_index(self._embedder.name, self._embedder.dims, active=True)
+        with self._store.atomic():  # two processes adding to a new store make one index, not two
+            index = self._store.active_index()
+            if index is not None and index.model == self._embedder.name and index.dims == self._embedder.dims:
+                return
+            if index is not None:  # an empty store switching models
+                new = self._store.create_index(self._embedder.name, self._embedder.dims)
+                self._store.activate_index(new)
+            else:
+                self._store.create_index(self._embedder.name, self._embedder.dims, active=True)
 
     # -- writing ---------------------------------------------------------------------------
 

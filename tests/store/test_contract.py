@@ -534,3 +534,27 @@ def test_asking_for_another_users_vectors_is_an_error_not_an_answer(store):
     put(store, rec("m1"), rec("b1", user="bo"))
     with pytest.raises(StoreError):
         store.vectors("ana", ["m1", "b1"])
+
+
+# -- service records (API keys, jobs) ------------------------------------------------------------
+
+
+def test_service_records_are_written_read_listed_and_deleted_by_kind(store):
+    assert store.put_service_record("job", "j2", {"state": "queued", "n": 1})
+    assert store.put_service_record("job", "j1", {"state": "queued"})
+    store.put_service_record("api_key", "k1", {"role": "admin"})
+    store.put_service_record("job", "j2", {"state": "running", "n": 2})  # an update keeps its place
+    assert store.service_record("job", "j2") == {"state": "running", "n": 2}
+    assert store.service_records("job") == [{"state": "running", "n": 2}, {"state": "queued"}]
+    assert store.service_record("job", "k1") is None and store.service_records("nothing") == []
+    assert store.delete_service_record("job", "j2") and not store.delete_service_record("job", "j2")
+    assert store.service_records("job") == [{"state": "queued"}]
+
+
+def test_a_create_only_service_record_is_taken_once(new_store):
+    first = new_store()
+    assert first.put_service_record("lock", "mutating", {"job": "a"}, create_only=True)
+    assert not first.put_service_record("lock", "mutating", {"job": "b"}, create_only=True)
+    assert first.service_record("lock", "mutating") == {"job": "a"}
+    assert first.delete_service_record("lock", "mutating")
+    assert first.put_service_record("lock", "mutating", {"job": "c"}, create_only=True)

@@ -1,22 +1,58 @@
 """The PostgreSQL store's schema as numbered migrations, recorded in `schema_migrations`.
 
 A store lives in the first schema of the connection's search_path (`public` unless the URL says
-otherwise, e.g. `?options=-csearch_path%3Dteam_a,public`). Every index on users' data leads with
-`user_id`, so one user's reads never walk another's rows. Text columns that hold dates or are
+otherwise, e.g. `?options=-csearch_path%3Dteam_a,public`). Every table of users' data is keyed by
+`user_id` first, and every index on it leads with `user_id`, so one user's reads never walk
+another's rows and `user_id` can be the distribution column of Citus (see below). The exceptions
+are lookups without a user (`memories_by_id`, `expired_by_id`: a memory id is unique across
+users) and a vector index's HNSW index (see `vectors`). Text columns that hold dates or are
 sorted use the "C" collation, so they compare as SQLite compares them (byte order).
 
-Vector tables are made per index by `index_table_sql` (their size is the embedding model's).
+A migration is SQL, or a function of the connection where rows must be rewritten in Python
+(re-tokenizing). All pending ones run in one transaction under an advisory lock; memlane
+processes of an older version should be stopped before a newer one upgrades the store.
+
+Sharding with Citus (not tested here)
+-------------------------------------
+Per-user tables are distributed on `user_id` and colocated, so one user's reads and writes stay
+on one worker; the small shared tables are reference tables. Once a store is created (its
+migrations applied and its vector index made by the first memlane command that adds memories):
+
+    SELECT create_reference_table('schema_migrations');
+    SELECT create_reference_table('meta');
+    SELECT create_reference_table('nodes');
+    SELECT create_reference_table('vector_indexes');
+    SELECT create_reference_table('service_records');
+    SELECT create_distributed_table('memories', 'user_id');
+    SELECT create_distributed_table('postings', 'user_id', colocate_with => 'memories');
+    SELECT create_distributed_table('history', 'user_id', colocate_with => 'memories');
+    SELECT create_distributed_table('expired', 'user_id', colocate_with => 'memories');
+    SELECT create_distributed_table('user_generation', 'user_id', colocate_with => 'memories');
+    -- for each row of vector_indexes (its tables reference memories, so they come after it):
+    SELECT create_distributed_table('<name>', 'user_id', colocate_with => 'memories');
+    SELECT create_distributed_table('<name>_points', 'user_id', colocate_with => 'memories');
+
+Every primary key and unique constraint of a distributed table includes `user_id`, and the
+foreign keys from a vector index's tables to `memories` are on (user_id, seq), as Citus requires.
+Writes never touch a reference table except when nodes or vector indexes change. A reindex makes
+a new vector index's two tables as plain tables with foreign keys to `memories`, which Citus
+refuses once `memories` is distributed: memlane does not distribute tables itself yet, so on a
+distributed store the new tables would have to be created and distributed by hand.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import psycopg
 
 from memlane.errors import StoreError
+from memlane.store.postgres import lexicon
+from memlane.store.postgres.vectors import fill_points, hnsw_sql, index_table_sql
 
-# (version, SQL): applied in order, each once, in one transaction with its row in schema_migrations.
-MIGRATIONS: list[tuple[int, str]] = [
-    (1, """
+Migration = str | Callable[[psycopg.Connection], None]
+
+_CREATE = """
 CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL);
 INSERT INTO meta VALUES ('generation', '0');
 CREATE TABLE memories (
@@ -76,17 +112,65 @@ CREATE TABLE expired (
     vec bytea, expired_at text COLLATE "C" NOT NULL, rule text NOT NULL
 );
 CREATE INDEX expired_by_user ON expired (user_id, expired_at);
-"""),
+"""
+
+# Each user's memories change their generation, so a cached view of one user outlives the
+# writes of others; the store-wide generation is gone (an index swap renames the index, which
+# views check too).
+_USER_GENERATIONS = """
+CREATE TABLE user_generation (user_id text COLLATE "C" PRIMARY KEY, generation bigint NOT NULL);
+INSERT INTO user_generation SELECT DISTINCT user_id, 1 FROM memories;
+DELETE FROM meta WHERE key = 'generation';
+"""
+
+_KEYS_WITH_USER = """
+ALTER TABLE memories DROP CONSTRAINT memories_pkey, ADD PRIMARY KEY (user_id, seq);
+ALTER TABLE memories DROP CONSTRAINT memories_id_key, ADD CONSTRAINT memories_user_id_id_key UNIQUE (user_id, id);
+DROP INDEX memories_by_user;
+CREATE INDEX memories_by_id ON memories (id);
+ALTER TABLE history DROP CONSTRAINT history_pkey, ADD PRIMARY KEY (user_id, seq);
+ALTER TABLE expired DROP CONSTRAINT expired_pkey, ADD PRIMARY KEY (user_id, id);
+CREATE INDEX expired_by_id ON expired (id);
+"""
+
+
+def _keys_with_user(conn: psycopg.Connection) -> None:
+    """Primary keys and unique constraints led by user_id (Citus distributes no table otherwise),
+    and vector indexes in their present form (see `vectors`): one row per memory keyed by
+    (user_id, seq), and one row per vector, own and passages', under HNSW. Version 1's vector
+    tables held the own vector only, keyed by seq, so each is copied aside and rebuilt."""
+    indexes = conn.execute("SELECT name, dims FROM vector_indexes ORDER BY name").fetchall()
+    for name, _ in indexes:
+        conn.execute(f"CREATE TEMP TABLE {name}_v1 ON COMMIT DROP AS "
+                     f"SELECT m.user_id, v.seq, v.vecs FROM {name} v JOIN memories m ON m.seq = v.seq")
+        conn.execute(f"DROP TABLE {name}")
+    conn.execute(_KEYS_WITH_USER)
+    for name, dims in indexes:
+        conn.execute(index_table_sql(name, dims, hnsw=False))
+        conn.execute(f"INSERT INTO {name} (user_id, seq, vecs) SELECT user_id, seq, vecs FROM {name}_v1")
+        fill_points(conn, name, dims)
+        conn.execute(hnsw_sql(name))  # built once over the filled table
+
+
+# (version, migration): applied in order, each once, in one transaction with its row in
+# schema_migrations. A store made by an older memlane is brought up to date in place.
+# Small JSON documents a server keeps beside the memories (API keys, jobs): not per user, so on
+# Citus a reference table.
+_SERVICE_RECORDS = """
+CREATE TABLE service_records (
+    kind text COLLATE "C" NOT NULL, id text COLLATE "C" NOT NULL, body text NOT NULL,
+    created_at text COLLATE "C" NOT NULL, updated_at text COLLATE "C" NOT NULL, PRIMARY KEY (kind, id)
+);
+"""
+
+MIGRATIONS: list[tuple[int, Migration]] = [
+    (1, _CREATE),
+    (2, lexicon.rebuild),  # postings and lengths tokenized as SQLite's FTS5 does (Porter-stemmed)
+    (3, _USER_GENERATIONS),
+    (4, _keys_with_user),
+    (5, _SERVICE_RECORDS),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-
-def index_table_sql(name: str, dims: int) -> str:
-    """One vector index's table: each memory's own vector as `vector(dims)` (HNSW-indexed for
-    cosine), and all its vectors as written (own, then passages') as float32 bytes."""
-    return (f"CREATE TABLE {name} (seq bigint PRIMARY KEY REFERENCES memories (seq) ON DELETE CASCADE, "
-            f"vec vector({int(dims)}) NOT NULL, vecs bytea NOT NULL);"
-            f"CREATE INDEX {name}_hnsw ON {name} USING hnsw (vec vector_cosine_ops)")
 
 
 def applied_version(conn: psycopg.Connection) -> int:
@@ -118,9 +202,12 @@ def migrate(conn: psycopg.Connection, *, create: bool, where: str) -> None:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                      "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        for number, sql in MIGRATIONS:
+        for number, migration in MIGRATIONS:
             if number > version:
-                conn.execute(sql)
+                if isinstance(migration, str):
+                    conn.execute(migration)
+                else:
+                    migration(conn)
                 conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (number,))
 
 

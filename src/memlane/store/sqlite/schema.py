@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from memlane.store.tokens import TOKENIZER
+
 SCHEMA_VERSION = "1"
 
 SCHEMA = """
@@ -68,8 +70,11 @@ CREATE TABLE IF NOT EXISTS expired (
     expired_at TEXT NOT NULL, rule TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS expired_by_user ON expired (user_id);
+CREATE TABLE IF NOT EXISTS service_records (
+    kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
 """
-TOKENIZER = "porter unicode61 remove_diacritics 2"
 # Per connection: where each indexed term occurs (memory, token offset), and a scratch FTS5 table
 # that tokenizes query terms exactly as memories were, for per-user BM25 (see `bm25`).
 TERM_TABLES = f"""

@@ -1,0 +1,150 @@
+"""Dense candidates of a large user come from pgvector's HNSW index, re-scored exactly: the same
+memories as the exact scan of the user's view (recall@10), the same scores, the user's own only,
+filters applied. The threshold is forced to 0 here so a few hundred memories take that path, and
+sorting is disabled in the test's sessions, so the planner cannot answer by an exact sort (which
+it prefers at this size) and the HNSW index is what is read."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import numpy as np
+import psycopg
+import pytest
+from _postgres import postgres_schema
+
+from memlane.filters import Filter
+from memlane.records import Category, MemoryRecord
+from memlane.store.postgres import PostgresStore
+from memlane.store.postgres.vectors import literal, nearest_sql, search_settings_sql
+from memlane.store.view import ViewReads
+
+DIMS = 16
+K = 10
+
+
+def units(rng: np.random.Generator, *shape: int) -> np.ndarray:
+    v = rng.normal(size=(*shape, DIMS))
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def memory(mid: str, user: str, i: int) -> MemoryRecord:
+    return MemoryRecord(id=mid, user_id=user, text=f"note {i}", embed_text=f"note {i}", recorded_at="2023-01-01T00:00:00Z",
+                        node_type=("turn", "fact")[i % 2], category=(Category.EPISODIC, Category.SEMANTIC)[i % 3 == 0],
+                        session_id=f"s{i % 7}", turn_index=i)
+
+
+@pytest.fixture(scope="module")
+def filled(postgres_url):
+    """ana: 300 memories, a third with two passages each; bo: a copy of every query (nearer to
+    it than anything of ana's). Returns (store, queries)."""
+    rng = np.random.default_rng(7)
+    queries = units(rng, 20)
+    with postgres_schema(postgres_url) as url:
+        store = PostgresStore(url + quote(" -cenable_sort=off"), dense_exact_below=0)
+        try:
+            store.create_index("toy", DIMS, active=True)
+            ana = [memory(f"a{i}", "ana", i) for i in range(300)]
+            store.write(ana, [units(rng, 3) if i % 3 == 0 else units(rng, 1)[0] for i in range(300)], [])
+            store.write([memory(f"b{i}", "bo", i) for i in range(len(queries))], list(queries), [])
+            yield store, queries
+        finally:
+            store.close()
+
+
+def exact(store, user, query, k, filters=None):
+    return ViewReads.dense_candidates(store, user, query, k, filters)
+
+
+def test_the_hnsw_index_answers(filled):
+    store, queries = filled
+    with psycopg.connect(store.url) as conn:
+        conn.execute(search_settings_sql(200))
+        plan = " ".join(r[0] for r in conn.execute("EXPLAIN " + nearest_sql(store.active_index().name, None),
+                                                     ("ana", literal(queries[0]), 100)))
+    assert f"Index Scan using {store.active_index().name}_hnsw" in plan
+
+
+def test_hnsw_candidates_are_the_exact_top_with_exact_scores(filled, monkeypatch):
+    store, queries = filled
+    answered = []
+    nearest = store._nearest
+    monkeypatch.setattr(store, "_nearest", lambda *a: answered.append(nearest(*a)) or answered[-1])
+    recalls = []
+    for query in queries:
+        found = store.dense_candidates("ana", query, K, None)
+        scores = store._view("ana").scores(query)
+        position = store._view("ana").position
+        assert [s for _, s in found] == pytest.approx([float(scores[position[m]]) for m, _ in found], abs=1e-5)
+        assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
+        recalls.append(len({m for m, _ in found} & {m for m, _ in exact(store, "ana", query, K)}) / K)
+    assert all(a is not None for a in answered) and len(answered) == len(queries)  # none fell back
+    assert np.mean(recalls) >= 0.95, recalls
+
+
+def test_another_users_nearer_vectors_never_appear(filled):
+    store, queries = filled
+    for query in queries:
+        assert all(m.startswith("a") for m, _ in store.dense_candidates("ana", query, K, None))
+    assert store.dense_candidates("bo", queries[3], 1, None) == [("b3", pytest.approx(1.0, abs=1e-5))]
+
+
+@pytest.mark.parametrize("filters", [{"node_type": ["fact"]}, {"category": ["semantic"]},
+                                     {"session_id": ["s1", "s2"], "node_type": ["turn"]}])
+def test_filters_apply_to_hnsw_candidates(filled, filters):
+    store, queries = filled
+    f = Filter.parse(filters)
+    allowed = {r.id for r in store.list_all("ana", f)}
+    recalls = []
+    for query in queries[:8]:
+        found = store.dense_candidates("ana", query, K, f)
+        assert len(found) == K and {m for m, _ in found} <= allowed
+        recalls.append(len({m for m, _ in found} & {m for m, _ in exact(store, "ana", query, K, f)}) / K)
+    assert np.mean(recalls) >= 0.95, recalls
+
+
+def test_a_filter_leaving_fewer_than_k_falls_back_to_the_exact_scan(filled):
+    store, queries = filled
+    f = Filter.parse({"session_id": ["s3"], "node_type": ["turn"], "category": ["semantic"]})
+    found = store.dense_candidates("ana", queries[0], 100, f)
+    assert found == exact(store, "ana", queries[0], 100, f) and 0 < len(found) < 100
+
+
+def test_points_hold_each_vector_exactly(filled):
+    store, _ = filled
+    name = store.active_index().name
+    vectors = store.stored_vectors("ana", ["a0", "a1"])
+    with psycopg.connect(store.url) as conn:
+        for mid, expected in vectors.items():
+            rows = conn.execute(f"SELECT p.part, p.embedding = %s::vector, p.embedding = %s::vector FROM {name}_points p "
+                                "JOIN memories m ON m.user_id = p.user_id AND m.seq = p.seq WHERE m.id = %s ORDER BY p.part",
+                                (literal(expected[0]), literal(expected[-1]), mid)).fetchall()
+            assert [r[0] for r in rows] == list(range(len(expected)))  # own, then each passage
+            assert rows[0][1] and rows[-1][2]
+
+
+def test_the_nearest_query_reads_one_users_points():
+    assert nearest_sql("v", None) == ("SELECT p.seq FROM v_points p WHERE p.user_id = %s "
+                                      "ORDER BY p.embedding <=> %s::vector LIMIT %s")
+    assert nearest_sql("v", "m.node_type IN (%s)") == (
+        "SELECT p.seq FROM v_points p JOIN memories m ON m.user_id = p.user_id AND m.seq = p.seq "
+        "AND m.node_type IN (%s) WHERE p.user_id = %s ORDER BY p.embedding <=> %s::vector LIMIT %s")
+
+
+def test_a_search_pinned_before_an_index_swap_still_answers(postgres_url):
+    rng = np.random.default_rng(3)
+    with postgres_schema(postgres_url) as url:
+        store, other = PostgresStore(url, dense_exact_below=0), PostgresStore(url)
+        try:
+            store.create_index("toy", DIMS, active=True)
+            store.write([memory(f"a{i}", "ana", i) for i in range(20)], list(units(rng, 20)), [])
+            query = units(rng, 1)[0]
+            with store.snapshot("ana"):
+                new = other.create_index("toy-2", DIMS)
+                batch = other.missing_from_index(new, 100, sessions=False)
+                other.put_index_vectors(new, batch, list(units(rng, len(batch))))
+                other.activate_index(new)  # drops the tables of the index the pinned view was read from
+                assert store.dense_candidates("ana", query, 5, None) == exact(store, "ana", query, 5)
+        finally:
+            store.close()
+            other.close()
