@@ -4,16 +4,21 @@
     memory = Memory("memories.db")
     memory.add([{"role": "user", "content": "I adopted a beagle yesterday"}], user_id="ana")
     hits = memory.search("What pet does Ana have?", user_id="ana", explain=True)
+
+`Client("http://127.0.0.1:8765", api_key=...)` has the same methods against a memlane server.
 """
 
+from memlane.client import Client
 from memlane.config import EmbedderConfig, IngestConfig, MemoryConfig, RetrievalConfig
 from memlane.errors import (
+    AccessError,
     ConfigError,
     InputError,
     LLMError,
     MemlaneError,
     ModelMismatchError,
     NotFoundError,
+    RateLimitError,
     StoreError,
 )
 from memlane.filters import Filter
@@ -35,7 +40,9 @@ from memlane.records import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessError",
     "Category",
+    "Client",
     "ConfigError",
     "EmbedderConfig",
     "EventDate",
@@ -56,6 +63,7 @@ __all__ = [
     "NodeType",
     "NotFoundError",
     "Page",
+    "RateLimitError",
     "ReindexReport",
     "RetrievalConfig",
     "Session",

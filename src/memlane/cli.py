@@ -31,6 +31,8 @@ app.add_typer(nodes_app, name="nodes")
 tune_app = typer.Typer(help="Fine-tune the embedder stage by stage: labels, synth, mine, train, gate.",
                        no_args_is_help=True)
 app.add_typer(tune_app, name="tune")
+keys_app = typer.Typer(help="API keys of the REST server (memlane serve): create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 
@@ -337,6 +339,29 @@ def bench_tenants(
                                            searches_per_user=per_user, status=lambda s: err.print(f"[dim]{s}[/]"),
                                            on_progress=update)
     _save_report(out, result, tenants_markdown)
+
+
+@bench_app.command("serve")
+def bench_serve(
+    clients: str = typer.Option("8,32,128", "--clients", help="Concurrent clients of each load phase, comma-separated."),
+    seconds: float = typer.Option(20.0, "--seconds", help="How long each phase lasts."),
+    store: Optional[str] = typer.Option(None, "--store", help="A postgresql:// URL to run on a new schema of that database [default: a temporary SQLite file]."),
+    data: Optional[Path] = typer.Option(None, "--data", help="LoCoMo files, one user each [default: ../shared/data/locomo]."),
+    out: Path = typer.Option(Path("benchmarks/results/serve.json"), "--out", help="JSON report; a .md is written beside it."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """The REST server under load: N clients, 90% search / 10% add, throughput, p50/p95/p99, lost writes."""
+    from memlane.bench.datasets import locomo_paths
+    from memlane.bench.locomo import load_locomo
+    from memlane.bench.serve import run_serve_benchmark, serve_markdown
+
+    with _errors():
+        counts = tuple(int(c) for c in (_split_list(clients) or []) if c.strip().isdigit())
+        if not counts:
+            raise InputError(f"--clients {clients!r} names no client count", field="clients", fix="pass e.g. 8,32,128")
+        result = run_serve_benchmark(_config(config), load_locomo(locomo_paths(data)), clients=counts,
+                                     seconds=seconds, store=store, status=lambda s: err.print(f"[dim]{s}[/]"))
+    _save_report(out, result, serve_markdown)
 
 
 @bench_app.command("limits")
@@ -896,6 +921,115 @@ def import_(
     console.print(f"imported {report.memories} memories, {report.expired} expired, {report.history} history events "
                   f"of deleted ones and {report.nodes} node definitions for {report.users} user(s) in "
                   f"{report.seconds:.1f} s ({report.embedded} embedded again)", highlight=False)
+
+
+# -- the REST server and its API keys ----------------------------------------------------------
+
+
+def _server(module: str):
+    """A module of memlane.server, or a ConfigError naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"memlane.server.{module}")
+    except ImportError as exc:
+        if (exc.name or "").partition(".")[0] not in ("fastapi", "starlette", "uvicorn", "prometheus_client"):
+            raise
+        from memlane.errors import ConfigError
+
+        raise ConfigError(f"the server needs {exc.name}: pip install 'memlane[server]'") from None
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8765, "--port", "-p", help="TCP port."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (each has its own rate-limit buckets)."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve every request as an admin, without a key (loopback only)."),
+    shutdown_timeout: float = typer.Option(30.0, "--shutdown-timeout", help="Seconds to let requests in flight finish on shutdown."),
+    store: Optional[str] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Serve the REST API over a store (created if missing); /docs shows the routes, API keys come from `memlane keys create`."""
+    with _errors():
+        run = _server("run")
+        location = _store_path(store, config, must_exist=False)
+        run.serve(location, config, host=host, port=port, workers=workers, no_auth=no_auth,
+                  shutdown_timeout=shutdown_timeout)
+
+
+@contextmanager
+def _keyring(store: Optional[str], config: Optional[Path], *, create: bool = False) -> Iterator:
+    from memlane.store import open_store
+
+    keys = _server("keys")
+    opened = open_store(_store_path(store, config, must_exist=not create), create=create)
+    try:
+        yield keys.KeyRing(opened)
+    finally:
+        opened.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    role: str = typer.Option(..., "--role", help="admin (every user, admin routes) or tenant (only its users)."),
+    users: Optional[str] = typer.Option(None, "--users", help="tenant: the user ids it reaches, comma-separated; a key with one user may leave user_id out of requests."),
+    user_prefix: Optional[str] = typer.Option(None, "--user-prefix", help="tenant: it also reaches every user id starting with this, e.g. org1/."),
+    rate: Optional[str] = typer.Option(None, "--rate", help="Requests it may make, e.g. 50/s, 600/min, 10000/h [default: no limit]."),
+    label: Optional[str] = typer.Option(None, "--label", help="A note shown by keys list (who holds the key)."),
+    store: Optional[str] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Make an API key and print its token (to stdout, alone): it is stored hashed and cannot be shown again."""
+    with _errors(), _keyring(store, config, create=True) as ring:
+        key_id, token = ring.create(role, users=_split_list(users) or (), user_prefix=user_prefix, rate=rate,
+                                    label=label)
+        info = ring.get(key_id)
+    err.print(f"created {info.role} key {key_id} ({_reach(info)}{f', {info.rate}' if info.rate else ''}). "
+              "Its token follows; it is shown only now and cannot be shown again:", highlight=False)
+    sys.stdout.write(token + "\n")
+
+
+def _reach(info) -> str:
+    if info.role == "admin":
+        return "every user"
+    parts = list(info.users) + ([f"{info.user_prefix}*"] if info.user_prefix else [])
+    return "users " + ", ".join(parts)
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    store: Optional[str] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """The store's API keys, revoked ones included (ids and settings; never a token)."""
+    with _errors(), _keyring(store, config) as ring:
+        infos = ring.list()
+    if as_json:
+        console.print_json(json.dumps([i.to_dict() for i in infos]))
+        return
+    if not infos:
+        console.print("no API keys yet: make one with `memlane keys create --role admin`")
+        return
+    table = Table(title="API keys")
+    for column in ("id", "role", "reaches", "rate", "label", "created", "revoked"):
+        table.add_column(column)
+    for i in infos:
+        table.add_row(i.key_id, i.role, _reach(i), i.rate or "", i.label or "", i.created_at, i.revoked_at or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: str = typer.Argument(..., help="The key's id, as keys list shows it."),
+    store: Optional[str] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Refuse a key from now on (running servers refuse it within 5 seconds)."""
+    with _errors(), _keyring(store, config) as ring:
+        info = ring.revoke(key_id)
+    console.print(f"revoked key {info.key_id} at {info.revoked_at}")
 
 
 def main() -> None:  # pragma: no cover

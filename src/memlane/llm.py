@@ -54,6 +54,10 @@ class LLMClient:
             raise LLMError(f"LLM server {self.url} answered a non-text message content: {str(content)[:200]}")
         return content
 
+    def close(self) -> None:
+        """Close the kept connections to the server (a later call opens new ones)."""
+        self._poster.close()
+
     def complete_json(self, messages: Messages) -> Any:
         """The answer parsed as JSON (a ```json fence around it is tolerated)."""
         return parse_json_answer(self.complete(messages, json_output=True), self.url)

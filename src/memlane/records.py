@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping
 
 from memlane.errors import InputError
 
@@ -134,6 +134,17 @@ class MemoryRecord:
             "superseded_by": self.superseded_by,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MemoryRecord":
+        """The record `to_dict` describes: `MemoryRecord.from_dict(r.to_dict()) == r`. Keys this
+        version does not know are left out (a newer server may send more)."""
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["category"] = Category(values.get("category", Category.EPISODIC.value))
+        values["event_dates"] = [EventDate(**e) for e in values.get("event_dates") or ()]
+        values["metadata"] = dict(values.get("metadata") or {})
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class StrategyHit:
@@ -163,6 +174,17 @@ class Explanation:
             "notes": self.notes,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Explanation":
+        """The explanation `to_dict` describes (its inverse)."""
+        return cls(
+            strategies=[StrategyHit(s["strategy"], s["rank"], s["score"]) for s in data.get("strategies") or ()],
+            fused_score=data["fused_score"],
+            weights=dict(data.get("weights") or {}),
+            notes=list(data.get("notes") or ()),
+            node=data.get("node"),
+        )
+
 
 @dataclass
 class Hit:
@@ -186,6 +208,13 @@ class Hit:
             out["explanation"] = self.explanation.to_dict()
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Hit":
+        """The hit `to_dict` describes (its inverse); an absent or null explanation is None."""
+        explanation = data.get("explanation")
+        return cls(record=MemoryRecord.from_dict(data["memory"]), score=data["score"],
+                   explanation=Explanation.from_dict(explanation) if explanation is not None else None)
+
 
 @dataclass(frozen=True)
 class HistoryEvent:
@@ -196,3 +225,8 @@ class HistoryEvent:
     old_text: str | None
     new_text: str | None
     at: str  # ISO datetime, UTC
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HistoryEvent":
+        """The event its fields' dict describes (`dataclasses.asdict` gives one; so does the server)."""
+        return cls(data["memory_id"], data["event"], data.get("old_text"), data.get("new_text"), data["at"])

@@ -122,3 +122,30 @@ def test_empty_input_sends_nothing(server, client):
 
 def test_http_embedder_is_an_embedder(client):
     assert isinstance(client, Embedder)
+
+
+def test_errors_never_show_the_key_or_url_credentials(server, sleeps):
+    url = server.url.replace("http://", "http://ana:pw-secret@")
+    client = OpenAIHTTPEmbedder(url, "m", dims=4, api_key="sk-test", sleep=sleeps.append)
+    server.play(server.fail(400, "bad input"))
+    with pytest.raises(LLMError) as error:
+        client.encode(["a"])
+    assert "sk-test" not in str(error.value) and "pw-secret" not in str(error.value)
+    assert server.url.removesuffix("/v1").removeprefix("http://") in str(error.value)
+
+
+def test_a_url_that_is_not_http_fails_at_once(sleeps):
+    client = OpenAIHTTPEmbedder("ftp://127.0.0.1/v1", "m", dims=4, sleep=sleeps.append)
+    with pytest.raises(LLMError, match="http:// or https://"):
+        client.encode(["a"])
+    assert sleeps == []
+
+
+def test_one_connection_pool_serves_every_request(server, client):
+    server.play(server.ok(), server.ok())
+    client.encode(["a"])
+    pool = client._poster._client
+    client.encode(["b"])
+    assert pool is not None and client._poster._client is pool
+    client.close()
+    assert client._poster._client is None

@@ -1,8 +1,8 @@
 """An embedder that calls an OpenAI-compatible `/embeddings` endpoint (vLLM, llama.cpp, TEI, OpenAI...).
 
-Transient failures (timeouts, refused connections, 429, 5xx) are retried with exponential
-backoff; any other failure raises `LLMError` at once, naming the URL, the status and what the
-server said.
+Requests go over one reused httpx connection pool (`memlane._http`). Transient failures
+(timeouts, refused connections, 429, 5xx) are retried with exponential backoff; any other failure
+raises `LLMError` at once, naming the URL, the status and what the server said.
 """
 
 from __future__ import annotations
@@ -102,6 +102,10 @@ class OpenAIHTTPEmbedder:
                     "the server runs the model you configured."
                 )
         return np.stack(vectors)
+
+    def close(self) -> None:
+        """Close the kept connections to the server (a later encode opens new ones)."""
+        self._poster.close()
 
     def __repr__(self) -> str:
         return f"OpenAIHTTPEmbedder({self.base_url!r}, {self.model!r}, dims={self._dims})"

@@ -1,16 +1,20 @@
 """The REST server: each route a few lines over `Memory`, run in FastAPI's threadpool (the library
 is synchronous and thread-safe; there is no async copy of it). Every request is authenticated to
-a `Principal`, whose key decides which users it may name. Errors have one JSON shape
-(`schemas.ErrorResponse`), with memlane's error tree mapped to status codes."""
+a `Principal`, whose key decides which users it may name, and held to its key's rate limit.
+Errors have one JSON shape (`schemas.ErrorResponse`), with memlane's error tree mapped to status
+codes. `ops` adds the probes, the metrics and the access log; `run` serves the app with uvicorn."""
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Annotated, Any, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, AsyncIterator, Callable, Sequence
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from memlane.errors import (
     ConfigError,
@@ -23,7 +27,16 @@ from memlane.errors import (
     StoreError,
 )
 from memlane.memory import Memory
-from memlane.server.auth import OPEN, Forbidden, Principal, Unauthorized
+from memlane.server import ops
+from memlane.server.auth import (
+    Authenticate,
+    Caller,
+    Forbidden,
+    Principal,
+    Unauthorized,
+    caller,
+)
+from memlane.server.ratelimit import RateLimiter
 from memlane.server.schemas import (
     AddRequest,
     AddResponse,
@@ -42,7 +55,7 @@ from memlane.server.schemas import (
     UpdateRequest,
 )
 
-Authenticate = Callable[[str | None], Principal]  # a bearer token (or None) -> the caller, or Unauthorized
+__all__ = ["Authenticate", "Caller", "Principal", "caller", "create_app", "error_response"]
 
 # The library's errors, most specific first, as (status, type) of the JSON error body.
 STATUS: list[tuple[type[Exception], int, str]] = [
@@ -56,6 +69,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (ConfigError, 500, "config"),
     (RateLimitError, 429, "rate_limited"),
 ]
+LOG = logging.getLogger("memlane.server")
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422, 429, 502, 503)}
 
 
@@ -65,13 +79,24 @@ def error_response(status: int, kind: str, message: str, *, field: str | None = 
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(memory: Memory, authenticate: Authenticate | None = None) -> FastAPI:
+def create_app(memory: Memory, authenticate: Authenticate | None = None, *, records: Any = None,
+               on_shutdown: Sequence[Callable[[], None]] = ()) -> FastAPI:
     """The server over an open `Memory`. `authenticate` maps a request's bearer token to its
-    caller; None serves every request as an admin (only for --no-auth on loopback)."""
-    app = FastAPI(title="memlane", version=_version(),
+    caller (`KeyRing.authenticate`); None serves every request as an admin (only for --no-auth
+    on loopback). `records`, a store with the "service" capability, feeds the jobs metric.
+    `on_shutdown` runs when the server stops, after the requests in flight have finished."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for close in on_shutdown:
+            close()
+
+    app = FastAPI(title="memlane", version=_version(), lifespan=lifespan,
                   description="Long-term memory for LLM agents: add, search, list, update, delete.")
     app.state.memory = memory
     app.state.authenticate = authenticate
+    app.state.limiter = RateLimiter()
 
     @app.exception_handler(MemlaneError)
     async def library_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -91,23 +116,27 @@ def create_app(memory: Memory, authenticate: Authenticate | None = None) -> Fast
         return error_response(422, "input", f"{where or 'request'}: {first.get('msg', 'invalid request')}",
                               field=where or None, fix="see the schema of this route at /docs")
 
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # a body that is not JSON text at all: invalid input, like malformed JSON
+            return error_response(422, "input", f"body: {exc.detail}", field="body",
+                                  fix="send a JSON body encoded as UTF-8")
+        # A path no route matches is "no_route", apart from a memory that is not there ("not_found"):
+        # a client pointed at the wrong URL must not read it as "no such memory".
+        kind = {401: "unauthorized", 403: "forbidden", 404: "no_route"}.get(
+            exc.status_code, "internal" if exc.status_code >= 500 else "input")
+        return error_response(exc.status_code, kind, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        LOG.error("unexpected %s in a request", type(exc).__name__, exc_info=exc)
+        return error_response(500, "internal", "internal error; the server log has the details")
+
     _memory_routes(app)
     _lifecycle_routes(app)
     _node_routes(app)
+    ops.install(app, records)
     return app
-
-
-def caller(request: Request) -> Principal:
-    """The authenticated caller of a request (see `create_app`)."""
-    authenticate: Authenticate | None = request.app.state.authenticate
-    if authenticate is None:
-        return OPEN
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    return authenticate(token.strip() if scheme.lower() == "bearer" and token.strip() else None)
-
-
-Caller = Annotated[Principal, Depends(caller)]
 
 
 def memory_of(request: Request) -> Memory:
@@ -143,15 +172,19 @@ def _memory_routes(app: FastAPI) -> None:
                       user_id: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
                       limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
                       cursor: Annotated[str | None, Query(max_length=32)] = None,
-                      node_type: Annotated[str | None, Query(max_length=512)] = None,
-                      category: Annotated[str | None, Query(max_length=64)] = None,
-                      session_id: Annotated[str | None, Query(max_length=512)] = None,
-                      speaker: Annotated[str | None, Query(max_length=512)] = None,
+                      node_type: Annotated[list[str] | None, Query(max_length=100)] = None,
+                      category: Annotated[list[str] | None, Query(max_length=10)] = None,
+                      agent_id: Annotated[list[str] | None, Query(max_length=100)] = None,
+                      session_id: Annotated[list[str] | None, Query(max_length=1000)] = None,
+                      speaker: Annotated[list[str] | None, Query(max_length=100)] = None,
                       date_from: Annotated[str | None, Query(max_length=64)] = None,
-                      date_to: Annotated[str | None, Query(max_length=64)] = None) -> Page:
-        """One page of a user's memories, oldest first; pass next_cursor back for the next."""
-        filters = {k: v for k, v in {"node_type": node_type, "category": category, "session_id": session_id,
-                                     "speaker": speaker, "date_from": date_from, "date_to": date_to}.items()
+                      date_to: Annotated[str | None, Query(max_length=64)] = None,
+                      as_of: Annotated[str | None, Query(max_length=64)] = None) -> Page:
+        """One page of a user's memories, oldest first; pass next_cursor back for the next. A filter
+        given several times (node_type=turn&node_type=fact) keeps memories matching any value."""
+        filters = {k: v for k, v in {"node_type": node_type, "category": category, "agent_id": agent_id,
+                                     "session_id": session_id, "speaker": speaker, "date_from": date_from,
+                                     "date_to": date_to, "as_of": as_of}.items()
                    if v is not None}
         page = memory.get_all(who.user(user_id), limit=limit, cursor=cursor, filters=filters or None)
         return Page(results=[MemoryOut.of(r) for r in page.records], next_cursor=page.next_cursor)
@@ -187,7 +220,7 @@ def _memory_routes(app: FastAPI) -> None:
         """Every add, update and delete of one memory, oldest first."""
         return [HistoryEventOut.of(e) for e in memory.history(memory_id, user_id=who.user(user_id))]
 
-    @app.delete("/v1/users/{user_id}/memories", response_model=Count, responses=ERRORS,
+    @app.delete("/v1/users/{user_id:path}/memories", response_model=Count, responses=ERRORS,
                 operation_id="delete_user_memories", tags=["users"])
     def delete_user(user_id: str, who: Caller, memory: Mem) -> Count:
         """Forget every memory of a user."""
@@ -201,7 +234,7 @@ def _memory_routes(app: FastAPI) -> None:
 
 
 def _lifecycle_routes(app: FastAPI) -> None:
-    @app.post("/v1/users/{user_id}/consolidate", response_model=Count, responses=ERRORS,
+    @app.post("/v1/users/{user_id:path}/consolidate", response_model=Count, responses=ERRORS,
               operation_id="consolidate_memories", tags=["users"])
     def consolidate(user_id: str, who: Caller, memory: Mem) -> Count:
         """Merge a user's duplicate extracted memories; returns how many were merged away."""
@@ -214,19 +247,19 @@ def _lifecycle_routes(app: FastAPI) -> None:
         user = who.user(body.user_id) if body.user_id is not None or not who.is_admin else None
         return Count(count=memory.apply_retention(now=body.now, user_id=user))
 
-    @app.get("/v1/users/{user_id}/expired", response_model=list[MemoryOut], responses=ERRORS,
+    @app.get("/v1/users/{user_id:path}/expired", response_model=list[MemoryOut], responses=ERRORS,
              operation_id="list_expired", tags=["retention"])
     def expired(user_id: str, who: Caller, memory: Mem) -> list[MemoryOut]:
         """A user's expired memories, recoverable until purged."""
         return [MemoryOut.of(r) for r in memory.expired(who.user(user_id))]
 
-    @app.post("/v1/users/{user_id}/expired/{memory_id}/restore", response_model=MemoryOut, responses=ERRORS,
+    @app.post("/v1/users/{user_id:path}/expired/{memory_id}/restore", response_model=MemoryOut, responses=ERRORS,
               operation_id="restore_memory", tags=["retention"])
     def restore(user_id: str, memory_id: str, who: Caller, memory: Mem) -> MemoryOut:
         """Bring an expired memory back into search."""
         return MemoryOut.of(memory.restore(memory_id, user_id=who.user(user_id)))
 
-    @app.delete("/v1/users/{user_id}/expired", response_model=Count, responses=ERRORS,
+    @app.delete("/v1/users/{user_id:path}/expired", response_model=Count, responses=ERRORS,
                 operation_id="purge_expired", tags=["retention"])
     def purge(user_id: str, who: Caller, memory: Mem) -> Count:
         """Delete a user's expired memories for good."""

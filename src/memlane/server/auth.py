@@ -1,12 +1,16 @@
-"""Who is calling: a `Principal` (an API key's role and users), and the one rule that binds a
-request's user_id to it. A tenant names only its own users; an admin any user."""
+"""Who is calling: a `Principal` (an API key's role and users), the one rule that binds a
+request's user_id to it (a tenant names only its own users; an admin any user), and `caller`, the
+route dependency that authenticates a request and applies its key's rate limit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Callable, Literal
+
+from fastapi import Depends, Request
 
 from memlane.errors import AccessError
+from memlane.server.ratelimit import Rate
 
 
 class Forbidden(AccessError):
@@ -26,6 +30,7 @@ class Principal:
     role: Literal["admin", "tenant"]
     users: tuple[str, ...] = ()
     user_prefix: str | None = None
+    rate: Rate | None = None  # requests this key may make (None: no limit)
 
     @property
     def is_admin(self) -> bool:
@@ -54,3 +59,25 @@ class Principal:
 
 
 OPEN = Principal(key_id=None, role="admin")  # every request under --no-auth (loopback only)
+
+
+Authenticate = Callable[[str | None], Principal]  # a bearer token (or None) -> the caller, or Unauthorized
+
+
+def caller(request: Request) -> Principal:
+    """The authenticated caller of a request: its bearer token's `Principal` (every request is
+    `OPEN` when the app has no `authenticate`), after one token of its key's rate limit. The key
+    id, never the token, is left in the request state for the access log."""
+    authenticate: Authenticate | None = request.app.state.authenticate
+    if authenticate is None:
+        return OPEN
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    who = authenticate(token.strip() if scheme.lower() == "bearer" and token.strip() else None)
+    request.state.key_id = who.key_id
+    if who.key_id is not None:
+        request.app.state.limiter.check(who.key_id, who.rate)
+    return who
+
+
+Caller = Annotated[Principal, Depends(caller)]

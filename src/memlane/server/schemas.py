@@ -22,6 +22,8 @@ class Message(Strict):
     role: str = Field(min_length=1, max_length=64, description="user, assistant, system or tool")
     content: str = Field(max_length=1_000_000)
     name: str | None = Field(None, max_length=512, description="The speaker's name, when known.")
+    timestamp: str | None = Field(None, max_length=64, description="When it was said (ISO date or datetime).")
+    metadata: dict[str, Any] | None = None
 
 
 class AddRequest(Strict):
@@ -34,7 +36,7 @@ class AddRequest(Strict):
     session_id: str | None = Field(None, min_length=1, max_length=512)
     session_date: str | None = Field(None, max_length=64, description="ISO date or datetime the session took place.")
     metadata: dict[str, Any] | None = None
-    category: Category = Category.EPISODIC
+    category: Category = Field(Category.EPISODIC, strict=False, description="episodic, procedural, semantic or social")
 
 
 class SearchRequest(Strict):
@@ -164,7 +166,7 @@ class Count(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    type: Literal["input", "not_found", "forbidden", "unauthorized", "model_mismatch", "conflict", "llm",
+    type: Literal["input", "not_found", "no_route", "forbidden", "unauthorized", "model_mismatch", "conflict", "llm",
                   "store", "config", "rate_limited", "internal"]
     message: str
     field: str | None = None
@@ -186,3 +188,88 @@ class NodeOut(BaseModel):
 class NodeVersion(BaseModel):
     name: str
     version: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+# -- jobs (fine-tuning, reindex, import) ------------------------------------------------------------
+
+
+class FineTuneRequest(Strict):
+    """Fine-tune the embedder on this store; the checkpoint is deployed only if the gate accepts it."""
+
+    eval_queries: str = Field(min_length=1, max_length=4096, description="Server-side JSONL of held-out queries "
+                              "(query, user_id, positive_ids or positive_turn_ids), never trained on.")
+    labels: str | None = Field(None, min_length=1, max_length=4096,
+                               description="Server-side JSONL of labeled training queries (or set synthetic).")
+    synthetic: bool = Field(False, description="Write training queries from the store (LLM if configured, else rules).")
+    users: list[str] | None = Field(None, max_length=10_000, description="With synthetic: only these users.")
+    min_gain: float | None = Field(None, ge=-1, le=1, description="Accept only if held-out NDCG@10 rises by at "
+                                   "least this [default: fine_tune.min_gain].")
+    epochs: int | None = Field(None, ge=1, le=1000)
+    batch_size: int | None = Field(None, ge=2, le=65_536)
+    learning_rate: float | None = Field(None, gt=0, le=1)
+
+
+class ReindexRequest(Strict):
+    model: str | None = Field(None, min_length=1, max_length=4096, description="Model name, local path or "
+                              "checkpoint to embed every memory with [default: the configured model].")
+
+
+class ImportRequest(Strict):
+    path: str = Field(min_length=1, max_length=4096, description="Server-side file written by `memlane export`.")
+
+
+class JobProgress(BaseModel):
+    done: int
+    total: int
+    eta_seconds: float | None = Field(description="Time left in this stage, from its pace so far.")
+
+
+class MetricDelta(BaseModel):
+    delta: float = Field(description="after - before, averaged over the held-out queries.")
+    ci_low: float = Field(description="95% paired bootstrap confidence interval of the delta.")
+    ci_high: float
+    p_not_better: float
+
+
+class GateOut(BaseModel):
+    """The fine-tuning gate's verdict on held-out queries."""
+
+    passed: bool
+    reason: str
+    min_gain: float
+    queries: int
+    before: dict[str, float]
+    after: dict[str, float]
+    deltas: dict[str, MetricDelta]
+    base_model: str
+    checkpoint: str | None = Field(description="The deployed checkpoint (null when refused).")
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: Literal["fine_tune", "reindex", "import"]
+    state: Literal["queued", "running", "succeeded", "refused", "failed", "cancelled"]
+    stage: str | None
+    progress: JobProgress | None
+    log: list[str] = Field(description="The last lines the job wrote.")
+    params: dict[str, Any]
+    result: dict[str, Any] | None = Field(description="Counts: examples and training for a fine-tune, "
+                                          "memories for a reindex or an import.")
+    gate: GateOut | None = None
+    error: str | None
+    cancel_requested: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+    @classmethod
+    def of(cls, job: Any) -> "JobOut":
+        return cls.model_validate(job.to_dict())
+
+
+class JobList(BaseModel):
+    results: list[JobOut]

@@ -1,0 +1,309 @@
+"""Load benchmark of the REST server: a `memlane serve` process on loopback and N concurrent
+clients for a bounded time, 90% searches and 10% adds over LoCoMo conversations (one user each,
+each with a tenant key of its own). Reports throughput, latency percentiles and errors per
+client count, checks that every acknowledged add is stored, and measures in-process `Memory`
+with as many threads as the ceiling the server's HTTP layer is compared with."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from memlane.bench.machine import describe_machine
+from memlane.bench.metrics import percentiles
+from memlane.config import MemoryConfig
+from memlane.errors import InputError, StoreError
+from memlane.ingest.formats import Conversation
+
+Status = Callable[[str], None]
+SEARCH_SHARE = 0.9
+SEED = 42
+
+
+@dataclass
+class Tally:
+    """What one load phase's clients saw, merged across their threads."""
+
+    latencies: list[float] = field(default_factory=list)  # ms, every request
+    search_latencies: list[float] = field(default_factory=list)
+    searches: int = 0
+    adds: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    acknowledged: list[tuple[str, str]] = field(default_factory=list)  # (user, memory id) of each 201
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def error(self, what: str) -> None:
+        with self.lock:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(config: MemoryConfig, folder: Path) -> Path:
+    """The config as a TOML file for the server process: one table per section, unset fields left
+    out (JSON's strings, numbers, booleans and lists of them are TOML values as they are)."""
+    lines = []
+    for section, fields in config.model_dump(mode="json").items():
+        lines.append(f"[{section}]")
+        lines += [f"{name} = {json.dumps(value)}" for name, value in fields.items() if value is not None]
+    path = folder / "serve-config.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    MemoryConfig.load(path, env={})  # the server reads back this config, or the benchmark stops here
+    return path
+
+
+class ServerProcess:
+    """`memlane serve` in a child process on 127.0.0.1, stopped (gracefully) on exit."""
+
+    def __init__(self, store: str, config_path: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "memlane.cli", "serve", "--store", store, "--config", str(config_path),
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers)]
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> "ServerProcess":
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise StoreError(f"the server stopped at start: {self._log_tail()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise StoreError(f"the server was not ready in 120 s: {self._log_tail()}")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()  # SIGTERM: uvicorn finishes requests in flight, then exits
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+    def _log_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")[-2000:]
+
+
+def http_phase(url: str, tokens: dict[str, str], questions: dict[str, list[str]], clients: int, seconds: float,
+               now: dict[str, str]) -> Tally:
+    """`clients` threads, each with its own connection, for `seconds`: 90% searches, 10% adds."""
+    import httpx
+
+    tally = Tally()
+    users = sorted(tokens)
+    stop = time.monotonic() + seconds
+
+    def client(number: int) -> None:
+        rng = random.Random(SEED + number)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.monotonic() < stop:
+                user = rng.choice(users)
+                headers = {"Authorization": f"Bearer {tokens[user]}"}
+                searching = rng.random() < SEARCH_SHARE
+                started = time.perf_counter()
+                try:
+                    if searching:
+                        response = http.post("/v1/memories/search", headers=headers, json={
+                            "query": rng.choice(questions[user]), "limit": 10, "now": now[user]})
+                    else:
+                        response = http.post("/v1/memories", headers=headers, json={
+                            "messages": f"Load test note {uuid.uuid4().hex}: the blue kettle is in the cupboard."})
+                except httpx.HTTPError as exc:
+                    tally.error(type(exc).__name__)
+                    continue
+                ms = (time.perf_counter() - started) * 1000
+                if response.status_code >= 300:
+                    tally.error(f"HTTP {response.status_code}")
+                    continue
+                with tally.lock:
+                    tally.latencies.append(ms)
+                    if searching:
+                        tally.searches += 1
+                        tally.search_latencies.append(ms)
+                    else:
+                        tally.adds += 1
+                        tally.acknowledged.extend((user, r["id"]) for r in response.json()["results"])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return tally
+
+
+def in_process_phase(memory, users: list[str], questions: dict[str, list[str]], threads: int, seconds: float,
+                     now: dict[str, str]) -> Tally:
+    """The same mix on `Memory` itself, from `threads` threads: the ceiling without HTTP."""
+    tally = Tally()
+    stop = time.monotonic() + seconds
+
+    def worker(number: int) -> None:
+        rng = random.Random(SEED + 1000 + number)
+        while time.monotonic() < stop:
+            user = rng.choice(users)
+            searching = rng.random() < SEARCH_SHARE
+            started = time.perf_counter()
+            if searching:
+                memory.search(rng.choice(questions[user]), user_id=user, limit=10, now=now[user])
+            else:
+                records = memory.add(f"Load test note {uuid.uuid4().hex}: the blue kettle is in the cupboard.",
+                                     user_id=user)
+            ms = (time.perf_counter() - started) * 1000
+            with tally.lock:
+                tally.latencies.append(ms)
+                if searching:
+                    tally.searches += 1
+                    tally.search_latencies.append(ms)
+                else:
+                    tally.adds += 1
+                    tally.acknowledged.extend((user, r.id) for r in records)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return tally
+
+
+def summary(tally: Tally, seconds: float, clients: int, where: str) -> dict:
+    return {"where": where, "clients": clients, "seconds": seconds,
+            "requests": len(tally.latencies), "searches": tally.searches, "adds": tally.adds,
+            "throughput_rps": len(tally.latencies) / seconds, "searches_per_s": tally.searches / seconds,
+            "latency_ms": percentiles(tally.latencies), "search_latency_ms": percentiles(tally.search_latencies),
+            "errors": dict(tally.errors), "error_count": sum(tally.errors.values())}
+
+
+def missing_writes(store_location: str, config: MemoryConfig, acknowledged: list[tuple[str, str]]) -> int:
+    """How many acknowledged adds the store does not hold (read after the server stopped)."""
+    from memlane.store import open_store
+
+    store = open_store(store_location, create=False)
+    try:
+        by_user: dict[str, list[str]] = {}
+        for user, mid in acknowledged:
+            by_user.setdefault(user, []).append(mid)
+        found = sum(len(store.get_many(user, ids)) for user, ids in by_user.items())
+    finally:
+        store.close()
+    return len(acknowledged) - found
+
+
+def run_serve_benchmark(
+    config: MemoryConfig,
+    conversations: list[Conversation],
+    *,
+    clients: tuple[int, ...] = (8, 32, 128),
+    seconds: float = 20.0,
+    store: str | None = None,
+    two_workers: bool = True,
+    status: Status = lambda _: None,
+) -> dict:
+    """Ingest each conversation as one user of a scratch store (`store`: a postgresql:// URL
+    for a schema of that database, else a temporary SQLite file), make a tenant key per user,
+    then load a server with each client count; then two worker processes on the store; then the
+    same mix in-process."""
+    from memlane.memory import Memory
+    from memlane.server.keys import KeyRing
+    from memlane.store import backend_name, open_store, scratch_store
+
+    if not conversations:
+        raise InputError("the serve benchmark needs conversations and got none", field="conversations",
+                         fix="pass LoCoMo files with --data")
+    if seconds <= 0 or not clients or min(clients) < 1:
+        raise InputError("clients must be positive counts and seconds positive", field="clients",
+                         fix="pass e.g. --clients 8,32,128 --seconds 20")
+    questions = {c.conversation_id: [q["question"] for q in c.questions] for c in conversations}
+    now = {c.conversation_id: max(s.date for s in c.sessions if s.date) for c in conversations}
+    phases: list[dict] = []
+    with scratch_store(store, "serve") as location, tempfile.TemporaryDirectory(prefix="memlane-serve-") as folder:
+        status("ingesting")
+        with Memory(location, config) as memory:
+            started = time.perf_counter()
+            for c in conversations:
+                memory.ingest(c.sessions, user_id=c.conversation_id)
+            ingest_seconds = time.perf_counter() - started
+            memories_before = memory.stats().memories
+        records = open_store(location)
+        try:
+            ring = KeyRing(records)
+            tokens = {user: ring.create("tenant", users=[user], label="bench serve")[1] for user in questions}
+        finally:
+            records.close()
+        config_path = write_config(config, Path(folder))
+        acknowledged: list[tuple[str, str]] = []
+        with ServerProcess(location, config_path) as server:
+            for count in clients:
+                status(f"{count} clients for {seconds:.0f} s")
+                tally = http_phase(server.url, tokens, questions, count, seconds, now)
+                acknowledged += tally.acknowledged
+                phases.append(summary(tally, seconds, count, "server, 1 worker"))
+        if two_workers:
+            count = 32 if 32 in clients else clients[0]
+            status(f"two worker processes, {count} clients")
+            with ServerProcess(location, config_path, workers=2) as server:
+                tally = http_phase(server.url, tokens, questions, count, seconds, now)
+            acknowledged += tally.acknowledged
+            phases.append(summary(tally, seconds, count, "server, 2 workers"))
+        lost = missing_writes(location, config, acknowledged)
+        status("in-process ceiling")
+        with Memory(location, config) as memory:
+            for count in sorted({min(clients), 32} & set(clients) or {min(clients)}):
+                tally = in_process_phase(memory, sorted(questions), questions, count, seconds, now)
+                phases.append(summary(tally, seconds, count, "in-process Memory"))
+            memories_after = memory.stats().memories
+    adds = sum(p["adds"] for p in phases if p["where"].startswith("server"))
+    return {"dataset": "serve", "store": backend_name(store), "users": len(questions),
+            "memories_before": memories_before, "memories_after": memories_after, "ingest_seconds": ingest_seconds,
+            "acknowledged_adds": len(acknowledged), "server_add_calls": adds, "lost_writes": lost,
+            "search_share": SEARCH_SHARE, "phases": phases, "machine": describe_machine(),
+            "config": config.model_dump(mode="json", exclude={"llm": {"api_key"}, "embedder": {"api_key"}})}
+
+
+def serve_markdown(result: dict, command: str) -> str:
+    m = result["machine"]
+    lines = [
+        "# serve: the REST server under load",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}. "
+        f"Store: {result['store']}. Embedding model: `{result['config']['embedder']['model']}`.",
+        f"{result['users']} users (one LoCoMo conversation each, a tenant key each), "
+        f"{result['memories_before']:,} memories before the load; {int(result['search_share'] * 100)}% searches, "
+        f"the rest adds.",
+        "",
+        "| where | clients | requests/s | searches/s | search p50 / p95 / p99 ms | all p99 ms | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for p in result["phases"]:
+        s = p["search_latency_ms"]
+        lines.append(f"| {p['where']} | {p['clients']} | {p['throughput_rps']:.1f} | {p['searches_per_s']:.1f} | "
+                     f"{s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} | {p['latency_ms']['p99']:.1f} | "
+                     f"{p['error_count']} |")
+    lines += ["", f"Acknowledged adds: {result['acknowledged_adds']:,} memories; missing from the store after the "
+                  f"servers stopped: {result['lost_writes']}.", ""]
+    return "\n".join(lines)
