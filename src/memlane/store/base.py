@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ContextManager, Protocol, Sequence
 
 import numpy as np
 
+from memlane.errors import StoreError
 from memlane.records import HistoryEvent, MemoryRecord
 
 if TYPE_CHECKING:
@@ -21,6 +22,14 @@ class IndexInfo:
     name: str
     model: str
     dims: int
+
+
+def check_dims(vector: np.ndarray, index: IndexInfo, memory: object) -> None:
+    """A memory's vectors fit the index: one (dims,) vector, or (1 + k, dims) with passages."""
+    shape = np.shape(vector)
+    if not (shape == (index.dims,) or (len(shape) == 2 and shape[0] >= 1 and shape[1] == index.dims)):
+        raise StoreError(f"memory {memory}: vectors of shape {shape} do not fit index {index.name} "
+                         f"({index.model}, {index.dims} dims)")
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from memlane.errors import StoreError
 from memlane.records import Category, EventDate, MemoryRecord
-
-if TYPE_CHECKING:
-    from memlane.store.base import IndexInfo
 
 COLUMNS = (
     "id, user_id, agent_id, category, node_type, text, embed_text, speaker, session_id, "
@@ -36,10 +32,8 @@ def row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
 
 
 def record_from_dict(data: dict[str, Any]) -> MemoryRecord:
-    data = dict(data)
-    data["category"] = Category(data["category"])
-    data["event_dates"] = [EventDate(**e) for e in data.get("event_dates", [])]
-    return MemoryRecord(**data)
+    """A record from its `to_dict` form, as the stores keep it in JSON (see `MemoryRecord.from_dict`)."""
+    return MemoryRecord.from_dict(data)
 
 
 def record_params(r: MemoryRecord) -> tuple:
@@ -65,11 +59,3 @@ def own_rows(blobs: Sequence[bytes], dims: int) -> np.ndarray:
     width = dims * 4
     return (np.frombuffer(b"".join(b[:width] for b in blobs), dtype=np.float32).reshape(len(blobs), dims)
             if blobs else np.zeros((0, dims), dtype=np.float32))
-
-
-def check_dims(vector: np.ndarray, index: "IndexInfo", memory: object) -> None:
-    """A memory's vectors fit the index: one (dims,) vector, or (1 + k, dims) with passages."""
-    shape = np.shape(vector)
-    if not (shape == (index.dims,) or (len(shape) == 2 and shape[0] >= 1 and shape[1] == index.dims)):
-        raise StoreError(f"memory {memory}: vectors of shape {shape} do not fit index {index.name} "
-                         f"({index.model}, {index.dims} dims)")

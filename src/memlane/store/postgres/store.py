@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -32,10 +31,9 @@ from psycopg_pool import ConnectionPool
 from memlane.errors import InputError, StoreError
 from memlane.filters import Filter
 from memlane.records import HistoryEvent, MemoryRecord
-from memlane.store.base import CAPABILITIES, IndexInfo, StoreStats
+from memlane.store.base import CAPABILITIES, IndexInfo, check_dims
 from memlane.store.codec import (
     COLUMNS,
-    check_dims,
     record_from_dict,
     record_params,
     row_to_record,
@@ -50,8 +48,9 @@ from memlane.store.postgres.vectors import (
     search_settings_sql,
     write_vectors,
 )
-from memlane.store.sql import filter_sql, utc_now
+from memlane.store.sql import filter_sql
 from memlane.store.tokens import query_tokens, tokenize_many
+from memlane.store.sqlbase import SQLStatements
 from memlane.store.view import UserView, ViewReads
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
@@ -94,11 +93,15 @@ def _error(action: str, where: str, exc: psycopg.Error) -> Exception:
     return StoreError(f"{action} {where} failed: {message}")
 
 
-class PostgresStore(ViewReads):
+class PostgresStore(SQLStatements, ViewReads):
     """A memlane store in one schema of a PostgreSQL database with pgvector. Thread-safe; any
     number of processes may share it."""
 
     capabilities = frozenset(CAPABILITIES)
+    _row = "seq"
+    _chunk = _CHUNK
+    _mark = "%s"
+    _collate = ' COLLATE "C"'  # ids and node names sort in byte order, as SQLite sorts them
 
     def __init__(self, url: str, *, create: bool = True, pool_size: int = 8,
                  dense_exact_below: int = DENSE_EXACT_BELOW) -> None:
@@ -185,6 +188,10 @@ class PostgresStore(ViewReads):
             raise _error("read from", self.where, exc) from None
 
     @staticmethod
+    def _in(column: str, values: Sequence[Any]) -> tuple[str, tuple]:
+        return f"{column} = ANY(?)", (list(values),)  # one parameter: one plan whatever the length
+
+    @staticmethod
     def _touch(conn: psycopg.Connection, users: Iterable[str]) -> None:
         """Move on the generation of each of `users`, whose memories this transaction changes: every
         process's cached views of them are read again, and other users' views stay valid."""
@@ -203,25 +210,9 @@ class PostgresStore(ViewReads):
 
     # -- vector indexes -----------------------------------------------------------------------
 
-    def active_index(self) -> IndexInfo | None:
-        rows = self._query("SELECT name, model, dims FROM vector_indexes WHERE state = 'active'")
-        return IndexInfo(*rows[0]) if rows else None
-
-    def building_index(self, model: str, dims: int) -> IndexInfo | None:
-        """An unfinished index for this model (left by an interrupted reindex), to resume."""
-        rows = self._query("SELECT name, model, dims FROM vector_indexes "
-                           "WHERE state = 'building' AND model = %s AND dims = %s", (model, dims))
-        return IndexInfo(*rows[0]) if rows else None
-
-    def create_index(self, model: str, dims: int, *, active: bool = False) -> IndexInfo:
-        name = "vectors_" + uuid.uuid4().hex[:12]
-        with self._transaction() as conn:
-            if active and self.active_index() is not None:
-                raise StoreError("this store already has an active vector index")
-            conn.execute(index_table_sql(name, dims))
-            conn.execute("INSERT INTO vector_indexes VALUES (%s, %s, %s, %s)",
-                         (name, model, dims, "active" if active else "building"))
-        return IndexInfo(name, model, dims)
+    @staticmethod
+    def _index_table_sql(name: str, dims: int) -> str:
+        return index_table_sql(name, dims)
 
     def missing_from_index(self, index: IndexInfo, limit: int, *, sessions: bool) -> list[tuple[int, MemoryRecord]]:
         """(seq, record) of memories with no vector in `index` yet: session memories when
@@ -297,15 +288,6 @@ class PostgresStore(ViewReads):
         with self._lock:
             self._views.clear()
 
-    def _require_index(self) -> IndexInfo:
-        index = self.active_index()
-        if index is None:
-            raise self._no_index()
-        return index
-
-    def _no_index(self) -> StoreError:
-        return StoreError(f"store {self.where} has no vector index yet; add memories first")
-
     # -- writes -----------------------------------------------------------------------------
 
     def _insert(self, conn: psycopg.Connection, index: IndexInfo, records: Sequence[MemoryRecord],
@@ -367,31 +349,6 @@ class PostgresStore(ViewReads):
             self._touch(conn, (record.user_id for record in amended))
             self._write_events(conn, events, owners={r.id: r.user_id for r in [*records, *amended]})
 
-    def merge(self, keep: MemoryRecord, remove_ids: Sequence[str], events: Sequence[HistoryEvent]) -> None:
-        """Consolidation in one transaction: rewrite the kept memory's fields, delete the merged ones."""
-        with self._transaction() as conn:
-            conn.execute("UPDATE memories SET metadata = %s WHERE id = %s AND user_id = %s",
-                         (json.dumps(keep.metadata, ensure_ascii=False), keep.id, keep.user_id))
-            self._touch(conn, [keep.user_id])
-            self._delete_rows(conn, keep.user_id, remove_ids)
-            self._write_events(conn, events, user_id=keep.user_id)
-
-    def replace_many(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray],
-                     events: Sequence[HistoryEvent]) -> None:
-        """Rewrite existing records (text, embedded text, fields) and their vectors in one transaction."""
-        index = self._require_index()
-        with self._transaction() as conn:
-            for record, vector in zip(records, vectors):
-                row = conn.execute("SELECT seq FROM memories WHERE id = %s AND user_id = %s",
-                                   (record.id, record.user_id)).fetchone()
-                if row is None:
-                    raise StoreError(f"memory {record.id} vanished before its update")
-                self._rewrite(conn, index, row[0], record, vector)
-            self._write_events(conn, events, owners={r.id: r.user_id for r in records})
-
-    def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None:
-        self.replace_many([record], [vector], [event])
-
     def _delete_rows(self, conn: psycopg.Connection, user_id: str, ids: Sequence[str]) -> list[tuple[int, str]]:
         """Delete the user's memories among `ids` (their vectors go with them); (seq, id) of each."""
         rows = conn.execute("DELETE FROM memories WHERE user_id = %s AND id = ANY(%s) RETURNING seq, id",
@@ -400,25 +357,6 @@ class PostgresStore(ViewReads):
             conn.execute("DELETE FROM postings WHERE user_id = %s AND seq = ANY(%s)", (user_id, [r[0] for r in rows]))
             self._touch(conn, [user_id])
         return rows
-
-    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent],
-               rewrite: Sequence[tuple[MemoryRecord, np.ndarray]] = ()) -> int:
-        """Delete memories and, in the same transaction, rewrite others (a session whose turn left)."""
-        index = self.active_index()
-        named = set(ids) | {record.id for record, _ in rewrite}
-        stray = sorted({e.memory_id for e in events} - named)
-        if stray:
-            raise StoreError(f"history events for memories this delete does not touch: {stray[:3]}")
-        with self._transaction() as conn:
-            deleted = self._delete_rows(conn, user_id, ids)
-            for record, vector in rewrite:
-                row = conn.execute("SELECT seq FROM memories WHERE id = %s AND user_id = %s",
-                                   (record.id, user_id)).fetchone()
-                if row is None or index is None:
-                    continue
-                self._rewrite(conn, index, row[0], record, vector)
-            self._write_events(conn, events, user_id=user_id)
-        return len(deleted)
 
     def delete_user(self, user_id: str, at: str) -> int:
         """Forget a user entirely: memories, expired ones, vectors, postings and the words in their
@@ -434,25 +372,6 @@ class PostgresStore(ViewReads):
                                user_id=user_id)
         return len(rows)
 
-    def _write_events(self, conn: psycopg.Connection, events: Sequence[HistoryEvent], user_id: str | None = None,
-                      owners: dict[str, str] | None = None) -> None:
-        """History rows for `events`, each owned by `user_id`, else by its memory's user in `owners`,
-        else by the user whose memory it is now."""
-        owners = dict(owners or {})
-        rows = []
-        for e in events:
-            owner = user_id or owners.get(e.memory_id)
-            if owner is None:
-                found = conn.execute("SELECT user_id FROM memories WHERE id = %s", (e.memory_id,)).fetchone()
-                if found is None:
-                    raise StoreError(f"history event for unknown memory {e.memory_id}")
-                owner = owners[e.memory_id] = found[0]
-            rows.append((e.memory_id, owner, e.event, e.old_text, e.new_text, e.at))
-        if rows:
-            with conn.cursor() as cur:
-                cur.executemany("INSERT INTO history (memory_id, user_id, event, old_text, new_text, at) "
-                                "VALUES (%s, %s, %s, %s, %s, %s)", rows)
-
     def clear(self) -> None:
         """Remove every memory, vector and history event (the vector indexes keep their models)."""
         with self._transaction() as conn:
@@ -466,30 +385,12 @@ class PostgresStore(ViewReads):
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, user_id: str | None, memory_id: str) -> MemoryRecord | None:
-        if user_id is None:
-            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = %s", (memory_id,))
-        else:
-            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = %s AND user_id = %s", (memory_id, user_id))
-        return row_to_record(rows[0]) if rows else None
-
     def _rows_by_ids(self, columns: str, user_id: str, ids: list[str], condition: str = "TRUE") -> list[tuple]:
         rows: list[tuple] = []
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in self._chunks(ids):
             rows += self._query(f"SELECT {columns} FROM memories WHERE user_id = %s AND {condition} AND id = ANY(%s)",
-                                (user_id, ids[start:start + _CHUNK]))
+                                (user_id, chunk))
         return rows
-
-    def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]:
-        """Records in the order of `ids`; ids of other users or unknown ids are skipped."""
-        ids = list(ids)
-        found = {r[0]: row_to_record(r) for r in self._rows_by_ids(COLUMNS, user_id, ids)}
-        return [found[i] for i in ids if i in found]
-
-    def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        ids = list(ids)
-        found = dict(self._rows_by_ids("id, embed_text", user_id, ids, "node_type = 'turn'"))
-        return {mid: found[mid] for mid in ids if mid in found}
 
     def list(self, user_id: str, limit: int, cursor: str | None,
              filters: Filter | None) -> tuple[list[MemoryRecord], str | None]:
@@ -519,26 +420,10 @@ class PostgresStore(ViewReads):
                            "ORDER BY turn_index, seq", (user_id, session_id))
         return [row_to_record(r) for r in rows]
 
-    def users(self) -> list[str]:
-        """Every user id with at least one memory, sorted."""
-        return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
-
-    def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]:
-        sql = "SELECT memory_id, event, old_text, new_text, at FROM history WHERE memory_id = %s"
-        params: tuple = (memory_id,)
-        if user_id is not None:
-            sql += " AND user_id = %s"
-            params += (user_id,)
-        return [HistoryEvent(*r) for r in self._query(sql + " ORDER BY seq", params)]
-
-    def stats(self) -> StoreStats:
-        by_node = dict(self._query("SELECT node_type, count(*) FROM memories GROUP BY node_type"))
-        by_category = dict(self._query("SELECT category, count(*) FROM memories GROUP BY category"))
-        users = self._query("SELECT count(DISTINCT user_id) FROM memories")[0][0]
-        size = self._query("SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                           "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                           "WHERE n.nspname = current_schema() AND c.relkind = 'r'")[0][0]
-        return StoreStats(sum(by_node.values()), users, by_node, by_category, self.active_index(), int(size))
+    def _stored_bytes(self) -> int:
+        return int(self._query("SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                               "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                               "WHERE n.nspname = current_schema() AND c.relkind = 'r'")[0][0])
 
     def close(self) -> None:
         self._pool.close()
@@ -697,75 +582,7 @@ class PostgresStore(ViewReads):
     def _lengths(user_id: str, view: UserView) -> np.ndarray:
         return view.lengths  # read with the view
 
-    # -- service records (API keys, jobs) --------------------------------------------------------
-
-    def put_service_record(self, kind: str, record_id: str, body: dict[str, Any], *,
-                           create_only: bool = False) -> bool:
-        now = utc_now()
-        text = json.dumps(body, sort_keys=True)
-        with self._transaction() as conn:
-            if create_only:
-                row = conn.execute("INSERT INTO service_records VALUES (%s, %s, %s, %s, %s) "
-                                   "ON CONFLICT (kind, id) DO NOTHING RETURNING 1", (kind, record_id, text, now, now))
-                return row.fetchone() is not None
-            conn.execute("INSERT INTO service_records VALUES (%s, %s, %s, %s, %s) ON CONFLICT (kind, id) DO UPDATE "
-                         "SET body = excluded.body, updated_at = excluded.updated_at", (kind, record_id, text, now, now))
-        return True
-
-    def service_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
-        rows = self._query("SELECT body FROM service_records WHERE kind = %s AND id = %s", (kind, record_id))
-        return json.loads(rows[0][0]) if rows else None
-
-    def service_records(self, kind: str) -> list[dict[str, Any]]:
-        rows = self._query("SELECT body FROM service_records WHERE kind = %s ORDER BY created_at, id", (kind,))
-        return [json.loads(r[0]) for r in rows]
-
-    def delete_service_record(self, kind: str, record_id: str) -> bool:
-        with self._transaction() as conn:
-            return conn.execute("DELETE FROM service_records WHERE kind = %s AND id = %s",
-                                (kind, record_id)).rowcount == 1
-
     # -- memory nodes ----------------------------------------------------------------------------
-
-    def node_definitions(self) -> list[tuple[str, int, str]]:
-        """(name, version, spec JSON) of the latest version of every node not removed."""
-        return [tuple(r) for r in self._query(
-            "SELECT n.name, n.version, n.spec FROM nodes n WHERE n.removed_at IS NULL AND n.version = "
-            "(SELECT max(version) FROM nodes WHERE name = n.name) ORDER BY n.name")]
-
-    def define_node(self, name: str, spec: str, at: str) -> tuple[int, str | None]:
-        """Record a node definition; returns (its version, the previous version's spec or None).
-        An unchanged definition keeps its version."""
-        with self._transaction() as conn:
-            row = conn.execute("SELECT version, spec, removed_at FROM nodes WHERE name = %s "
-                               "ORDER BY version DESC LIMIT 1", (name,)).fetchone()
-            if row is not None and row[1] == spec and row[2] is None:
-                return row[0], row[1]
-            version = (row[0] + 1) if row else 1
-            conn.execute("INSERT INTO nodes (name, version, spec, defined_at) VALUES (%s, %s, %s, %s)",
-                         (name, version, spec, at))
-        return version, (row[1] if row is not None and row[2] is None else None)
-
-    def nodes_ever_defined(self) -> bool:
-        return bool(self._query("SELECT 1 FROM nodes LIMIT 1"))
-
-    def remove_node(self, name: str, at: str) -> bool:
-        with self._transaction() as conn:
-            cur = conn.execute("UPDATE nodes SET removed_at = %s WHERE name = %s AND removed_at IS NULL", (at, name))
-            return cur.rowcount > 0
-
-    def records_of_node(self, node_type: str) -> list[MemoryRecord]:
-        """Every memory (all users) a node produced: for re-embedding after its template changed."""
-        return [row_to_record(r) for r in self._query(
-            f"SELECT {COLUMNS} FROM memories WHERE node_type = %s ORDER BY seq", (node_type,))]
-
-    def current_facts(self, user_id: str, node_type: str, keys: Sequence[str]) -> list[MemoryRecord]:
-        """The not-superseded memories of a node whose fact key is one of `keys`."""
-        if not keys:
-            return []
-        return [row_to_record(r) for r in self._query(
-            f"SELECT {COLUMNS} FROM memories WHERE user_id = %s AND node_type = %s AND superseded_by IS NULL "
-            "AND fact_key = ANY(%s) ORDER BY seq", (user_id, node_type, list(keys)))]
 
     def citing(self, user_id: str, memory_id: str) -> list[MemoryRecord]:
         """The extracted memories whose evidence cites `memory_id` (a turn)."""
@@ -799,12 +616,6 @@ class PostgresStore(ViewReads):
                 self._write_events(conn, [HistoryEvent(record.id, "EXPIRE", record.text, None, at)], user_id=user_id)
                 moved += 1
         return moved
-
-    def expired(self, user_id: str) -> list[tuple[MemoryRecord, str, str]]:
-        """(record, expired_at, rule) of a user's expired memories, oldest expiry first."""
-        rows = self._query("SELECT record, expired_at, rule FROM expired WHERE user_id = %s "
-                           "ORDER BY expired_at, id COLLATE \"C\"", (user_id,))
-        return [(record_from_dict(json.loads(r[0])), r[1], r[2]) for r in rows]
 
     def restore(self, user_id: str, ids: Sequence[str], at: str, vectors: dict[str, np.ndarray]) -> int:
         """Put expired memories back, each with its saved vector when the index is unchanged, else
@@ -841,90 +652,16 @@ class PostgresStore(ViewReads):
 
     # -- export and import --------------------------------------------------------------------
 
-    def export_users(self) -> list[str]:
-        """Every user id with memories, expired memories or history (deleted memories), sorted."""
-        return [r[0] for r in self._query(
-            "SELECT user_id FROM memories UNION SELECT user_id FROM expired UNION SELECT user_id FROM history "
-            "ORDER BY 1")]
-
     def stored_vectors(self, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Each of the user's memories among `ids` with its vectors in the active index, as written."""
         index = self.active_index()
         if index is None or not ids:
             return {}
         out: dict[str, np.ndarray] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), _CHUNK):
+        for chunk in self._chunks(ids):
             for mid, blob in self._query(
                     f"SELECT m.id, v.vecs FROM memories m JOIN {index.name} v ON v.user_id = m.user_id "
-                    "AND v.seq = m.seq WHERE m.user_id = %s AND m.id = ANY(%s)", (user_id, ids[start:start + _CHUNK])):
+                    "AND v.seq = m.seq WHERE m.user_id = %s AND m.id = ANY(%s)", (user_id, chunk)):
                 out[mid] = np.frombuffer(bytes(blob), dtype=np.float32).reshape(-1, index.dims)
         return out
 
-    def history_of(self, user_id: str, ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
-        """The history of each of `ids` (the user's), oldest first; ids with none are left out."""
-        out: dict[str, list[HistoryEvent]] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), _CHUNK):
-            for row in self._query("SELECT memory_id, event, old_text, new_text, at FROM history "
-                                   "WHERE user_id = %s AND memory_id = ANY(%s) ORDER BY seq",
-                                   (user_id, ids[start:start + _CHUNK])):
-                out.setdefault(row[0], []).append(HistoryEvent(*row))
-        return out
-
-    def orphan_history(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[HistoryEvent], str | None]:
-        """One page of the user's history events of memories no longer stored, oldest first."""
-        rows = self._query(
-            "SELECT h.seq, h.memory_id, h.event, h.old_text, h.new_text, h.at FROM history h "
-            "WHERE h.user_id = %s AND h.seq > %s "
-            "AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.user_id = h.user_id AND m.id = h.memory_id) "
-            "AND NOT EXISTS (SELECT 1 FROM expired x WHERE x.user_id = h.user_id AND x.id = h.memory_id) "
-            "ORDER BY h.seq LIMIT %s",
-            (user_id, int(cursor) if cursor else 0, limit + 1))
-        page = rows[:limit]
-        return [HistoryEvent(*r[1:]) for r in page], (str(page[-1][0]) if len(rows) > limit else None)
-
-    def node_rows(self) -> list[tuple[str, int, str, str, str | None]]:
-        return [tuple(r) for r in self._query(
-            "SELECT name, version, spec, defined_at, removed_at FROM nodes ORDER BY name COLLATE \"C\", version")]
-
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        ids = list(ids)
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
-            found.update(r[0] for r in self._query(
-                "SELECT id FROM memories WHERE id = ANY(%s) UNION SELECT id FROM expired WHERE id = ANY(%s)",
-                (chunk, chunk)))
-        return found
-
-    def write_nodes(self, rows: Sequence[tuple[str, int, str, str, str | None]]) -> int:
-        """Insert node definitions as they were (rows of `node_rows`); an identical one is skipped,
-        a different one under the same name and version is an error. Returns how many were inserted."""
-        written = 0
-        with self._transaction() as conn:
-            for name, version, spec, defined_at, removed_at in rows:
-                have = conn.execute("SELECT spec FROM nodes WHERE name = %s AND version = %s",
-                                    (name, version)).fetchone()
-                if have is not None:
-                    if have[0] != spec:
-                        raise StoreError(f"node {name} version {version} is already defined differently in {self.where}")
-                    continue
-                conn.execute("INSERT INTO nodes (name, version, spec, defined_at, removed_at) "
-                             "VALUES (%s, %s, %s, %s, %s)", (name, version, spec, defined_at, removed_at))
-                written += 1
-        return written
-
-    def write_expired(self, rows: Sequence[tuple[MemoryRecord, str, str]]) -> None:
-        """Insert expired memories as they were, with no vector: a restore embeds them again."""
-        with self._transaction() as conn:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO expired (id, user_id, record, index_name, vec, expired_at, rule) "
-                    "VALUES (%s, %s, %s, NULL, NULL, %s, %s)",
-                    [(r.id, r.user_id, json.dumps(r.to_dict(), ensure_ascii=False), at, rule) for r, at, rule in rows])
-
-    def write_history(self, user_id: str, events: Sequence[HistoryEvent]) -> None:
-        """Append history events of the user's memories as they were (no memory need exist)."""
-        with self._transaction() as conn:
-            self._write_events(conn, events, user_id=user_id)

@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 import threading
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -21,12 +20,13 @@ import numpy as np
 from memlane.errors import StoreError
 from memlane.records import HistoryEvent, MemoryRecord
 from memlane.store import bm25
-from memlane.store.base import CAPABILITIES, IndexInfo, StoreStats
+from memlane.store.base import CAPABILITIES, IndexInfo, check_dims
 from memlane.filters import Filter
-from memlane.store.sql import filter_sql, utc_now
-from memlane.store.codec import COLUMNS, PLACEHOLDERS, check_dims, own_rows, record_from_dict, record_params, row_to_record, to_blob
+from memlane.store.sql import filter_sql
+from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dict, record_params, row_to_record, to_blob
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
+from memlane.store.sqlbase import SQLStatements
 from memlane.store.view import UserView, ViewReads, view_row
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
@@ -39,6 +39,7 @@ _OWN_LEXICON_BELOW = 0.5
 # The file's first and last rowid in two subqueries: SQLite answers a lone min() or max() with one
 # seek, but both in one SELECT with a scan of every memory (80 ms at 181,000 memories).
 _ROWID_BOUNDS = "SELECT (SELECT min(rowid) FROM memories), (SELECT max(rowid) FROM memories)"
+_ASSIGNMENTS = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
 
 
 
@@ -57,10 +58,12 @@ def _reason(exc: sqlite3.Error) -> str:
 
 
 
-class SQLiteStore(ViewReads):
+class SQLiteStore(SQLStatements, ViewReads):
     """memlane's embedded store. Thread-safe for one process; other processes may read concurrently."""
 
     capabilities = frozenset(CAPABILITIES)
+    _row = "rowid"
+    _chunk = 500  # under SQLite's limit on bound parameters
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         """Open the store at `path`, creating it when `create` (else a missing file is an error).
@@ -175,6 +178,11 @@ class SQLiteStore(ViewReads):
             except sqlite3.Error as exc:
                 raise StoreError(f"read from {self.path} failed: {_reason(exc)}") from None
 
+    @property
+    def where(self) -> str:
+        """The store's file, as messages name it."""
+        return self.path
+
     def _meta(self, key: str) -> str | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
@@ -185,29 +193,9 @@ class SQLiteStore(ViewReads):
 
     # -- vector indexes -----------------------------------------------------------------------
 
-    def active_index(self) -> IndexInfo | None:
-        rows = self._query("SELECT name, model, dims FROM vector_indexes WHERE state = 'active'")
-        return IndexInfo(*rows[0]) if rows else None
-
-    def building_index(self, model: str, dims: int) -> IndexInfo | None:
-        """An unfinished index for this model (left by an interrupted reindex), to resume."""
-        rows = self._query(
-            "SELECT name, model, dims FROM vector_indexes WHERE state = 'building' AND model = ? AND dims = ?",
-            (model, dims),
-        )
-        return IndexInfo(*rows[0]) if rows else None
-
-    def create_index(self, model: str, dims: int, *, active: bool = False) -> IndexInfo:
-        name = "vectors_" + uuid.uuid4().hex[:12]
-        with self._transaction() as conn:
-            if active and self.active_index() is not None:
-                raise StoreError("this store already has an active vector index")
-            conn.execute(f"CREATE TABLE {name} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)")
-            conn.execute(
-                "INSERT INTO vector_indexes VALUES (?, ?, ?, ?)",
-                (name, model, dims, "active" if active else "building"),
-            )
-        return IndexInfo(name, model, dims)
+    @staticmethod
+    def _index_table_sql(name: str, dims: int) -> str:
+        return f"CREATE TABLE {name} (rowid INTEGER PRIMARY KEY, vec BLOB NOT NULL)"
 
     def missing_from_index(self, index: IndexInfo, limit: int, *, sessions: bool) -> list[tuple[int, MemoryRecord]]:
         """(rowid, record) of memories with no vector in `index` yet: session memories when
@@ -281,12 +269,6 @@ class SQLiteStore(ViewReads):
                 conn.execute("DELETE FROM vector_indexes WHERE name = ?", (name,))
             conn.execute("UPDATE vector_indexes SET state = 'active' WHERE name = ?", (index.name,))
         self._views.clear()
-
-    def _require_index(self) -> IndexInfo:
-        index = self.active_index()
-        if index is None:
-            raise StoreError(f"store {self.path} has no vector index yet; add memories first")
-        return index
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -393,69 +375,26 @@ class SQLiteStore(ViewReads):
             except sqlite3.Error:  # the write itself is committed; this index is rebuilt when next used
                 self._drop_lexicon(self._lexicons.pop(user_id))
 
-    def merge(self, keep: MemoryRecord, remove_ids: Sequence[str], events: Sequence[HistoryEvent]) -> None:
-        """Consolidation in one transaction: rewrite the kept memory's fields, delete the merged ones."""
-        with self._transaction() as conn:
-            conn.execute("UPDATE memories SET metadata = ? WHERE id = ? AND user_id = ?",
-                         (json.dumps(keep.metadata, ensure_ascii=False), keep.id, keep.user_id))
-            rowids = [r[0] for r in conn.execute(
-                f"SELECT rowid FROM memories WHERE user_id = ? AND id IN ({', '.join('?' * len(remove_ids))})",
-                (keep.user_id, *remove_ids))]
-            conn.executemany("DELETE FROM memories WHERE rowid = ?", [(r,) for r in rowids])
-            self._delete_vectors(conn, rowids)
-            self._write_events(conn, events, user_id=keep.user_id)
+    def _delete_rows(self, conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[tuple[int, str]]:
+        """Delete the user's memories among `ids` and their vectors; (rowid, id) of each."""
+        rows = []
+        for memory_id in ids:
+            row = conn.execute("SELECT rowid, id FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id)).fetchone()
+            if row is not None:
+                conn.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
+                rows.append(tuple(row))
+        self._delete_vectors(conn, [rowid for rowid, _ in rows])
+        return rows
 
-    def replace_many(self, records: Sequence[MemoryRecord], vectors: Sequence[np.ndarray], events: Sequence[HistoryEvent]) -> None:
-        """Rewrite existing records (text, embedded text, fields) and their vectors in one transaction."""
-        index = self._require_index()
-        assignments = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
-        with self._transaction() as conn:
-            for record, vector in zip(records, vectors):
-                row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?",
-                                   (record.id, record.user_id)).fetchone()
-                if row is None:
-                    raise StoreError(f"memory {record.id} vanished before its update")
-                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*record_params(record), row[0]))
-                self._put_vector(conn, index, row[0], vector)
-            self._write_events(conn, events)
+    def _rewrite(self, conn: sqlite3.Connection, index: IndexInfo, rowid: int, record: MemoryRecord,
+                 vector: np.ndarray) -> None:
+        """Rewrite the memory at `rowid`: its fields and text (FTS5 follows by trigger) and its vector."""
+        conn.execute(f"UPDATE memories SET {_ASSIGNMENTS} WHERE rowid = ?", (*record_params(record), rowid))
+        self._put_vector(conn, index, rowid, vector)
 
-    def replace(self, record: MemoryRecord, vector: np.ndarray, event: HistoryEvent) -> None:
-        index = self._require_index()
-        with self._transaction() as conn:
-            row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (record.id, record.user_id)).fetchone()
-            if row is None:
-                raise StoreError(f"memory {record.id} vanished before its update")
-            params = record_params(record)
-            assignments = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
-            conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*params, row[0]))
-            self._put_vector(conn, index, row[0], vector)
-            self._write_events(conn, [event])
-
-    def delete(self, user_id: str, ids: Sequence[str], events: Sequence[HistoryEvent],
-               rewrite: Sequence[tuple[MemoryRecord, np.ndarray]] = ()) -> int:
-        """Delete memories and, in the same transaction, rewrite others (a session whose turn left)."""
-        index = self.active_index()
-        assignments = ", ".join(f"{c.strip()} = ?" for c in COLUMNS.split(","))
-        named = set(ids) | {record.id for record, _ in rewrite}
-        stray = sorted({e.memory_id for e in events} - named)
-        if stray:
-            raise StoreError(f"history events for memories this delete does not touch: {stray[:3]}")
-        with self._transaction() as conn:
-            rowids = []
-            for memory_id in ids:
-                row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id)).fetchone()
-                if row is not None:
-                    conn.execute("DELETE FROM memories WHERE rowid = ?", row)
-                    rowids.append(row[0])
-            self._delete_vectors(conn, rowids)
-            for record, vector in rewrite:
-                row = conn.execute("SELECT rowid FROM memories WHERE id = ? AND user_id = ?", (record.id, user_id)).fetchone()
-                if row is None or index is None:
-                    continue
-                conn.execute(f"UPDATE memories SET {assignments} WHERE rowid = ?", (*record_params(record), row[0]))
-                self._put_vector(conn, index, row[0], vector)
-            self._write_events(conn, events, user_id=user_id)
-        return len(rowids)
+    @staticmethod
+    def _touch(conn: sqlite3.Connection, users: Sequence[str]) -> None:
+        """Nothing to note: the store's one generation moves on with every write (see `atomic`)."""
 
     def delete_user(self, user_id: str, at: str) -> int:
         """Forget a user entirely: memories, expired ones, vectors, and the words in their history
@@ -476,24 +415,6 @@ class SQLiteStore(ViewReads):
         for name in names:
             conn.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
 
-    def _write_events(self, conn: sqlite3.Connection, events: Sequence[HistoryEvent], user_id: str | None = None) -> None:
-        """History rows for `events`, each owned by `user_id`, else by the user whose memory it is
-        now. Never by an older history row: an id seen before (an import keeps ids) may have been
-        another user's."""
-        owners: dict[str, str] = {}
-        rows = []
-        for e in events:
-            owner = user_id or owners.get(e.memory_id)
-            if owner is None:
-                found = conn.execute("SELECT user_id FROM memories WHERE id = ?", (e.memory_id,)).fetchone()
-                if found is None:
-                    raise StoreError(f"history event for unknown memory {e.memory_id}")
-                owner = owners[e.memory_id] = found[0]
-            rows.append((e.memory_id, owner, e.event, e.old_text, e.new_text, e.at))
-        conn.executemany(
-            "INSERT INTO history (memory_id, user_id, event, old_text, new_text, at) VALUES (?, ?, ?, ?, ?, ?)", rows
-        )
-
     def clear(self) -> None:
         """Remove every memory, vector and history event (the vector index keeps its model)."""
         with self._transaction() as conn:
@@ -506,35 +427,14 @@ class SQLiteStore(ViewReads):
 
     # -- reads ------------------------------------------------------------------------------
 
-    def get(self, user_id: str | None, memory_id: str) -> MemoryRecord | None:
-        if user_id is None:
-            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = ?", (memory_id,))
-        else:
-            rows = self._query(f"SELECT {COLUMNS} FROM memories WHERE id = ? AND user_id = ?", (memory_id, user_id))
-        return row_to_record(rows[0]) if rows else None
-
-    def get_many(self, user_id: str, ids: Sequence[str]) -> list[MemoryRecord]:
-        """Records in the order of `ids`; ids of other users or unknown ids are skipped."""
-        ids = list(ids)
-        found = {r[0]: row_to_record(r) for r in self._rows_by_ids(COLUMNS, user_id, ids)}
-        return [found[i] for i in ids if i in found]
-
-    def turn_texts(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
-        ids = list(ids)
-        found = dict(self._rows_by_ids("id, embed_text", user_id, ids, "node_type = 'turn'"))
-        return {mid: found[mid] for mid in ids if mid in found}
-
     def _rows_by_ids(self, columns: str, user_id: str, ids: list[str], condition: str = "1") -> list[tuple]:
         """`columns` of the user's memories among `ids` that meet `condition`, in chunks that stay
         under SQLite's parameter limit. `+user_id` keeps SQLite on the id index."""
         rows: list[tuple] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            rows += self._query(
-                f"SELECT {columns} FROM memories WHERE +user_id = ? AND {condition} "
-                f"AND id IN ({', '.join('?' * len(chunk))})",
-                (user_id, *chunk),
-            )
+        for chunk in self._chunks(ids):
+            among, params = self._in("id", chunk)
+            rows += self._query(f"SELECT {columns} FROM memories WHERE +user_id = ? AND {condition} AND {among}",
+                                (user_id, *params))
         return rows
 
     def list(self, user_id: str, limit: int, cursor: str | None,
@@ -553,78 +453,12 @@ class SQLiteStore(ViewReads):
 
     # -- service records (API keys, jobs) --------------------------------------------------------
 
-    def put_service_record(self, kind: str, record_id: str, body: dict[str, Any], *,
-                           create_only: bool = False) -> bool:
-        now = utc_now()
-        text = json.dumps(body, sort_keys=True)
-        with self._transaction() as conn:
-            if create_only:
-                cur = conn.execute("INSERT OR IGNORE INTO service_records VALUES (?, ?, ?, ?, ?)",
-                                   (kind, record_id, text, now, now))
-                return cur.rowcount == 1
-            conn.execute("INSERT INTO service_records VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, id) DO UPDATE "
-                         "SET body = excluded.body, updated_at = excluded.updated_at", (kind, record_id, text, now, now))
-        return True
-
-    def service_record(self, kind: str, record_id: str) -> dict[str, Any] | None:
-        rows = self._service_rows("SELECT body FROM service_records WHERE kind = ? AND id = ?", (kind, record_id))
-        return json.loads(rows[0][0]) if rows else None
-
-    def service_records(self, kind: str) -> list[dict[str, Any]]:
-        rows = self._service_rows("SELECT body FROM service_records WHERE kind = ? ORDER BY created_at, id", (kind,))
-        return [json.loads(r[0]) for r in rows]
-
-    def delete_service_record(self, kind: str, record_id: str) -> bool:
-        with self._transaction() as conn:
-            return conn.execute("DELETE FROM service_records WHERE kind = ? AND id = ?",
-                                (kind, record_id)).rowcount == 1
-
     def _service_rows(self, sql: str, params: tuple) -> list[tuple]:
         if self.read_only and not self._query("SELECT 1 FROM sqlite_master WHERE name = 'service_records'"):
             return []  # a read-only file made before service records: it has none
-        return self._query(sql, params)
+        return super()._service_rows(sql, params)
 
     # -- memory nodes ----------------------------------------------------------------------------
-
-    def node_definitions(self) -> list[tuple[str, int, str]]:
-        """(name, version, spec JSON) of the latest version of every node not removed."""
-        return [tuple(r) for r in self._query(
-            "SELECT n.name, n.version, n.spec FROM nodes n WHERE n.removed_at IS NULL AND n.version = "
-            "(SELECT MAX(version) FROM nodes WHERE name = n.name) ORDER BY n.name"
-        )]
-
-    def define_node(self, name: str, spec: str, at: str) -> tuple[int, str | None]:
-        """Record a node definition; returns (its version, the previous version's spec or None).
-        An unchanged definition keeps its version."""
-        with self._transaction() as conn:
-            row = conn.execute("SELECT version, spec, removed_at FROM nodes WHERE name = ? ORDER BY version DESC LIMIT 1",
-                               (name,)).fetchone()
-            if row is not None and row[1] == spec and row[2] is None:
-                return row[0], row[1]
-            version = (row[0] + 1) if row else 1
-            conn.execute("INSERT INTO nodes (name, version, spec, defined_at) VALUES (?, ?, ?, ?)", (name, version, spec, at))
-        return version, (row[1] if row is not None and row[2] is None else None)
-
-    def nodes_ever_defined(self) -> bool:
-        return bool(self._query("SELECT 1 FROM nodes LIMIT 1"))
-
-    def remove_node(self, name: str, at: str) -> bool:
-        with self._transaction() as conn:
-            cur = conn.execute("UPDATE nodes SET removed_at = ? WHERE name = ? AND removed_at IS NULL", (at, name))
-        return cur.rowcount > 0
-
-    def records_of_node(self, node_type: str) -> list[MemoryRecord]:
-        """Every memory (all users) a node produced: for re-embedding after its template changed."""
-        return [row_to_record(r) for r in self._query(f"SELECT {COLUMNS} FROM memories WHERE node_type = ? ORDER BY rowid", (node_type,))]
-
-    def current_facts(self, user_id: str, node_type: str, keys: Sequence[str]) -> list[MemoryRecord]:
-        """The not-superseded memories of a node whose fact key is one of `keys`."""
-        if not keys:
-            return []
-        rows = self._query(
-            f"SELECT {COLUMNS} FROM memories WHERE user_id = ? AND node_type = ? AND superseded_by IS NULL "
-            f"AND fact_key IN ({', '.join('?' * len(keys))})", (user_id, node_type, *keys))
-        return [row_to_record(r) for r in rows]
 
     def citing(self, user_id: str, memory_id: str) -> list[MemoryRecord]:
         """The extracted memories whose evidence cites `memory_id` (a turn)."""
@@ -659,11 +493,6 @@ class SQLiteStore(ViewReads):
                 moved += 1
         return moved
 
-    def expired(self, user_id: str) -> list[tuple[MemoryRecord, str, str]]:
-        """(record, expired_at, rule) of a user's expired memories, oldest expiry first."""
-        rows = self._query("SELECT record, expired_at, rule FROM expired WHERE user_id = ? ORDER BY expired_at, id", (user_id,))
-        return [(record_from_dict(json.loads(r[0])), r[1], r[2]) for r in rows]
-
     def restore(self, user_id: str, ids: Sequence[str], at: str, vectors: dict[str, np.ndarray]) -> int:
         """Put expired memories back. Each needs its vector for the active index: the saved one when
         the index is unchanged, else one from `vectors` (the caller re-embeds those)."""
@@ -696,10 +525,6 @@ class SQLiteStore(ViewReads):
             self._write_events(conn, [HistoryEvent(mid, "PURGE", json.loads(rec)["text"], None, at) for mid, rec in rows],
                                user_id=user_id)
         return len(rows)
-
-    def users(self) -> list[str]:
-        """Every user id with at least one memory, sorted."""
-        return [r[0] for r in self._query("SELECT DISTINCT user_id FROM memories ORDER BY user_id")]
 
     @contextmanager
     def reading(self) -> Iterator["SQLiteStore"]:
@@ -892,32 +717,14 @@ class SQLiteStore(ViewReads):
         text_of = dict(self._query("SELECT rowid, text FROM memories WHERE user_id = ?", (user_id,)))
         return [text_of.get(int(r), "").casefold() for r in rowids]
 
-    def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]:
-        sql = "SELECT memory_id, event, old_text, new_text, at FROM history WHERE memory_id = ?"
-        params: tuple = (memory_id,)
-        if user_id is not None:
-            sql += " AND user_id = ?"
-            params += (user_id,)
-        return [HistoryEvent(*r) for r in self._query(sql + " ORDER BY seq", params)]
-
-    def stats(self) -> StoreStats:
-        by_node = dict(self._query("SELECT node_type, COUNT(*) FROM memories GROUP BY node_type"))
-        by_category = dict(self._query("SELECT category, COUNT(*) FROM memories GROUP BY category"))
-        users = self._query("SELECT COUNT(DISTINCT user_id) FROM memories")[0][0]
-        size = os.path.getsize(self.path) if self.path != ":memory:" and os.path.exists(self.path) else 0
-        return StoreStats(sum(by_node.values()), users, by_node, by_category, self.active_index(), size)
+    def _stored_bytes(self) -> int:
+        return os.path.getsize(self.path) if self.path != ":memory:" and os.path.exists(self.path) else 0
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
     # -- export and import --------------------------------------------------------------------
-
-    def export_users(self) -> list[str]:
-        """Every user id with memories, expired memories or history (deleted memories), sorted."""
-        return [r[0] for r in self._query(
-            "SELECT user_id FROM memories UNION SELECT user_id FROM expired UNION SELECT user_id FROM history "
-            "ORDER BY 1")]
 
     def stored_vectors(self, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         """Each of the user's memories among `ids` with its vectors in the active index, as written:
@@ -926,84 +733,11 @@ class SQLiteStore(ViewReads):
         if index is None or not ids:
             return {}
         out: dict[str, np.ndarray] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+        for chunk in self._chunks(ids):
+            among, params = self._in("m.id", chunk)
             for mid, blob in self._query(
                     f"SELECT m.id, v.vec FROM memories m JOIN {index.name} v ON v.rowid = m.rowid "
-                    f"WHERE m.user_id = ? AND m.id IN ({', '.join('?' * len(chunk))})", (user_id, *chunk)):
+                    f"WHERE m.user_id = ? AND {among}", (user_id, *params)):
                 out[mid] = np.frombuffer(blob, dtype=np.float32).reshape(-1, index.dims)
         return out
 
-    def history_of(self, user_id: str, ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
-        """The history of each of `ids` (the user's), oldest first; ids with none are left out."""
-        out: dict[str, list[HistoryEvent]] = {}
-        ids = list(ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            for row in self._query(
-                    "SELECT memory_id, event, old_text, new_text, at FROM history WHERE user_id = ? "
-                    f"AND memory_id IN ({', '.join('?' * len(chunk))}) ORDER BY seq", (user_id, *chunk)):
-                out.setdefault(row[0], []).append(HistoryEvent(*row))
-        return out
-
-    def orphan_history(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[HistoryEvent], str | None]:
-        """One page of the user's history events of memories no longer stored (deleted or purged,
-        neither current nor expired), oldest first, and the cursor of the next page."""
-        rows = self._query(
-            "SELECT h.seq, h.memory_id, h.event, h.old_text, h.new_text, h.at FROM history h "
-            "WHERE h.user_id = ? AND h.seq > ? "
-            "AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.id = h.memory_id) "
-            "AND NOT EXISTS (SELECT 1 FROM expired x WHERE x.id = h.memory_id) ORDER BY h.seq LIMIT ?",
-            (user_id, int(cursor) if cursor else 0, limit + 1))
-        page = rows[:limit]
-        return [HistoryEvent(*r[1:]) for r in page], (str(page[-1][0]) if len(rows) > limit else None)
-
-    def node_rows(self) -> list[tuple[str, int, str, str, str | None]]:
-        """Every node definition ever made: (name, version, spec JSON, defined_at, removed_at)."""
-        return [tuple(r) for r in self._query(
-            "SELECT name, version, spec, defined_at, removed_at FROM nodes ORDER BY name, version")]
-
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        """Those of `ids` held by any user, as a memory or an expired memory."""
-        found: set[str] = set()
-        ids = list(ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ", ".join("?" * len(chunk))
-            found.update(r[0] for r in self._query(
-                f"SELECT id FROM memories WHERE id IN ({marks}) UNION SELECT id FROM expired WHERE id IN ({marks})",
-                (*chunk, *chunk)))
-        return found
-
-    def write_nodes(self, rows: Sequence[tuple[str, int, str, str, str | None]]) -> int:
-        """Insert node definitions as they were (rows of `node_rows`); one this store already has,
-        identical, is skipped, and a different one under the same name and version is an error.
-        Returns how many were inserted."""
-        written = 0
-        with self._transaction() as conn:
-            for name, version, spec, defined_at, removed_at in rows:
-                have = conn.execute("SELECT spec, removed_at FROM nodes WHERE name = ? AND version = ?",
-                                    (name, version)).fetchone()
-                if have is not None:
-                    if have[0] != spec:
-                        raise StoreError(f"node {name} version {version} is already defined differently in {self.path}")
-                    continue
-                conn.execute("INSERT INTO nodes (name, version, spec, defined_at, removed_at) VALUES (?, ?, ?, ?, ?)",
-                             (name, version, spec, defined_at, removed_at))
-                written += 1
-        return written
-
-    def write_expired(self, rows: Sequence[tuple[MemoryRecord, str, str]]) -> None:
-        """Insert expired memories as they were (record, expired_at, rule), with no vector: a
-        restore embeds them again."""
-        with self._transaction() as conn:
-            conn.executemany(
-                "INSERT INTO expired (id, user_id, record, index_name, vec, expired_at, rule) "
-                "VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-                [(r.id, r.user_id, json.dumps(r.to_dict(), ensure_ascii=False), at, rule) for r, at, rule in rows])
-
-    def write_history(self, user_id: str, events: Sequence[HistoryEvent]) -> None:
-        """Append history events of the user's memories as they were (no memory need exist)."""
-        with self._transaction() as conn:
-            self._write_events(conn, events, user_id=user_id)
