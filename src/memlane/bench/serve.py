@@ -67,6 +67,17 @@ def write_config(config: MemoryConfig, folder: Path) -> Path:
     return path
 
 
+def tenant_key(store: str, config_path: Path, user: str) -> str:
+    """A tenant key for `user`, made as an operator makes one: `memlane keys create` (its token
+    alone on stdout)."""
+    made = subprocess.run([sys.executable, "-m", "memlane.cli", "keys", "create", "--role", "tenant", "--users", user,
+                           "--label", "bench serve", "--store", store, "--config", str(config_path)],
+                          capture_output=True, text=True, timeout=120)
+    if made.returncode != 0:
+        raise StoreError(f"memlane keys create failed: {made.stderr.strip()[-500:]}")
+    return made.stdout.strip()
+
+
 class ServerProcess:
     """`memlane serve` in a child process on 127.0.0.1, stopped (gracefully) on exit."""
 
@@ -227,8 +238,7 @@ def run_serve_benchmark(
     then load a server with each client count; then two worker processes on the store; then the
     same mix in-process."""
     from memlane.memory import Memory
-    from memlane.server.keys import KeyRing
-    from memlane.store import backend_name, open_store, scratch_store
+    from memlane.store import backend_name, scratch_store
 
     if not conversations:
         raise InputError("the serve benchmark needs conversations and got none", field="conversations",
@@ -247,13 +257,8 @@ def run_serve_benchmark(
                 memory.ingest(c.sessions, user_id=c.conversation_id)
             ingest_seconds = time.perf_counter() - started
             memories_before = memory.stats().memories
-        records = open_store(location)
-        try:
-            ring = KeyRing(records)
-            tokens = {user: ring.create("tenant", users=[user], label="bench serve")[1] for user in questions}
-        finally:
-            records.close()
         config_path = write_config(config, Path(folder))
+        tokens = {user: tenant_key(location, config_path, user) for user in questions}
         acknowledged: list[tuple[str, str]] = []
         with ServerProcess(location, config_path) as server:
             for count in clients:

@@ -36,6 +36,7 @@ from memlane.server.auth import (
     Unauthorized,
     caller,
 )
+from memlane.server.jobs import JobConflict
 from memlane.server.ratelimit import RateLimiter
 from memlane.server.schemas import (
     AddRequest,
@@ -68,6 +69,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (StoreError, 503, "store"),
     (ConfigError, 500, "config"),
     (RateLimitError, 429, "rate_limited"),
+    (JobConflict, 409, "conflict"),
 ]
 LOG = logging.getLogger("memlane.server")
 ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422, 429, 502, 503)}

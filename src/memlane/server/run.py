@@ -24,24 +24,33 @@ from memlane.server.ops import log_json_lines
 ENV_STORE = "MEMLANE_SERVE_STORE"
 ENV_CONFIG = "MEMLANE_SERVE_CONFIG"
 ENV_NO_AUTH = "MEMLANE_SERVE_NO_AUTH"
+ENV_WORKERS = "MEMLANE_SERVE_WORKERS"
 
 
-def build_app(store: str, config: MemoryConfig, *, auth: bool = True) -> FastAPI:
-    """The server over the store at `store` (created if missing). With `auth`, requests need an
-    API key of the store's key ring; without, every request is an admin."""
+def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_path: str | Path | None = None,
+              work_dir: str | Path | None = None, workers: int = 1) -> FastAPI:
+    """The server over the store at `store` (created if missing), with its jobs. With `auth`,
+    requests need an API key of the store's key ring; without, every request is an admin.
+    `config_path` is where a deployed fine-tune is recorded; `work_dir` holds the jobs' scratch
+    folders and checkpoints (default: beside a SQLite store, else ~/.cache/memlane/jobs)."""
     from memlane.memory import Memory
     from memlane.server.app import create_app
+    from memlane.server.job_routes import install_jobs
+    from memlane.server.jobs import LiveMemory, default_work_dir
     from memlane.server.keys import KeyRing
     from memlane.store import open_store
 
-    memory = Memory(store, config, create=True)
+    memory = LiveMemory(Memory(store, config, create=True))  # a model swap replaces what it wraps, at once
     try:
         records = open_store(store, create=True)  # the keys and jobs, beside the memories
     except Exception:
         memory.close()
         raise
     authenticate = KeyRing(records).authenticate if auth else None
-    return create_app(memory, authenticate, records=records, on_shutdown=(memory.close, records.close))
+    app = create_app(memory, authenticate, records=records,
+                     on_shutdown=(lambda: app.state.jobs.close(), memory.close, records.close))
+    install_jobs(app, memory, work_dir or default_work_dir(store), config_path=config_path, workers=workers)
+    return app
 
 
 def app_factory() -> FastAPI:
@@ -51,7 +60,8 @@ def app_factory() -> FastAPI:
         raise ConfigError(f"{ENV_STORE} is not set: start the server with `memlane serve`")
     config_path = os.environ.get(ENV_CONFIG) or None
     log_json_lines()
-    return build_app(store, MemoryConfig.load(config_path), auth=os.environ.get(ENV_NO_AUTH) != "1")
+    return build_app(store, MemoryConfig.load(config_path), auth=os.environ.get(ENV_NO_AUTH) != "1",
+                     config_path=config_path, workers=int(os.environ.get(ENV_WORKERS) or 1))
 
 
 def is_loopback(host: str) -> bool:
@@ -87,6 +97,7 @@ def serve(store: str, config_path: str | Path | None = None, *, host: str = "127
     os.environ[ENV_STORE] = store
     os.environ[ENV_CONFIG] = str(config_path) if config_path else ""
     os.environ[ENV_NO_AUTH] = "1" if no_auth else "0"
+    os.environ[ENV_WORKERS] = str(workers)
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker counts its requests in files here; /metrics in any worker reports the sum.

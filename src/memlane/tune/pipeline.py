@@ -116,8 +116,11 @@ def retrain(store_path: str | Path, config: MemoryConfig, out_dir: str | Path, *
             eval_store: str | Path | None = None, min_gain: float | None = None,
             config_path: str | Path | None = None, status: Status = lambda _: None,
             progress: Callable[[str], Callable[[int, int], None]] | None = None,
-            on_step: Callable[[int, int, float], None] | None = None) -> RetrainResult:
-    """Run (or resume) the whole fine-tuning pipeline; see the module docstring for its files."""
+            on_step: Callable[[int, int, float], None] | None = None,
+            on_stage: Callable[[str], None] | None = None) -> RetrainResult:
+    """Run (or resume) the whole fine-tuning pipeline; see the module docstring for its files.
+    `on_stage` is told each stage as it starts: examples, mining, training, gate (a resumed run
+    skips the finished ones)."""
     if (labels is None) == (not synthetic):
         raise InputError("give exactly one source of training queries", field="labels",
                          fix="pass --labels FILE (question -> memory pairs) or --synthetic")
@@ -131,9 +134,11 @@ def retrain(store_path: str | Path, config: MemoryConfig, out_dir: str | Path, *
     })
     held_out = load_labels(eval_store or store_path, eval_queries)
     progress = progress or (lambda _: None)  # type: ignore[assignment]
+    stage = on_stage or (lambda _: None)
 
     examples_file = out / "examples.jsonl"
     if not examples_file.exists():
+        stage("examples")
         status("stage 1/4: training queries")
         found = load_labels(store_path, labels) if labels else synthesize(store_path, config, users, status)
         write_examples(examples_file, found)
@@ -141,6 +146,7 @@ def retrain(store_path: str | Path, config: MemoryConfig, out_dir: str | Path, *
 
     mined_file = out / "mined.jsonl"
     if not mined_file.exists():
+        stage("mining")
         status(f"stage 2/4: mining hard negatives for {len(examples)} queries")
         write_examples(mined_file, mine(str(store_path), examples, config, on_progress=progress("mining")))
     mined = read_examples(mined_file)
@@ -149,8 +155,10 @@ def retrain(store_path: str | Path, config: MemoryConfig, out_dir: str | Path, *
     report = None
     if not (out / "gate.json").exists():
         if not candidate.exists():
+            stage("training")
             status(f"stage 3/4: training on {len(mined)} examples")
             report = train(mined, config.active_embedder(), config.fine_tune, out / "train", on_step=on_step)
+        stage("gate")
         status("stage 4/4: eval gate")
         verdict = gate(eval_store or store_path, held_out, config, candidate, out, min_gain=min_gain,
                        status=status, on_progress=progress("gate"))
