@@ -117,6 +117,19 @@ class ServerProcess:
         return self.log.read().decode("utf-8", "replace")[-2000:]
 
 
+def warm_up(url: str, tokens: dict[str, str], questions: dict[str, list[str]], now: dict[str, str],
+            rounds: int = 4) -> None:
+    """A few untimed searches per user, so each worker has built its users' search arrays and
+    loaded the model before timing starts (a cold start is not what a steady load measures)."""
+    import httpx
+
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for _ in range(rounds):
+            for user, token in tokens.items():
+                http.post("/v1/memories/search", headers={"Authorization": f"Bearer {token}"},
+                          json={"query": questions[user][0], "limit": 10, "now": now[user]})
+
+
 def http_phase(url: str, tokens: dict[str, str], questions: dict[str, list[str]], clients: int, seconds: float,
                now: dict[str, str]) -> Tally:
     """`clients` threads, each with its own connection, for `seconds`: 90% searches, 10% adds."""
@@ -261,6 +274,7 @@ def run_serve_benchmark(
         tokens = {user: tenant_key(location, config_path, user) for user in questions}
         acknowledged: list[tuple[str, str]] = []
         with ServerProcess(location, config_path) as server:
+            warm_up(server.url, tokens, questions, now)
             for count in clients:
                 status(f"{count} clients for {seconds:.0f} s")
                 tally = http_phase(server.url, tokens, questions, count, seconds, now)
@@ -270,12 +284,15 @@ def run_serve_benchmark(
             count = 32 if 32 in clients else clients[0]
             status(f"two worker processes, {count} clients")
             with ServerProcess(location, config_path, workers=2) as server:
+                warm_up(server.url, tokens, questions, now, rounds=8)  # requests spread over both workers
                 tally = http_phase(server.url, tokens, questions, count, seconds, now)
             acknowledged += tally.acknowledged
             phases.append(summary(tally, seconds, count, "server, 2 workers"))
         lost = missing_writes(location, config, acknowledged)
         status("in-process ceiling")
         with Memory(location, config) as memory:
+            for user in questions:  # untimed, as for the server
+                memory.search(questions[user][0], user_id=user, limit=10, now=now[user])
             for count in sorted({min(clients), 32} & set(clients) or {min(clients)}):
                 tally = in_process_phase(memory, sorted(questions), questions, count, seconds, now)
                 phases.append(summary(tally, seconds, count, "in-process Memory"))
