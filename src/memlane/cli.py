@@ -41,19 +41,9 @@ ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (MEML
 
 
 def _store_path(store: Optional[str], config: Optional[Path] = None, *, must_exist: bool = True) -> str:
-    """The store a command works on: --store, else $MEMLANE_STORE, else the config's store.url.
-    Only commands that add memories may create one: for the others a missing file is a mistyped
-    path, not a new empty store."""
-    from memlane.errors import StoreError
-
-    location = resolve_store_path(store, config=_config(config))
-    plain = "://" not in location and location != ":memory:"
-    if plain:
-        location = str(Path(location).expanduser())
-    if must_exist and plain and not Path(location).exists():
-        raise StoreError(f"no store at {location}: check the path (--store, $MEMLANE_STORE or store.url); "
-                         "a store is created by the first command that adds memories (memlane ingest)")
-    return location
+    """The store a command works on (see `resolve_store_path`): only commands that add memories
+    may create one."""
+    return resolve_store_path(store, config=_config(config), must_exist=must_exist)
 
 
 def _config(path: Optional[Path]) -> MemoryConfig:
@@ -289,56 +279,16 @@ def _command_line() -> str:
     return "memlane " + " ".join(shlex.quote(re.sub(r"(://[^:/@\s]*:)[^/\s]*@", r"\1***@", a)) for a in sys.argv[1:])
 
 
-def _save_report(out: Path, result: dict, markdown_of, indent: int = 2) -> None:
-    """A benchmark's JSON at `out` with the command that made it, its Markdown beside it, printed."""
-    result["command"] = command = _command_line()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=indent) + "\n", encoding="utf-8")
-    markdown = markdown_of(result, command)
-    out.with_suffix(".md").write_text(markdown, encoding="utf-8")
-    console.print(markdown)
+def _save_report(out: Path, result: dict, markdown_of=None, indent: int = 2) -> None:
+    """A benchmark's report files (see `save_report`), printed."""
+    from memlane.bench.report import rich_table, save_report
 
-
-@bench_app.command("speed")
-def bench_speed(
-    turns: int = typer.Option(10_000, "--turns", help="Turns in the store."),
-    queries: int = typer.Option(300, "--queries", help="Questions to time."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder [default: ../shared/data]."),
-    out: Path = typer.Option(Path("benchmarks/results/speed.json"), "--out", help="JSON report; a .md is written beside it."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
-    """Ingest throughput, search latency on a large store, and raw encoder throughput."""
-    from memlane.bench.datasets import find_data_dir
-    from memlane.bench.speed import run_speed_benchmark, speed_markdown
-
-    with _errors():
-        with _progress("ingest") as update:
-            result = run_speed_benchmark(_config(config), find_data_dir(data), turns=turns, queries=queries,
-                                         status=lambda s: err.print(f"[dim]{s}[/]"), on_progress=update)
-    _save_report(out, result, speed_markdown)
-
-
-@bench_app.command("tenants")
-def bench_tenants(
-    users: int = typer.Option(500, "--users", help="Users sharing the store; sessions go to them in turn."),
-    sessions: Optional[int] = typer.Option(None, "--sessions", help="LongMemEval sessions to write [default: all distinct ones, about 15,900]."),
-    searched: int = typer.Option(100, "--searched-users", help="Users to search, picked at random (seed 42)."),
-    per_user: int = typer.Option(4, "--searches-per-user", help="Questions asked of each of them in a row."),
-    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval file (.json or .json.xz), or the data folder [default: ../shared/data]."),
-    out: Path = typer.Option(Path("benchmarks/results/tenants.json"), "--out", help="JSON report; a .md is written beside it."),
-    config: Optional[Path] = ConfigOption,
-) -> None:
-    """Search latency for one user among many in a shared store (hashed vectors: the store's own work)."""
-    from memlane.bench.datasets import longmemeval_file
-    from memlane.bench.tenants import longmemeval_sessions, run_tenants_benchmark, tenants_markdown
-
-    with _errors():
-        chosen, questions = longmemeval_sessions(longmemeval_file(data), sessions)
-        with _progress("write") as update:
-            result = run_tenants_benchmark(_config(config), chosen, questions, users=users, searched_users=searched,
-                                           searches_per_user=per_user, status=lambda s: err.print(f"[dim]{s}[/]"),
-                                           on_progress=update)
-    _save_report(out, result, tenants_markdown)
+    markdown = save_report(result, out, _command_line(), markdown_of, indent=indent)
+    if markdown_of is None:
+        console.print(rich_table(result))
+        console.print(f"wrote {out}, {out.with_suffix('.md')} and plots")
+    else:
+        console.print(markdown)
 
 
 @bench_app.command("serve")
@@ -395,20 +345,12 @@ FirstStageOption = typer.Option(None, "--first-stage", help="none | static: the 
 
 
 def _bench_config(config: Optional[Path], retriever: str, first_stage: Optional[str] = None):
-    data = _config(config).model_dump()
-    data["retrieval"]["mode"] = retriever
-    if first_stage:
-        data["embedder"]["first_stage"] = first_stage
-    return MemoryConfig.from_dict(data, source="command-line options")
+    return _config(config).with_overrides({"retrieval.mode": retriever, "embedder.first_stage": first_stage},
+                                          source="command-line options")
 
 
 def _finish(result: dict, out: Path) -> None:
-    from memlane.bench.report import rich_table, write_report
-
-    command = _command_line()
-    write_report(result, out, command)
-    console.print(rich_table(result))
-    console.print(f"wrote {out}, {out.with_suffix('.md')} and plots")
+    _save_report(out, result)
 
 
 @bench_app.command("locomo")

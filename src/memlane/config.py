@@ -241,6 +241,19 @@ class MemoryConfig(_Strict):
             raise ConfigError(f"{source} is not valid TOML: {exc}") from None
         return cls.from_dict(data, source=source)
 
+    def with_overrides(self, overrides: dict[str, Any], source: str = "overrides") -> "MemoryConfig":
+        """A copy with `overrides` ({"section.field": value}; None leaves a field as it is)
+        applied and checked as a config file's values are."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, name = dotted.partition(".")
+            if section not in data or not isinstance(data[section], dict) or not name:
+                raise ConfigError(f"{source}: no config field {dotted!r}; fields are section.field, e.g. retrieval.mode")
+            data[section][name] = value
+        return type(self).from_dict(data, source=source)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "MemoryConfig":
         try:
@@ -253,11 +266,24 @@ class MemoryConfig(_Strict):
 
 
 def resolve_store_path(path: str | Path | None = None, env: dict[str, str] | None = None,
-                       config: "MemoryConfig | None" = None) -> str:
-    """Where the store is: `path`, else $MEMLANE_STORE, else the config's `store.url`."""
+                       config: "MemoryConfig | None" = None, *, must_exist: bool = False) -> str:
+    """Where the store is: `path`, else $MEMLANE_STORE, else the config's `store.url` (a file
+    path with `~` expanded, or a URL as it is). With `must_exist`, a SQLite file that is not
+    there is an error: only what adds memories may create a store, and a mistyped path must not
+    become a new empty one."""
+    from memlane.errors import StoreError
+
     if path is not None:
-        return str(path)
-    return (os.environ if env is None else env).get("MEMLANE_STORE") or (config or MemoryConfig()).store.url
+        location = str(path)
+    else:
+        location = (os.environ if env is None else env).get("MEMLANE_STORE") or (config or MemoryConfig()).store.url
+    if "://" in location or location == ":memory:":
+        return location
+    location = str(Path(location).expanduser())
+    if must_exist and not Path(location).exists():
+        raise StoreError(f"no store at {location}: check the path (--store, $MEMLANE_STORE or store.url); "
+                         "a store is created by the first command that adds memories (memlane ingest)")
+    return location
 
 
 def default_cache_path() -> Path:

@@ -165,3 +165,17 @@ def write_report(result: dict, out: Path, command: str) -> str:
     text = markdown(result, command, plots)
     out.with_suffix(".md").write_text(text, encoding="utf-8")
     return text
+
+
+def save_report(result: dict, out: Path, command: str, markdown_of=None, *, indent: int = 2) -> str:
+    """A benchmark's JSON at `out` with the command that made it and its Markdown beside it
+    (`markdown_of(result, command)`); returns the Markdown. Without `markdown_of`, a retrieval
+    report's tables and plots (`write_report`)."""
+    if markdown_of is None:
+        return write_report(result, out, command)
+    result["command"] = command
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=indent) + "\n", encoding="utf-8")
+    text = markdown_of(result, command)
+    out.with_suffix(".md").write_text(text, encoding="utf-8")
+    return text
