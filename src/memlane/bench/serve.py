@@ -7,7 +7,6 @@ with as many threads as the ceiling the server's HTTP layer is compared with."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import subprocess
@@ -46,6 +45,28 @@ class Tally:
     def error(self, what: str) -> None:
         with self.lock:
             self.errors[what] = self.errors.get(what, 0) + 1
+
+    def record(self, ms: float, user: str, added_ids: list[str] | None) -> None:
+        """One answered request: a search (`added_ids` None) or an add and the ids it stored."""
+        with self.lock:
+            self.latencies.append(ms)
+            if added_ids is None:
+                self.searches += 1
+                self.search_latencies.append(ms)
+            else:
+                self.adds += 1
+                self.acknowledged.extend((user, mid) for mid in added_ids)
+
+
+NOTE = "Load test note {}: the blue kettle is in the cupboard."
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def free_port() -> int:
@@ -152,8 +173,8 @@ def http_phase(url: str, tokens: dict[str, str], questions: dict[str, list[str]]
                         response = http.post("/v1/memories/search", headers=headers, json={
                             "query": rng.choice(questions[user]), "limit": 10, "now": now[user]})
                     else:
-                        response = http.post("/v1/memories", headers=headers, json={
-                            "messages": f"Load test note {uuid.uuid4().hex}: the blue kettle is in the cupboard."})
+                        response = http.post("/v1/memories", headers=headers,
+                                             json={"messages": NOTE.format(uuid.uuid4().hex)})
                 except httpx.HTTPError as exc:
                     tally.error(type(exc).__name__)
                     continue
@@ -161,20 +182,9 @@ def http_phase(url: str, tokens: dict[str, str], questions: dict[str, list[str]]
                 if response.status_code >= 300:
                     tally.error(f"HTTP {response.status_code}")
                     continue
-                with tally.lock:
-                    tally.latencies.append(ms)
-                    if searching:
-                        tally.searches += 1
-                        tally.search_latencies.append(ms)
-                    else:
-                        tally.adds += 1
-                        tally.acknowledged.extend((user, r["id"]) for r in response.json()["results"])
+                tally.record(ms, user, None if searching else [r["id"] for r in response.json()["results"]])
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(clients, client)
     return tally
 
 
@@ -190,26 +200,14 @@ def in_process_phase(memory, users: list[str], questions: dict[str, list[str]], 
             user = rng.choice(users)
             searching = rng.random() < SEARCH_SHARE
             started = time.perf_counter()
+            added = None
             if searching:
                 memory.search(rng.choice(questions[user]), user_id=user, limit=10, now=now[user])
             else:
-                records = memory.add(f"Load test note {uuid.uuid4().hex}: the blue kettle is in the cupboard.",
-                                     user_id=user)
-            ms = (time.perf_counter() - started) * 1000
-            with tally.lock:
-                tally.latencies.append(ms)
-                if searching:
-                    tally.searches += 1
-                    tally.search_latencies.append(ms)
-                else:
-                    tally.adds += 1
-                    tally.acknowledged.extend((user, r.id) for r in records)
+                added = [r.id for r in memory.add(NOTE.format(uuid.uuid4().hex), user_id=user)]
+            tally.record((time.perf_counter() - started) * 1000, user, added)
 
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    run_threads(threads, worker)
     return tally
 
 
