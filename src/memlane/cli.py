@@ -900,6 +900,33 @@ def serve(
                   shutdown_timeout=shutdown_timeout)
 
 
+@app.command("mcp")
+def mcp_(
+    user: str = typer.Option(..., "--user", "-u", envvar="MEMLANE_USER", help="The user whose memory the tools read and write [default: $MEMLANE_USER]; the model never chooses it."),
+    store: Optional[str] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Serve the memory tools over MCP on stdin/stdout for one user (Claude Desktop, Cursor, VS Code); `memlane serve` serves them at /mcp."""
+    with _errors():
+        try:
+            from memlane.server.mcp import serve_stdio
+        except ImportError as exc:
+            if (exc.name or "").partition(".")[0] not in ("mcp", "mcp_types", "starlette"):
+                raise
+            from memlane.errors import ConfigError
+
+            raise ConfigError(f"the MCP server needs {exc.name}: pip install 'memlane[server]'") from None
+        if not user.strip():
+            from memlane.errors import InputError
+
+            raise InputError("the user id is empty", field="--user", fix="pass --user ana, or set MEMLANE_USER")
+        memory = _open(store, config, create=True)
+    try:
+        serve_stdio(memory, user)  # stdout is the protocol's: nothing else is printed there
+    finally:
+        memory.close()
+
+
 @contextmanager
 def _keyring(store: Optional[str], config: Optional[Path], *, create: bool = False) -> Iterator:
     from memlane.store import open_store

@@ -38,6 +38,7 @@ def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_pat
     from memlane.server.job_routes import install_jobs
     from memlane.server.jobs import LiveMemory, default_work_dir
     from memlane.server.keys import KeyRing
+    from memlane.server.mcp import install_mcp
     from memlane.store import open_store
 
     memory = LiveMemory(Memory(store, config, create=True))  # a model swap replaces what it wraps, at once
@@ -50,6 +51,7 @@ def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_pat
     app = create_app(memory, authenticate, records=records,
                      on_shutdown=(lambda: app.state.jobs.close(), memory.close, records.close))
     install_jobs(app, memory, work_dir or default_work_dir(store), config_path=config_path, workers=workers)
+    install_mcp(app)  # the MCP tools at /mcp, behind the same keys
     return app
 
 
