@@ -164,6 +164,9 @@ class Explanation:
     weights: dict[str, float]
     notes: list[str] = field(default_factory=list)
     node: str | None = None  # the node that produced the memory: turn, session, or an extraction node
+    # What was read from the question: "time_range" ({expression, start, end} or None),
+    # "entities" and "needles" (exact strings looked up), as data for consoles and tools.
+    analysis: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +175,7 @@ class Explanation:
             "fused_score": self.fused_score,
             "weights": self.weights,
             "notes": self.notes,
+            "analysis": self.analysis,
         }
 
     @classmethod
@@ -183,6 +187,7 @@ class Explanation:
             weights=dict(data.get("weights") or {}),
             notes=list(data.get("notes") or ()),
             node=data.get("node"),
+            analysis=dict(data.get("analysis") or {}),
         )
 
 

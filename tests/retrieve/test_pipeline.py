@@ -126,3 +126,13 @@ def test_a_when_question_prefers_memories_that_say_when(memory):
     assert boosted.score == pytest.approx(plain_score * memory.config.retrieval.when_boost)
     undated = next(h for h in hits if h.record.text.startswith("I adopted"))
     assert undated.score == pytest.approx(next(h.score for h in plain if h.record.id == undated.record.id))
+
+
+def test_an_explanation_carries_what_was_read_from_the_question_as_data(memory):
+    memory.add([{"role": "user", "name": "Ana", "content": "I visited Lisbon with Zoe."}], user_id="u",
+               session_date="2023-05-10")
+    hit = memory.search("What did Ana do with Zoe last week?", user_id="u", now="2023-05-15", explain=True)[0]
+    analysis = hit.explanation.analysis
+    assert analysis["time_range"] == {"expression": "last week", "start": "2023-05-08", "end": "2023-05-14"}
+    assert "Zoe" in analysis["entities"] and analysis["needles"] == []
+    assert hit.explanation.to_dict()["analysis"] == analysis

@@ -57,15 +57,18 @@ def hash_config() -> MemoryConfig:
 # -- why a hit was found -------------------------------------------------------------------------------
 
 
-def hit(text: str, strategies: list[tuple[str, int]], notes: list[str], speaker: str | None = "user") -> Hit:
+def hit(text: str, strategies: list[tuple[str, int]], notes: list[str], speaker: str | None = "user",
+        analysis: dict | None = None) -> Hit:
     record = MemoryRecord(id="m1", user_id="ana", text=text, embed_text=text, speaker=speaker)
-    explanation = Explanation([StrategyHit(name, rank, 1.0) for name, rank in strategies], 0.5, {}, notes)
+    explanation = Explanation([StrategyHit(name, rank, 1.0) for name, rank in strategies], 0.5, {}, notes,
+                              analysis=analysis or {})
     return Hit(record, 0.5, explanation)
 
 
 def test_reason_names_the_strategies_the_mentions_and_the_time_range():
-    found = hit("We landed in Lisbon on Friday", [("bm25", 3), ("dense", 1), ("session", 1), ("temporal", 2)],
-                ["time range from 'last week': 2024-06-03..2024-06-09", "entities: Lisbon, Porto"])
+    found = hit("We landed in Lisbon on Friday", [("bm25", 3), ("dense", 1), ("session", 1), ("temporal", 2)], [],
+                analysis={"time_range": {"expression": "last week", "start": "2024-06-03", "end": "2024-06-09"},
+                          "entities": ["Lisbon", "Porto"], "needles": []})
     assert reason(found) == ("meaning #1, date #2, keywords #3; mentions 'Lisbon'; "
                              "in the question's time range (last week = 2024-06-03..2024-06-09)")
 
@@ -73,7 +76,7 @@ def test_reason_names_the_strategies_the_mentions_and_the_time_range():
 def test_reason_keeps_what_changed_a_hits_score_and_drops_the_routing():
     found = hit("Ana: I work at the bakery", [("session", 2)],
                 ["routed: the question is about a job", "entities: Ana",
-                 "superseded (score x 0.5); valid until 2024-02-01"], speaker="Ana")
+                 "superseded (score x 0.5); valid until 2024-02-01"], speaker="Ana", analysis={"entities": ["Ana"]})
     assert reason(found) == "its conversation #2; mentions 'Ana'; said by Ana; superseded; valid until 2024-02-01"
 
 

@@ -286,7 +286,12 @@ class Retriever:
             notes.append("entities: " + ", ".join(analysis.entities))
         if analysis.needles:
             notes.append("exact strings: " + ", ".join(analysis.needles))
-        return Explanation(strategies=strategies, fused_score=fused, weights=dict(weights), notes=notes)
+        time_range = analysis.time_range
+        return Explanation(strategies=strategies, fused_score=fused, weights=dict(weights), notes=notes, analysis={
+            "time_range": None if time_range is None else {"expression": time_range.expression,
+                                                           "start": time_range.start.isoformat(),
+                                                           "end": time_range.end.isoformat()},
+            "entities": list(analysis.entities), "needles": list(analysis.needles)})
 
 
 

@@ -118,7 +118,6 @@ def record_date(record: MemoryRecord) -> str | None:
 _STRATEGY_WORDS = {"dense": "meaning", "dense_static": "meaning", "bm25": "keywords", "entity": "names",
                    "lookup": "exact text", "temporal": "date"}
 _CONTEXT_WORDS = {"dense_context": "nearby messages", "bm25_context": "nearby messages", "session": "its conversation"}
-_TIME_RANGE = re.compile(r"^time range from '(.*)': (\S+)$")
 _SCORE_FACTOR = re.compile(r"\s*\(score x [^)]*\)")
 _HIT_NOTES = ("said by ", "says when", "superseded")  # notes about one hit, not about the question
 
@@ -136,23 +135,19 @@ def reason(hit: Hit) -> str:
         ranks.setdefault(_STRATEGY_WORDS.get(s.strategy) or _CONTEXT_WORDS.get(s.strategy, s.strategy), s.rank)
     parts = [", ".join(f"{word} #{rank}" for word, rank in list(ranks.items())[:3]) or "found by search"]
     text = hit.record.text.lower()
-    wanted: list[str] = []
-    for note in explanation.notes:
-        for prefix in ("entities: ", "exact strings: "):
-            if note.startswith(prefix):
-                wanted += [w.strip() for w in note[len(prefix):].split(",") if w.strip()]
+    asked = explanation.analysis
+    wanted: list[str] = [*asked.get("entities", ()), *asked.get("needles", ())]
     mentioned = [w for w in dict.fromkeys(wanted) if w.lower() in text]
     if mentioned:
         parts.append("mentions " + ", ".join(f"'{w}'" for w in mentioned[:3]))
     speaker = (hit.record.speaker or "").lower()
     if speaker and any(w.lower() == speaker for w in wanted) and not any(n.startswith("said by ") for n in explanation.notes):
         parts.append(f"said by {hit.record.speaker}")
-    in_range = any(s.strategy == "temporal" for s in explanation.strategies)
+    span = asked.get("time_range")
+    if span and any(s.strategy == "temporal" for s in explanation.strategies):
+        parts.append(f"in the question's time range ({span['expression']} = {span['start']}..{span['end']})")
     for note in explanation.notes:
-        match = _TIME_RANGE.match(note)
-        if match and in_range:
-            parts.append(f"in the question's time range ({match.group(1)} = {match.group(2)})")
-        elif note.startswith(_HIT_NOTES):
+        if note.startswith(_HIT_NOTES):
             parts.append(_SCORE_FACTOR.sub("", note))
     return "; ".join(parts)
 

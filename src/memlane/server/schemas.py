@@ -101,6 +101,8 @@ class ExplanationOut(BaseModel):
     fused_score: float
     weights: dict[str, float]
     notes: list[str]
+    analysis: dict[str, Any] = Field(default_factory=dict, description="What was read from the question: "
+                                     "time_range {expression, start, end} or null, entities, needles.")
 
 
 class HitOut(BaseModel):
