@@ -35,6 +35,7 @@ def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_pat
     folders and checkpoints (default: beside a SQLite store, else ~/.cache/memlane/jobs)."""
     from memlane.memory import Memory
     from memlane.server.app import create_app
+    from memlane.server.console import install_console
     from memlane.server.job_routes import install_jobs
     from memlane.server.jobs import LiveMemory, default_work_dir
     from memlane.server.keys import KeyRing
@@ -51,6 +52,7 @@ def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_pat
     app = create_app(memory, authenticate, records=records,
                      on_shutdown=(lambda: app.state.jobs.close(), memory.close, records.close))
     install_jobs(app, memory, work_dir or default_work_dir(store), config_path=config_path, workers=workers)
+    install_console(app, records)  # the web console at /console, signed in with the same keys
     install_mcp(app)  # the MCP tools at /mcp, behind the same keys
     return app
 
