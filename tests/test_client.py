@@ -9,15 +9,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 from datetime import date, datetime, timedelta, timezone
 
 import httpx
 import pytest
-import uvicorn
 import yaml
-from _support import CHAT
+from _support import CHAT, uvicorn_in_thread
 
 from memlane import Client, HistoryEvent, Hit, Memory, MemoryRecord, Session, Turn
 from memlane.embed import HashEmbedder
@@ -55,20 +52,8 @@ def authenticate(token: str | None) -> Principal:
 @contextlib.contextmanager
 def serving(memory: Memory):
     """`memory` served by uvicorn on a free loopback port, in a thread; yields the base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(memory, authenticate), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.005)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with uvicorn_in_thread(create_app(memory, authenticate), lifespan="off") as base:
+        yield base
 
 
 @pytest.fixture

@@ -5,25 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import sys
-import threading
-import time
 from typing import Any, AsyncIterator, Iterator
 
 import anyio
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from _server_support import bearer, tampered
+from _support import uvicorn_in_thread
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from typer.testing import CliRunner
 
 from memlane import Memory, MemoryConfig
 from memlane.cli import app as cli
-from memlane.records import EventDate, Explanation, Hit, MemoryRecord, StrategyHit
+from memlane.records import Explanation, Hit, MemoryRecord, StrategyHit
 from memlane.server.keys import KeyRing
 from memlane.server.mcp import USER_HEADER, build_mcp, reason
 from memlane.server.run import build_app
@@ -202,20 +199,8 @@ def test_memlane_mcp_needs_a_user(tmp_path, monkeypatch):
 @contextlib.contextmanager
 def serving(app) -> Iterator[str]:
     """`app` under uvicorn (lifespan on) on a free loopback port, in a thread; yields the /mcp URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.005)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with uvicorn_in_thread(app, lifespan="on") as base:
+        yield base + "/mcp"
 
 
 @contextlib.asynccontextmanager
