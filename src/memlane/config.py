@@ -185,6 +185,8 @@ class LimitsConfig(_Strict):
     max_json_depth: int = Field(64, ge=2, description="Nesting of objects and lists in metadata and imported JSON.")
     max_page: int = Field(10_000, ge=1, description="Records in one get_all page.")
     max_results: int = Field(1_000, ge=1, description="Hits one search may return (its limit).")
+    max_request_bytes: int = Field(64 * 1024**2, ge=1024, description="Size of one request body the server reads "
+                                   "(413 past it, before it is read whole).")
 
 
 class MemoryConfig(_Strict):

@@ -72,13 +72,54 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (JobConflict, 409, "conflict"),
 ]
 LOG = logging.getLogger("memlane.server")
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422, 429, 502, 503)}
+ERRORS = {status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 413, 422, 429, 502, 503)}
 
 
 def error_response(status: int, kind: str, message: str, *, field: str | None = None, fix: str | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"type": kind, "message": message, "field": field, "fix": fix}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Refuses a request body past `max_bytes` with 413: by its Content-Length before reading
+    anything, else while reading it (a streamed body is read up to the limit, then handed on as
+    it came), so an oversized request never sits whole in memory."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        pending = iter(messages)
+
+        async def replay() -> dict:
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = error_response(413, "input", f"the request body is larger than {self.max_bytes:,} bytes",
+                                  field="body", fix="send less per request (several add calls), or raise "
+                                                    "limits.max_request_bytes in the server's config")
+        await response(scope, receive, send)
 
 
 def create_app(memory: Memory, authenticate: Authenticate | None = None, *, records: Any = None,
@@ -134,6 +175,7 @@ def create_app(memory: Memory, authenticate: Authenticate | None = None, *, reco
         LOG.error("unexpected %s in a request", type(exc).__name__, exc_info=exc)
         return error_response(500, "internal", "internal error; the server log has the details")
 
+    app.add_middleware(BodyLimit, max_bytes=memory.config.limits.max_request_bytes)
     _memory_routes(app)
     _lifecycle_routes(app)
     _node_routes(app)
