@@ -161,11 +161,15 @@ def test_the_overview_of_a_tenant_counts_its_users_memories(client, keys, stored
     assert "profile_attribute 2" in shown and "turn 5" in shown and "session 2" in shown
 
 
-def test_the_overview_of_an_admin_shows_the_store(admin, stored):
+def test_the_overview_of_an_admin_shows_the_store(admin, memory, stored):
+    added = memory.add("A secret recipe for plum jam.", user_id="zed")[0]
+    memory.delete(added.id, user_id="zed")
     shown = text(admin.get("/console/overview"))
     for part in ("Memories", "Users", "hash-256", "By kind", "profile_attribute", "By category", "semantic",
-                 "Recent activity", "signed in (admin key)", "node temporal_event version 1 defined"):
+                 "Recent activity", "signed in (admin key)", "node temporal_event version 1 defined",
+                 f"DELETE of memory {added.id} of user zed", f"ADD of memory {added.id} of user zed"):
         assert part in shown, part
+    assert "plum" not in shown  # the feed says what changed, never what was said
 
 
 # -- memories ---------------------------------------------------------------------------------------

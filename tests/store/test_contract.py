@@ -558,3 +558,14 @@ def test_a_create_only_service_record_is_taken_once(new_store):
     assert first.service_record("lock", "mutating") == {"job": "a"}
     assert first.delete_service_record("lock", "mutating")
     assert first.put_service_record("lock", "mutating", {"job": "c"}, create_only=True)
+
+
+def test_recent_history_is_newest_first_without_texts_and_keeps_to_the_users_asked(store):
+    put(store, rec("m1"), events=[added(rec("m1"))])
+    put(store, rec("b1", user="bo"), events=[added(rec("b1", user="bo"))])
+    store.delete("ana", ["m1"], [HistoryEvent("m1", "DELETE", "note m1", None, "2023-01-02T00:00:00Z")])
+    assert [(u, m, e) for u, m, e, _ in store.recent_history(10)] == [
+        ("ana", "m1", "DELETE"), ("bo", "b1", "ADD"), ("ana", "m1", "ADD")]
+    assert [m for _, m, _, _ in store.recent_history(10, users=["bo"])] == ["b1"]
+    assert store.recent_history(1) == [("ana", "m1", "DELETE", "2023-01-02T00:00:00Z")]
+    assert store.recent_history(10, users=[]) == []

@@ -106,6 +106,9 @@ class Store(Protocol):
 
     def history(self, user_id: str | None, memory_id: str) -> list[HistoryEvent]: ...
 
+    def recent_history(self, limit: int, users: Sequence[str] | None = None) -> list[tuple[str, str, str, str]]:
+        """The newest history events (of `users` when given), newest first: (user_id, memory_id, event, at)."""
+
     def users(self) -> list[str]: ...
 
     def stats(self) -> StoreStats: ...

@@ -219,6 +219,18 @@ class SQLStatements:
             params += (user_id,)
         return [HistoryEvent(*r) for r in self._read(sql + " ORDER BY seq", params)]
 
+    def recent_history(self, limit: int, users: Sequence[str] | None = None) -> list[tuple[str, str, str, str]]:
+        """The newest history events, newest first, as (user_id, memory_id, event, at): of `users`
+        only when given. Texts are left out: a feed of what changed, not of what was said."""
+        sql = "SELECT user_id, memory_id, event, at FROM history"
+        params: tuple = ()
+        if users is not None:
+            if not users:
+                return []
+            condition, params = self._in("user_id", list(users))
+            sql += " WHERE " + condition
+        return [tuple(r) for r in self._read(sql + " ORDER BY seq DESC LIMIT ?", (*params, int(limit)))]
+
     def stats(self) -> StoreStats:
         by_node = dict(self._read("SELECT node_type, count(*) FROM memories GROUP BY node_type"))
         by_category = dict(self._read("SELECT category, count(*) FROM memories GROUP BY category"))

@@ -84,9 +84,12 @@ def _jobs(request: Request) -> list | None:
 
 
 def _activity(request: Request, jobs: list | None) -> list[dict[str, Any]]:
-    """Recent changes, newest first: node definitions, jobs, and actions taken in this console."""
+    """Recent changes, newest first: memories added, updated and deleted (what changed, never
+    what was said), node definitions, jobs, and actions taken in this console."""
     console: Console = request.app.state.console
     events = list(console.activity())
+    for user, memory_id, event, at in console.records.recent_history(15):
+        events.append({"at": at, "what": "memory", "text": f"{event} of memory {memory_id} of user {user}"})
     for job in jobs or ():
         events.append({"at": job.created_at, "what": "job", "text": f"{job.kind} job {job.id} submitted"})
         if job.finished_at:
