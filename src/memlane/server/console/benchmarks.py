@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, Response
 
 from memlane.errors import InputError
 from memlane.server.console import views
-from memlane.server.console.app import Admin, Console, Who, check_form, redirect, render
+from memlane.server.console.web import Admin, Console, Who, check_form, redirect, render
 from memlane.server.console.reports import MAX_UPLOAD_BYTES
 
 ReportId = Annotated[str, Query(min_length=1, max_length=1000)]

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from memlane.errors import ConfigError, InputError
 from memlane.server.console import views
-from memlane.server.console.app import (
+from memlane.server.console.web import (
     HEADERS,
     Admin,
     Console,

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from memlane.errors import InputError, NotFoundError
 from memlane.records import MemoryRecord, NodeType
 from memlane.server.console import views
-from memlane.server.console.app import (
+from memlane.server.console.web import (
     Admin,
     Console,
     Signed,
