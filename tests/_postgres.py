@@ -9,10 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from contextlib import contextmanager
 from typing import Iterator
-from urllib.parse import quote
 
 
 @contextmanager
@@ -36,16 +34,8 @@ def postgres_server() -> Iterator[str]:
 @contextmanager
 def postgres_schema(server_url: str) -> Iterator[str]:
     """A URL whose search_path starts with a new, empty schema of the server, dropped after: each
-    test's store apart from the others' on one shared server."""
-    import psycopg
+    test's store apart from the others' on one shared server (the library's scratch schema)."""
+    from memlane.store.postgres.scratch import scratch_schema
 
-    schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute("CREATE EXTENSION IF NOT EXISTS vector")  # in public, which the path keeps
-        admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        joiner = "&" if "?" in server_url else "?"
-        yield f"{server_url}{joiner}options={quote(f'-csearch_path={schema},public')}"
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+    with scratch_schema(server_url) as url:
+        yield url

@@ -44,3 +44,21 @@ def postgres_url() -> str:
     """A real PostgreSQL with pgvector (see _postgres.py), shared by the session's tests."""
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture
+def records(memory):
+    """A second handle on the memory's store, for its service records (keys, jobs, console sessions)."""
+    from memlane.store import open_store
+
+    store = open_store(memory.path)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def ring(records):
+    """The API keys of the memory's store."""
+    from memlane.server.keys import KeyRing
+
+    return KeyRing(records)

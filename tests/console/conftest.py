@@ -16,8 +16,6 @@ from memlane.nodes.spec import default_topology
 from memlane.records import Category, HistoryEvent, MemoryRecord
 from memlane.server.app import create_app
 from memlane.server.console import install_console
-from memlane.server.keys import KeyRing
-from memlane.store import open_store
 
 RESULTS = REPO / "benchmarks" / "results"
 
@@ -36,18 +34,6 @@ class Stored:
     old_fact: MemoryRecord  # an extracted fact, superseded by new_fact
     new_fact: MemoryRecord
     bob: MemoryRecord  # bob's only memory
-
-
-@pytest.fixture
-def records(memory):
-    store = open_store(memory.path)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def ring(records) -> KeyRing:
-    return KeyRing(records)
 
 
 @pytest.fixture

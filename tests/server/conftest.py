@@ -8,21 +8,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from memlane.server.app import create_app
-from memlane.server.keys import KeyRing
-from memlane.store import open_store
-
-
-@pytest.fixture
-def records(memory):
-    """A second handle on the memory's store, for its service records (keys, jobs)."""
-    store = open_store(memory.path)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def ring(records) -> KeyRing:
-    return KeyRing(records)
 
 
 @dataclass

@@ -1,21 +1,16 @@
 """The PostgreSQL the tests start has what a memlane store there is built on: pgvector's HNSW
 index for cosine distance, and full-text search whose per-document term counts give BM25."""
 
-import uuid
-
 import psycopg
 import pytest
+
+from _postgres import postgres_schema
 
 
 @pytest.fixture
 def conn(postgres_url):
-    schema = "t_" + uuid.uuid4().hex[:10]  # each test in its own schema: a shared server stays clean
-    with psycopg.connect(postgres_url, autocommit=True) as connection:
-        connection.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        connection.execute(f"CREATE SCHEMA {schema}")
-        connection.execute(f"SET search_path TO {schema}, public")
-        yield connection
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    with postgres_schema(postgres_url) as url, psycopg.connect(url, autocommit=True) as connection:
+        yield connection  # each test in its own schema: a shared server stays clean
 
 
 def test_pgvector_hnsw_ranks_one_users_vectors_by_cosine(conn):
