@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import zipfile
 from datetime import date, datetime, timedelta, timezone
 
 import httpx
@@ -90,7 +91,7 @@ def no_secret_in(error: BaseException) -> None:
 
 API = ["add", "search", "get", "get_all", "update", "delete", "delete_all", "history", "stats", "nodes",
        "node_versions", "define_node", "remove_node", "consolidate", "apply_retention", "expired", "restore",
-       "purge", "close", "__exit__"]
+       "purge", "add_document", "delete_document", "close", "__exit__"]
 
 
 @pytest.mark.parametrize("name", API)
@@ -412,3 +413,116 @@ def test_a_user_id_with_a_slash_reaches_its_user_routes(memory, admin):
     admin.add("I keep bees on the roof.", user_id="org1/ana")
     assert [r.text for r in admin.get_all("org1/ana").records] == ["I keep bees on the roof."]
     assert admin.delete_all("org1/ana") == 1 and memory.get_all("org1/ana").records == []
+
+
+# -- documents ----------------------------------------------------------------------------------------------------
+
+PLAN = "# Launch plan\n\nWe launch in May.\n\n## Budget\n\nThe paint budget is 300 euros.\n\n## Team\n\nAna paints.\n"
+FAQ = "# FAQ\n\n## Returns\n\nReturns are accepted within 30 days with the receipt.\n"
+
+
+def counts(report):
+    return (report.documents, report.chunks, report.added, report.changed, report.unchanged, report.removed,
+            report.embedded)
+
+
+def documents_of(memory, user):
+    return sorted(r.metadata["source"] for r in memory.get_all(user, filters={"node_type": "document"}).records)
+
+
+def test_a_document_put_searched_and_deleted_gives_what_memory_gives(memory, admin):
+    served = admin.add_document("notes/plan.md", PLAN, user_id="ana")
+    embedded = memory.add_document("notes/plan.md", PLAN, user_id="bob")
+    assert counts(served) == counts(embedded) and served.skipped == [] and served.seconds > 0
+    admin.add_document("faq.md", FAQ.encode("utf-8"), user_id="ana", category="procedural")
+    memory.add_document("faq.md", FAQ, user_id="bob", category="procedural")
+    assert documents_of(memory, "ana") == documents_of(memory, "bob") == ["faq.md", "notes/plan.md"]
+
+    hits = admin.search("paint budget", user_id="ana", group_by="document", explain=True)
+    same = memory.search("paint budget", user_id="ana", group_by="document", explain=True)
+    same_hits(hits, same)
+    assert [h.to_dict() for h in hits] == [h.to_dict() for h in same]
+    assert hits[0].record.metadata["source"] == "notes/plan.md" and hits[0].parts
+    assert hits[0].parts[0].record.node_type == "chunk" and hits[0].parts[0].explanation is not None
+    only_faq = admin.search("paint", user_id="ana", group_by="document", filters={"source": "faq.md"})
+    assert [h.record.metadata["source"] for h in only_faq] == ["faq.md"]
+
+    assert admin.delete_document("notes/plan.md", user_id="ana") == memory.delete_document("notes/plan.md",
+                                                                                             user_id="bob")
+    with pytest.raises(NotFoundError) as served_error:
+        admin.delete_document("notes/plan.md", user_id="ana")
+    with pytest.raises(NotFoundError) as embedded_error:
+        memory.delete_document("notes/plan.md", user_id="ana")
+    assert str(served_error.value) == str(embedded_error.value)
+    with pytest.raises(InputError) as unreadable:
+        admin.add_document("plan.docx", "text", user_id="ana")
+    assert unreadable.value.field == "content" and "plan.docx" in str(unreadable.value)
+
+
+def test_a_folder_is_uploaded_with_the_names_memory_gives_it(memory, admin, tmp_path):
+    folder = tmp_path / "handbook"
+    (folder / "guide").mkdir(parents=True)
+    (folder / ".git").mkdir()
+    (folder / "plan.md").write_text(PLAN, encoding="utf-8")
+    (folder / "guide" / "faq.md").write_text(FAQ, encoding="utf-8")
+    (folder / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n", encoding="utf-8")
+    served = admin.add_documents(folder, user_id="ana")
+    embedded = memory.add_documents(folder, user_id="bob")
+    assert counts(served) == counts(embedded)
+    assert documents_of(memory, "ana") == documents_of(memory, "bob") == ["handbook/guide/faq.md", "handbook/plan.md"]
+    assert [(s.root, s.path, s.reason) for s in served.skipped] == [
+        ("upload:handbook", "handbook/logo.png", "not a document format memlane reads (.png)")]
+
+    (folder / "guide" / "faq.md").unlink()
+    again = admin.add_documents(str(folder), user_id="ana")  # the same collection: synced
+    assert again.removed >= 2 and again.added == 0
+    assert documents_of(memory, "ana") == ["handbook/plan.md"]
+
+
+def test_files_and_archives_are_uploaded_as_collections(memory, admin, tmp_path):
+    plan, faq = tmp_path / "plan.md", tmp_path / "faq.md"
+    plan.write_text(PLAN, encoding="utf-8")
+    faq.write_text(FAQ, encoding="utf-8")
+    assert admin.add_documents(plan, user_id="ana").documents == 1
+    assert admin.add_documents([plan, faq], user_id="bob", collection="both", category="procedural").documents == 2
+    assert documents_of(memory, "ana") == ["plan.md"] and documents_of(memory, "bob") == ["faq.md", "plan.md"]
+    assert {r.category.value for r in memory.get_all("bob").records} == {"procedural"}
+    archive = tmp_path / "docs.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("docs/faq.md", FAQ)
+    assert admin.add_documents(archive, user_id="cy").documents == 1 and documents_of(memory, "cy") == ["docs/faq.md"]
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"not an archive")
+    with pytest.raises(InputError, match="broken.tar.gz: not a readable archive") as error:
+        admin.add_documents(broken, user_id="cy")
+    assert error.value.field == "files"
+
+
+def test_document_uploads_refused_before_sending(admin, tmp_path):
+    plan = tmp_path / "plan.md"
+    plan.write_text(PLAN, encoding="utf-8")
+    with pytest.raises(InputError) as error:
+        admin.add_documents([plan, tmp_path], user_id="ana")
+    assert error.value.field == "collection"
+    with pytest.raises(InputError, match="no such file or folder"):
+        admin.add_documents(tmp_path / "nope.md", user_id="ana")
+    with pytest.raises(InputError):
+        admin.add_documents([], user_id="ana")
+
+
+def test_a_tenant_uploads_only_for_its_users(memory, url, tenant, tmp_path):
+    plan = tmp_path / "plan.md"
+    plan.write_text(PLAN, encoding="utf-8")
+    with pytest.raises(AccessError):
+        tenant.add_documents(plan, user_id="zoe")
+    with pytest.raises(AccessError):
+        tenant.add_document("plan.md", PLAN, user_id="zoe")
+    memory.add_document("secret.md", "# Secret\n\nZoe's plan.", user_id="zoe")
+    with pytest.raises(AccessError):
+        tenant.delete_document("secret.md", user_id="zoe")
+    with pytest.raises(AccessError):
+        tenant.search("plan", user_id="zoe", group_by="document")
+    with Client(url, SOLO_KEY) as solo:  # a key with one user may leave user_id out
+        assert solo.add_documents(plan).documents == 1
+    assert documents_of(memory, "carol") == ["plan.md"] and documents_of(memory, "zoe") == ["secret.md"]

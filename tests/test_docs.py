@@ -15,7 +15,8 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 
 def test_all_lists_exactly_the_public_names():
     public = {name for name in vars(memlane) if not name.startswith("_")} - {
-        "config", "errors", "memory", "records", "embed", "ingest", "store", "retrieve", "bench", "cli", "llm", "tune", "nodes", "filters", "transfer", "client", "server"}
+        "config", "errors", "memory", "records", "embed", "ingest", "store", "retrieve", "bench", "cli", "llm", "tune", "nodes", "filters", "transfer", "client", "server",
+        "documents"}
     assert set(memlane.__all__) - {"__version__"} == public
 
 

@@ -10,6 +10,7 @@
 
 from memlane.client import Client
 from memlane.config import EmbedderConfig, IngestConfig, MemoryConfig, RetrievalConfig
+from memlane.documents.model import DocumentReport
 from memlane.errors import (
     AccessError,
     ConfigError,
@@ -44,6 +45,7 @@ __all__ = [
     "Category",
     "Client",
     "ConfigError",
+    "DocumentReport",
     "EmbedderConfig",
     "EventDate",
     "Explanation",

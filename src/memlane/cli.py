@@ -9,7 +9,7 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -129,7 +129,10 @@ def search(
     user: str = typer.Option(..., "--user", "-u", help="Whose memories to search."),
     limit: int = typer.Option(5, "--limit", "-k", help="How many hits."),
     now: Optional[str] = typer.Option(None, "--now", help="Date the question is asked (anchors 'last week') [default: today]."),
-    node_type: Optional[str] = typer.Option(None, "--node-type", help="Only 'turn' or 'session' memories."),
+    node_type: Optional[str] = typer.Option(None, "--node-type", help="Only memories of this kind: turn, session, chunk, document, or a node's name."),
+    source: Optional[List[str]] = typer.Option(None, "--source", help="Only memories of this document (its path as `memlane add` listed it); repeat for several."),
+    category: Optional[str] = typer.Option(None, "--category", help="Only memories of this category (episodic, semantic, procedural, social)."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="'document': documents ranked by their best chunks."),
     explain: bool = typer.Option(False, "--explain", "-e", help="Show which strategies found each hit."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     store: Optional[str] = StoreOption,
@@ -138,8 +141,10 @@ def search(
     """Find a user's memories relevant to a question."""
     with _errors():
         memory = _open(store, config)
-        filters = {"node_type": node_type} if node_type else None
-        hits = memory.search(query, user_id=user, limit=limit, now=now, filters=filters, explain=explain)
+        filters = {k: v for k, v in {"node_type": node_type, "source": source or None, "category": category}.items()
+                   if v is not None}
+        hits = memory.search(query, user_id=user, limit=limit, now=now, filters=filters or None, explain=explain,
+                             group_by=group_by)
         memory.close()
     if as_json:
         console.print_json(json.dumps([h.to_dict() for h in hits]))
@@ -155,15 +160,52 @@ def _print_hits(hits, explain: bool, gold: set[str] | None = None) -> None:
         mark = ""
         if gold is not None:
             mark = " [bold green]✓ evidence[/]" if r.metadata.get("turn_id") in gold else ""
-        where = f"{r.session_id} #{r.turn_index}" if r.turn_index is not None else f"{r.session_id} (whole session)"
         text = r.text if len(r.text) <= 240 else r.text[:237] + "…"
-        console.print(f"[bold]{rank}.[/] [cyan]{r.speaker or r.node_type}[/] [dim]{(r.session_date or '')[:10]} {where}[/]{mark}")
+        console.print(f"[bold]{rank}.[/] [cyan]{r.speaker or r.node_type}[/] [dim]{(r.session_date or '')[:10]} "
+                      f"{_where(r)}[/]{mark}", highlight=False)
         console.print(f"   {text}", highlight=False)
+        for part in hit.parts[:3]:
+            console.print(f"   [dim]↳ {_where(part.record)}[/] " + part.record.text[:160].replace("\n", " "),
+                          highlight=False)
         if r.event_dates:
             console.print("   [magenta]times:[/] " + "; ".join(e.render() for e in r.event_dates), highlight=False)
         if explain and hit.explanation:
             parts = [f"{s.strategy} #{s.rank} ({s.score:.3g})" for s in hit.explanation.strategies]
             console.print(f"   [yellow]found by:[/] {', '.join(parts)}  [dim]fused {hit.explanation.fused_score:.4f}[/]")
+
+
+def _where(r) -> str:
+    """Where a memory is: a document's path, section and lines, or a conversation's session and turn."""
+    if "source" in r.metadata:
+        lines = r.metadata.get("lines")
+        section = r.metadata.get("section")
+        return r.metadata["source"] + (f" § {section}" if section else "") + (
+            f" (lines {lines[0]}-{lines[1]})" if lines else "")
+    return f"{r.session_id} #{r.turn_index}" if r.turn_index is not None else f"{r.session_id} (whole session)"
+
+
+@app.command()
+def add(
+    paths: List[Path] = typer.Argument(..., help="Files, folders or .tar/.zip archives of Markdown, reStructuredText, text or HTML."),
+    user: str = typer.Option(..., "--user", "-u", help="Whose memories they become."),
+    category: str = typer.Option("semantic", "--category", help="semantic (knowledge, policies) or procedural (how to do things)."),
+    store: Optional[str] = StoreOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Remember documents; adding the same paths again syncs them (only changed chunks are embedded)."""
+    with _errors():
+        memory = _open(store, config, create=True)
+        with _progress("embedding chunks") as update:
+            report = memory.add_documents(paths, user_id=user, category=category, on_progress=update)
+        memory.close()
+    console.print(f"{report.documents} documents, {report.chunks} chunks for user {user} in {report.seconds:.1f} s: "
+                  f"{report.added} memories added, {report.changed} changed, {report.unchanged} unchanged, "
+                  f"{report.removed} removed; {report.embedded} texts embedded ({report.embed_seconds:.1f} s)",
+                  highlight=False)
+    for skipped in report.skipped[:20]:
+        err.print(f"[yellow]skipped {skipped.path}: {skipped.reason}[/]", highlight=False)
+    if len(report.skipped) > 20:
+        err.print(f"[yellow]... and {len(report.skipped) - 20} more skipped[/]")
 
 
 @app.command()
@@ -425,6 +467,31 @@ def bench_longmemeval(
     result["retriever"] = retriever
     result["split"] = split
     _finish(result, out)
+
+
+@bench_app.command("docs")
+def bench_docs(
+    queries: Path = typer.Option(..., "--queries", help="JSON Lines questions: {\"query\": ..., \"relevant\": a list of paths, \"section\": ...}; see benchmarks/queries."),
+    out: Path = OutOption,
+    data: Optional[Path] = typer.Option(None, "--data", help="Documents to import: a folder, a .tar/.tar.xz/.zip archive or a file (default: ../shared/data/peps/peps-rst.tar.xz)."),
+    retriever: str = RetrieverOption,
+    warm_cache: bool = typer.Option(False, "--warm-cache", help="Let the import use the vector cache (faster reruns; the import is then not timed cold)."),
+    config: Optional[Path] = ConfigOption,
+    store: Optional[str] = typer.Option(None, "--store", help="A postgresql:// URL to run in a new schema of that database, dropped after (default: a temporary SQLite file)."),
+) -> None:
+    """Documents: import a folder or archive as one user, then document recall@1/5/10, MRR@10, NDCG@10, section recall, latency."""
+    from memlane.bench.datasets import peps_path
+    from memlane.bench.docs import docs_markdown, load_queries, plot_docs, run_docs_benchmark
+
+    with _errors():
+        cfg = _bench_config(config, retriever)
+        questions = load_queries(queries)
+        with _progress("embedding documents") as update:
+            result = run_docs_benchmark(cfg, peps_path(data), questions, on_import_progress=update, store=store,
+                                        warm_cache=warm_cache, status=lambda s: err.print(f"[dim]{s}[/]"))
+    result.update(retriever=retriever, queries_file=str(queries))
+    result["plots"] = plot_docs(result, out)
+    _save_report(out, result, docs_markdown)
 
 
 @bench_app.command("models")

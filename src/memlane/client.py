@@ -18,13 +18,20 @@ Differences that come from the server, not the client:
   signature parity but changes nothing. A call with `user_id=None` acts for the key's only user
   (a tenant key with one user) and is refused (AccessError) for any other key.
 - A memory id or node name that travels in a URL path may not contain '/'.
+- `add_documents` uploads the files (a folder, or several paths, packed into one .tar.gz in
+  memory first) and takes a `collection` name instead of `root`: what one upload syncs. A file
+  the server does not read is reported in the report's `skipped`.
 - `ingest`, `reset`, `reindex` and the embedder are the embedded store's only.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import json
 import math
+import os
+import tarfile
 import urllib.parse
 from datetime import date, datetime
 from pathlib import Path
@@ -33,7 +40,9 @@ from typing import Any, Callable, Sequence, TypeVar
 import httpx
 
 from memlane._http import open_client, retry_after, shown_url
-from memlane.config import LimitsConfig
+from memlane.config import DocumentsConfig, LimitsConfig
+from memlane.documents.model import DocumentReport, SkippedFile
+from memlane.documents.sources import decode, is_archive
 from memlane.errors import (
     AccessError,
     ConfigError,
@@ -123,6 +132,73 @@ class Client:
         answer = self._call("POST", "/v1/memories", body=body)
         return self._decode(lambda a: [MemoryRecord.from_dict(r) for r in a["results"]], answer)
 
+    def add_documents(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        user_id: str | None = None,
+        category: str | Category = Category.SEMANTIC,
+        collection: str | None = None,
+    ) -> DocumentReport:
+        """Remember files of this machine on the server (see `Memory.add_documents`): a document
+        or an archive is uploaded as it is; a folder, or several paths, are packed into one
+        .tar.gz in memory first, a folder's files named '<folder>/<path inside>' as Memory names
+        them (leaving out the default `documents.ignore` names). One upload is synced as one
+        `collection`: uploading it again adds, changes and removes its documents. Default: the
+        name of the lone file, archive or folder; several paths must name one."""
+        given = [paths] if isinstance(paths, (str, os.PathLike)) else paths
+        if not isinstance(given, (list, tuple)) or not given:
+            raise InputError(f"paths must be a file, a folder or an archive, or a list of them, got {describe(paths)}",
+                             field="paths", fix="pass 'notes/' or ['plan.md', 'faq.md']")
+        found = []
+        for item in given:
+            if not isinstance(item, (str, os.PathLike)):
+                raise InputError(f"a path must be a string or a Path, got {describe(item)}", field="paths",
+                                 fix="pass 'notes/' or ['plan.md', 'faq.md']")
+            path = Path(os.fspath(item)).expanduser()
+            if not path.exists():
+                raise InputError(f"{item}: no such file or folder", field="paths",
+                                 fix="check the path (relative paths are read from the current folder)")
+            found.append(path)
+        if collection is None and len(found) > 1:
+            raise InputError(f"{len(found)} paths are uploaded as one collection, which needs a name",
+                             field="collection", fix="pass collection='handbook' (uploading it again syncs it)")
+        if len(found) == 1 and found[0].is_file():
+            name, data = found[0].name, found[0].read_bytes()
+        else:
+            name, data = _packed(found)
+            collection = collection or _name_of(found[0])
+        form = {"user_id": _id(user_id, "user_id", required=False), "category": _category(category),
+                "collection": _id(collection, "collection", required=False)}
+        answer = self._call("POST", "/v1/documents", form=form, files=[("files", (name, data))])
+        return self._decode(_document_report, answer)
+
+    def add_document(
+        self,
+        path: str,
+        content: str | bytes,
+        *,
+        user_id: str,
+        category: str | Category = Category.SEMANTIC,
+    ) -> DocumentReport:
+        """Remember one document given as its text under `path` (its extension gives the format);
+        the same path again replaces it. See `Memory.add_document`."""
+        if isinstance(content, (bytes, bytearray)):
+            try:
+                content = decode(bytes(content))
+            except ValueError as exc:
+                raise InputError(f"{path}: {exc}", field="content", fix="pass the document's text") from None
+        body = {"content": content, "user_id": _id(user_id, "user_id", required=False),
+                "category": _category(category)}
+        answer = self._call("PUT", f"/v1/documents/{_document_path(path)}", body=body)
+        return self._decode(_document_report, answer)
+
+    def delete_document(self, path: str, *, user_id: str) -> int:
+        """Forget one document and every chunk of it; returns how many memories were deleted
+        (NotFoundError when the user has no such document)."""
+        return self._count("DELETE", f"/v1/documents/{_document_path(path)}",
+                           params={"user_id": _id(user_id, "user_id", required=False)})
+
     def update(self, memory_id: str, text: str, *, user_id: str | None = None, admin: bool = False) -> MemoryRecord:
         """Replace a memory's text (re-embedded; the old text stays in its history)."""
         body = {"text": text, "user_id": _id(user_id, "user_id", required=False)}
@@ -150,8 +226,10 @@ class Client:
         now: str | date | datetime | None = None,
         explain: bool = False,
         as_of: str | date | datetime | None = None,
+        group_by: str | None = None,
     ) -> list[Hit]:
-        """A user's memories relevant to `query`, best first; see `Memory.search`."""
+        """A user's memories relevant to `query`, best first; with `group_by="document"`, documents
+        with their chunks that were found as `parts`. See `Memory.search`."""
         wanted = Filter.parse(filters)
         body = {
             "query": query,
@@ -162,6 +240,8 @@ class Client:
             "explain": explain,
             "as_of": Filter(as_of=as_of).as_of if as_of is not None else None,
         }
+        if group_by is not None:  # left out otherwise, for servers older than documents
+            body["group_by"] = group_by
         answer = self._call("POST", "/v1/memories/search", body=body)
         return self._decode(lambda a: [Hit.from_dict(h) for h in a["results"]], answer)
 
@@ -290,21 +370,25 @@ class Client:
         key = ", api_key='***'" if self._api_key else ""
         return f"Client({self.url!r}{key})"
 
-    def _count(self, method: str, path: str, *, body: dict[str, Any] | None = None) -> int:
-        return self._decode(lambda a: int(a["count"]), self._call(method, path, body=body))
+    def _count(self, method: str, path: str, *, body: dict[str, Any] | None = None,
+               params: dict[str, Any] | None = None) -> int:
+        return self._decode(lambda a: int(a["count"]), self._call(method, path, body=body, params=params))
 
     def _call(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-              body: Any = None) -> Any:
+              body: Any = None, form: dict[str, Any] | None = None, files: list[Any] | None = None) -> Any:
         """The decoded JSON answer of one request (None for an empty one); every failure raised as
-        the library error it stands for."""
+        the library error it stands for. `form` and `files` send a multipart upload instead of `body`."""
         where = f"memlane server {self.url}"
         if self._closed:
             raise StoreError(f"this Client of {where} is closed. Fix: make a new Client")
         content = _encode(body) if body is not None else None
         headers = {"Content-Type": "application/json"} if content is not None else None
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        upload: dict[str, Any] = {}
+        if files is not None:
+            upload = {"files": files, "data": {k: v for k, v in (form or {}).items() if v is not None}}
         try:
-            response = self._http.request(method, path, params=query, content=content, headers=headers)
+            response = self._http.request(method, path, params=query, content=content, headers=headers, **upload)
         except httpx.TimeoutException:
             raise StoreError(f"{where} did not answer {method} {path} within {self.timeout:g} s. Fix: pass a "
                              "longer Client(..., timeout=...): an add that runs LLM extraction takes a while") from None
@@ -415,6 +499,40 @@ def _segment(value: Any, field: str) -> str:
     return urllib.parse.quote(text, safe="").replace(".", "%2E")
 
 
+def _document_path(value: Any) -> str:
+    """A document's path as the rest of a URL path: every character quoted ('/' and dots too, so
+    that no step of it is read as a step of the URL); the server's document routes take it whole."""
+    text = check_text(value, field="path", max_chars=_MAX_ID_CHARS)
+    return urllib.parse.quote(text, safe="").replace(".", "%2E")
+
+
+def _packed(paths: Sequence[Path]) -> tuple[str, bytes]:
+    """Files and folders as one .tar.gz (its name, its bytes): a file by its name, a folder's
+    files as '<folder>/<path inside>', leaving out the default `documents.ignore` names."""
+    ignore = DocumentsConfig().ignore
+    buffer = io.BytesIO()
+
+    def kept(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = info.name.split("/")
+        if any(fnmatch.fnmatchcase(part, p) for part in parts[1:] for p in ignore):
+            return None
+        return info if info.isfile() or info.isdir() else None
+
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in paths:
+            if path.is_file() and is_archive(path) and len(paths) > 1:
+                raise InputError(f"{path}: an archive is uploaded alone, not with other paths", field="paths",
+                                 fix="add the archive in a call of its own")
+            tar.add(path, arcname=_name_of(path), filter=kept)
+    name = _name_of(paths[0]) if len(paths) == 1 else "upload"
+    return f"{name}.tar.gz", buffer.getvalue()
+
+
+def _name_of(path: Path) -> str:
+    """A path's own name, also for '.' or '..' (the folder they stand for)."""
+    return path.name if path.name not in ("", ".", "..") else path.resolve().name or "files"
+
+
 def _when(value: Any, field: str) -> str | None:
     """A date argument as sent: a string as given (the server parses it), a date or datetime as
     the ISO text of the naive UTC time Memory would take it for."""
@@ -495,6 +613,14 @@ def _encode(body: Any) -> bytes:
 
 
 # -- what is answered ----------------------------------------------------------------------------
+
+
+def _document_report(answer: dict[str, Any]) -> DocumentReport:
+    return DocumentReport(
+        documents=answer["documents"], chunks=answer["chunks"], added=answer["added"], changed=answer["changed"],
+        unchanged=answer["unchanged"], removed=answer["removed"], embedded=answer["embedded"],
+        skipped=[SkippedFile(s["root"], s["path"], s["reason"]) for s in answer["skipped"]],
+        seconds=answer["seconds"], embed_seconds=answer["embed_seconds"])
 
 
 def _seconds(retry: float | None) -> float:

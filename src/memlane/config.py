@@ -73,6 +73,18 @@ class IngestConfig(_Strict):
     passages: bool = Field(True, description="Embed a turn of several sentences sentence by sentence (its vector is their mean; search also scores its best sentence). Applies to new memories; reindex applies it to old ones.")
 
 
+class DocumentsConfig(_Strict):
+    """How files become memories (`Memory.add_documents`, `memlane add PATH`)."""
+
+    chunk_chars: int = Field(1000, ge=200, le=20_000, description="Characters of text in one chunk at most: about "
+                             "what all-MiniLM-L6-v2 reads (256 tokens) with the title and section line before it. "
+                             "Raise it with a model of a longer window.")
+    max_file_bytes: int = Field(8 * 1024**2, ge=1, description="A file larger than this is skipped and reported.")
+    ignore: list[str] = Field(default_factory=lambda: [".*", "node_modules", "__pycache__", "venv", "build", "dist"],
+                              description="Names or paths (shell patterns) a folder walk or an archive leaves out; "
+                              "matched against each name and each path inside the folder.")
+
+
 class RetrievalConfig(_Strict):
     """How search finds and orders memories."""
 
@@ -189,6 +201,14 @@ class LimitsConfig(_Strict):
                                    "(413 past it, before it is read whole).")
 
 
+class ServerConfig(_Strict):
+    """How `memlane serve` runs requests."""
+
+    threads: int = Field(8, ge=1, le=1024, description="Requests each worker process works on at once; the others "
+                         "wait their turn, first come first served. Searches are CPU work: a few per core keep the "
+                         "cores busy, and more only make every request wait longer (measured by `memlane bench serve`).")
+
+
 class MemoryConfig(_Strict):
     """Everything memlane can be told. Load with MemoryConfig.load()."""
 
@@ -201,6 +221,8 @@ class MemoryConfig(_Strict):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    documents: DocumentsConfig = Field(default_factory=DocumentsConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
 
     def active_embedder(self) -> EmbedderConfig:
         """The embedder stores use: embedder, with the fine-tuned checkpoint as its model when enabled."""

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from memlane.errors import InputError, describe
 from memlane.ingest.dates import parse_iso_day
 from memlane.ingest.formats import check_text
+from memlane.records import DOCUMENT_SESSION
 
 LIST_FIELDS = ("node_type", "category", "agent_id", "session_id", "speaker")
 DATE_FIELDS = ("date_from", "date_to", "as_of")
@@ -60,7 +61,8 @@ class Filter:
     def parse(cls, value: "Filter | Mapping[str, Any] | None") -> "Filter":
         """A Filter from None (no restriction), a Filter (returned as is) or the public dict form:
         the field names above, a string or a list of strings for the list fields, a string, date
-        or datetime for the dates. Unknown names, non-string values, lone surrogates, more than
+        or datetime for the dates, and `source`: the paths of documents (as `add_documents` names
+        them, "peps/pep-0008.rst"), which keeps those documents' memories. Unknown names, non-string values, lone surrogates, more than
         1,000 values in one field and dates that are not real ISO days raise `InputError`."""
         if value is None:
             return _ANY
@@ -69,8 +71,17 @@ class Filter:
         if not isinstance(value, Mapping):
             raise InputError(f"filters must be a dict or a Filter, got {describe(value)}", field="filters",
                              fix="pass filters={'node_type': 'turn'}")
-        _check_names(value)
-        return cls(**value)
+        fields = dict(value)
+        source = fields.pop("source", None)
+        _check_names(fields)
+        parsed = cls(**fields)
+        if source is None:
+            return parsed
+        # A document's memories share the session "doc:<path>": a source is that session.
+        sessions = tuple(DOCUMENT_SESSION + path for path in _values("source", source) or ())
+        if parsed.session_id is not None:
+            sessions = tuple(s for s in parsed.session_id if s in sessions)
+        return parsed.with_(session_id=sessions)
 
     def with_(self, **changes: Any) -> "Filter":
         """This filter with some fields replaced (checked like the rest: `with_(as_of=date(...))`)."""
@@ -117,11 +128,11 @@ def _check_names(value: Mapping[Any, Any]) -> None:
     for name in value:
         if not isinstance(name, str):
             raise InputError(f"filter names must be strings, got {describe(name)}", field="filters",
-                             fix="use any of: " + ", ".join(FIELDS))
+                             fix="use any of: " + ", ".join(FIELDS + ("source",)))
     unknown = sorted(set(value) - set(FIELDS))
     if unknown:
         raise InputError(f"unknown filter {', '.join(repr(u) for u in unknown)}", field="filters",
-                         fix="use any of: " + ", ".join(FIELDS))
+                         fix="use any of: " + ", ".join(FIELDS + ("source",)))
 
 
 def _values(name: str, value: Any) -> tuple[str, ...] | None:

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from memlane.config import EmbedderConfig, MemoryConfig
+from memlane.documents.model import DocumentReport
 from memlane.embed import Embedder, make_embedders
 from memlane.errors import InputError, ModelMismatchError, NotFoundError, describe
 from memlane.filters import Filter
@@ -28,6 +29,7 @@ from memlane.ingest.formats import Conversation, check_metadata, check_text, par
 from memlane.ingest.temporal import resolve_expressions
 from memlane.nodes.spec import NodeSpec, load_specs, parse_spec
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord, NodeType, Session
+from memlane.retrieve.fusion import document_scores
 from memlane.retrieve.pipeline import Retriever
 from memlane.store import Store, StoreStats, open_store, require, scan
 
@@ -84,6 +86,23 @@ def _check_id(value: Any, field: str, *, required: bool = True) -> str | None:
 
 def _require_user(user_id: Any) -> str:
     return _check_id(user_id, "user_id")  # type: ignore[return-value]
+
+
+GROUP_POOL = 8  # hits searched per document returned when grouping by document
+GROUP_POOL_MIN = 50
+_DOCUMENT_KINDS = (NodeType.CHUNK.value, NodeType.DOCUMENT.value)
+
+
+def _document_filter(group_by: Any, wanted: Filter) -> Filter:
+    """The filter of a search grouped by document: its node types narrowed to document memories."""
+    if group_by != "document":
+        raise InputError(f"group_by must be 'document' or None, got {describe(group_by)}", field="group_by",
+                         fix="pass group_by='document', or leave it out for memories one by one")
+    kinds = tuple(k for k in (wanted.node_type or _DOCUMENT_KINDS) if k in _DOCUMENT_KINDS)
+    if not kinds:
+        raise InputError("group_by='document' finds chunks and documents, and the filter's node_type allows neither",
+                         field="filters", fix="drop node_type from the filters, or use 'chunk'")
+    return wanted.only(node_type=kinds)
 
 
 def _check_int(value: Any, field: str, low: int, high: int, example: str) -> int:
@@ -239,6 +258,75 @@ class Memory:
         `user_id`, or, when it is None, to a user named after the conversation's id."""
         batches = [(user_id or c.conversation_id, c.sessions) for c in conversations]
         return self._ingest(batches, agent_id=agent_id, on_progress=on_progress)
+
+    def add_documents(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        user_id: str,
+        category: str | Category = Category.SEMANTIC,
+        root: str | None = None,
+        on_progress: Progress | None = None,
+    ) -> DocumentReport:
+        """Remember files: Markdown, reStructuredText, plain text and HTML, given as files, folders
+        (walked, leaving out `documents.ignore`) or .tar/.zip archives (read in place).
+
+        Each file becomes a document-level memory and one memory per chunk (a section's paragraphs,
+        at most `documents.chunk_chars` long, with the title and heading path embedded and indexed
+        with it). Adding the same paths again syncs them: only changed chunks are embedded, the
+        memories of removed files and sections are deleted, a renamed file keeps its vectors, and
+        every change is in history. All of it is one transaction. Files that cannot be read as text
+        (binary, undecodable, empty, too large) are skipped and listed in the report's `skipped`.
+
+        What is synced together is a root: each path's absolute location, or `root` when given (a
+        name for documents that arrive another way, such as an upload)."""
+        from memlane.documents.ingest import add_documents
+
+        _require_user(user_id)
+        if not isinstance(category, (str, Category)):
+            raise InputError(f"category must be a string, got {describe(category)}", field="category",
+                             fix="pass 'semantic' (knowledge) or 'procedural' (how to do things)")
+        self._ensure_index()
+        if root is not None:
+            check_text(root, field="root", max_chars=_MAX_ID_CHARS)
+        return add_documents(self._store, self._embedder, self.config, paths, user_id=user_id,
+                             category=Category.parse(category), recorded_at=_now_iso(), root=root,
+                             on_progress=on_progress)
+
+    def add_document(
+        self,
+        path: str,
+        content: str | bytes,
+        *,
+        user_id: str,
+        category: str | Category = Category.SEMANTIC,
+    ) -> DocumentReport:
+        """Remember one document given as its content: `path` names it ("notes/plan.md"; its
+        extension gives the format) and adding the same path again replaces it, re-embedding only
+        the chunks that changed."""
+        from memlane.documents.build import build_document
+        from memlane.documents.ingest import sync_files
+        from memlane.documents.model import SkippedFile, SourceFile
+
+        _require_user(user_id)
+        check_text(path, field="path", max_chars=_MAX_ID_CHARS)
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        if not isinstance(data, (bytes, bytearray)):
+            raise InputError(f"content must be text or bytes, got {describe(content)}", field="content",
+                             fix="pass the document's text")
+        if len(data) > self.config.documents.max_file_bytes:
+            raise InputError(f"the document is {len(data):,} bytes; at most {self.config.documents.max_file_bytes:,} "
+                             "are accepted", field="content", fix="split it, or raise documents.max_file_bytes")
+        root = f"document:{path}"
+        file = SourceFile(root, path, bytes(data))
+        problem = build_document(file, self.config.documents.chunk_chars)
+        if isinstance(problem, SkippedFile):  # refused before anything is written
+            raise InputError(f"{path}: {problem.reason}", field="content",
+                             fix="pass UTF-8 text of a Markdown (.md), reStructuredText (.rst), text (.txt) or "
+                                 "HTML (.html) document, named with its extension")
+        self._ensure_index()
+        return sync_files(self._store, self._embedder, self.config, [file], {root}, user_id=user_id,
+                          category=Category.parse(category), recorded_at=_now_iso())
 
     def _ingest(
         self,
@@ -635,6 +723,21 @@ class Memory:
         """Forget everything, for every user."""
         self._store.clear()
 
+    def delete_document(self, path: str, *, user_id: str) -> int:
+        """Forget one document of a user (as `add_documents` named it, "notes/plan.md"): its
+        document-level memory and every chunk of it, each with a DELETE event in its history.
+        Returns how many memories were deleted; NotFoundError when the user has no such document."""
+        _require_user(user_id)
+        check_text(path, field="path", max_chars=_MAX_ID_CHARS)
+        at = _now_iso()
+        with self._store.atomic():
+            records = scan(self._store, user_id, Filter.parse({"source": path, "node_type": list(_DOCUMENT_KINDS)}))
+            if not records:
+                raise NotFoundError(f"no document {path!r} for user '{user_id}'")
+            events = [HistoryEvent(r.id, "DELETE", r.text, None, at) for r in records]
+            self._store.delete(user_id, [r.id for r in records], events)
+        return len(records)
+
     # -- reading ---------------------------------------------------------------------------
 
     def search(
@@ -647,10 +750,15 @@ class Memory:
         now: str | date | datetime | None = None,
         explain: bool = False,
         as_of: str | date | datetime | None = None,
+        group_by: str | None = None,
     ) -> list[Hit]:
         """Find a user's memories relevant to `query`. `filters` (a `Filter` or its dict form) restrict
         what may be found; `now` anchors times in the question ("last week"); `as_of` searches the
-        state of that day: what had been said by then and was not yet superseded."""
+        state of that day: what had been said by then and was not yet superseded.
+
+        `group_by="document"` searches document memories and returns documents instead, ranked by
+        their best chunks: each hit's record is the document-level memory and its `parts` are the
+        document's chunks that were found, best first."""
         _require_user(user_id)
         limits = self.config.limits
         if not isinstance(query, str) or not query.strip():
@@ -667,12 +775,36 @@ class Memory:
         wanted = Filter.parse(filters)
         if as_of is not None:
             wanted = wanted.with_(as_of=as_of)
+        if group_by is not None:
+            wanted = _document_filter(group_by, wanted)
         anchor = parse_session_date(now, field="now") if now is not None else _utc_now()
         if self._store.active_index() is None:
             return []
         wanted, notes = self._route(query, wanted)
-        return self._retriever.search(user_id, query, limit=limit, filters=wanted, now=anchor,
-                                      explain=explain, notes=notes)
+        if group_by is None:
+            return self._retriever.search(user_id, query, limit=limit, filters=wanted, now=anchor,
+                                          explain=explain, notes=notes)
+        pool = min(max(limit * GROUP_POOL, GROUP_POOL_MIN), limits.max_results)
+        hits = self._retriever.search(user_id, query, limit=pool, filters=wanted, now=anchor, explain=explain,
+                                      notes=notes)
+        return self._documents_of(user_id, hits, limit)
+
+    def _documents_of(self, user_id: str, hits: list[Hit], limit: int) -> list[Hit]:
+        """`hits` (chunks and documents) as documents, ranked by `document_scores`."""
+        groups: dict[str, list[Hit]] = {}
+        for hit in hits:
+            if hit.record.session_id is not None:
+                groups.setdefault(hit.record.session_id, []).append(hit)
+        scores = document_scores({key: [h.score for h in group] for key, group in groups.items()})
+        top = sorted(scores, key=lambda key: -scores[key])[:limit]
+        documents = {r.session_id: r for r in scan(self._store, user_id, Filter(
+            session_id=tuple(top), node_type=(NodeType.DOCUMENT.value,)))} if top else {}
+        out = []
+        for key in top:
+            parts = [h for h in groups[key] if h.record.node_type != NodeType.DOCUMENT.value]
+            record = documents.get(key) or groups[key][0].record
+            out.append(Hit(record=record, score=scores[key], parts=parts))
+        return out
 
     def _route(self, query: str, wanted: Filter) -> tuple[Filter, list[str]]:
         """Restrict the search to the nodes the question is about (turns and sessions always count),
@@ -689,7 +821,8 @@ class Memory:
         else:
             route = route_by_rules(query, specs)
         if len(route.nodes) < len(specs):
-            wanted = wanted.only(node_type=[NodeType.TURN, NodeType.SESSION, *route.nodes])
+            wanted = wanted.only(node_type=[NodeType.TURN, NodeType.SESSION, NodeType.CHUNK, NodeType.DOCUMENT,
+                                                 *route.nodes])
         return wanted, [f"routed: {route.reason}", *route.notes]
 
     def get(self, memory_id: str, *, user_id: str | None = None, admin: bool = False) -> MemoryRecord | None:

@@ -44,6 +44,11 @@ class NodeType(str, Enum):
 
     TURN = "turn"
     SESSION = "session"
+    CHUNK = "chunk"  # a section's text of a document, in order within it (as turns are within a session)
+    DOCUMENT = "document"  # a whole document: its title, header fields and opening (as a session is)
+
+
+DOCUMENT_SESSION = "doc:"  # a document's memories share the session "doc:<its path>"
 
 
 @dataclass(frozen=True)
@@ -198,6 +203,7 @@ class Hit:
     record: MemoryRecord
     score: float
     explanation: Explanation | None = None
+    parts: list["Hit"] = field(default_factory=list)  # grouped by document: its matching chunks, best first
 
     @property
     def id(self) -> str:
@@ -211,6 +217,8 @@ class Hit:
         out = {"id": self.id, "score": self.score, "memory": self.record.to_dict()}
         if self.explanation is not None:
             out["explanation"] = self.explanation.to_dict()
+        if self.parts:
+            out["parts"] = [part.to_dict() for part in self.parts]
         return out
 
     @classmethod
@@ -218,7 +226,8 @@ class Hit:
         """The hit `to_dict` describes (its inverse); an absent or null explanation is None."""
         explanation = data.get("explanation")
         return cls(record=MemoryRecord.from_dict(data["memory"]), score=data["score"],
-                   explanation=Explanation.from_dict(explanation) if explanation is not None else None)
+                   explanation=Explanation.from_dict(explanation) if explanation is not None else None,
+                   parts=[cls.from_dict(part) for part in data.get("parts") or ()])
 
 
 @dataclass(frozen=True)

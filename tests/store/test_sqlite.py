@@ -142,6 +142,32 @@ def test_a_users_term_index_follows_inserts_and_is_rebuilt_after_other_writes(tm
     assert store._lexicons["ana"].table != table  # a delete is not followed: rebuilt
 
 
+@pytest.mark.parametrize("spread", [False, True], ids=["shared index", "own index"])
+def test_cached_postings_follow_inserts_as_a_fresh_read_finds_them(tmp_path, spread):
+    store = _interleaved(tmp_path) if spread else SQLiteStore(tmp_path / "one.db")
+    if not spread:
+        store.create_index("toy", 2, active=True)
+        store.write([_record(f"ana{i}", text=t) for i, t in enumerate(LEXICAL_TEXTS)], np.ones((5, 2), np.float32), [])
+    for terms in QUERIES:
+        store.lexical_candidates("ana", terms, 10, None)  # their postings are now cached with ana's view
+    cached = set(store._view("ana").postings)
+    store.write([_record("ana7", text="An e-mail from the hiking club: hikes at home, e-mail me")],
+                np.ones((1, 2), np.float32), [])
+    store.write([_record("ana8", text="grew up near the Alps")], np.ones((1, 2), np.float32), [])
+    followed = store._view("ana")
+    assert set(followed.postings) == cached  # carried over the writes, not dropped
+    fresh = SQLiteStore(store.path)
+    try:
+        for terms in QUERIES:
+            ours, theirs = store.lexical_candidates("ana", terms, 10, None), fresh.lexical_candidates("ana", terms, 10, None)
+            assert [mid for mid, _ in ours] == [mid for mid, _ in theirs], terms
+            assert dict(ours) == pytest.approx(dict(theirs), rel=1e-12), terms
+            assert store.document_frequencies("ana", terms) == fresh.document_frequencies("ana", terms)
+    finally:
+        fresh.close()
+        store.close()
+
+
 def test_the_share_of_the_file_is_read_without_scanning_the_memories(store):
     from memlane.store.sqlite.store import _ROWID_BOUNDS
 

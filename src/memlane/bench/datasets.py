@@ -47,3 +47,16 @@ def locomo_paths(data: Path | None) -> list[Path]:
     if data is not None and data.is_file():
         return [data]
     return locomo_files(data if data is not None else find_data_dir(None))
+
+
+def peps_path(data: Path | None) -> Path:
+    """`data` when given (a folder, an archive or a file of documents), else the PEP archive of the
+    shared data folder (`peps/peps-rst.tar.xz`)."""
+    if data is not None:
+        if not data.exists():
+            raise ConfigError(f"{data}: no such file or folder; pass --data with documents to import")
+        return data
+    path = find_data_dir(None) / "peps" / "peps-rst.tar.xz"
+    if not path.is_file():
+        raise ConfigError(f"no PEP archive at {path}; pass --data FOLDER_OR_ARCHIVE or set MEMLANE_DATA_DIR")
+    return path

@@ -21,6 +21,7 @@ import numpy as np
 
 from memlane.config import default_cache_path
 from memlane.embed._common import Purpose, check_purpose
+from memlane.embed.combine import Combiner
 from memlane.errors import ConfigError
 
 log = logging.getLogger("memlane")
@@ -215,6 +216,7 @@ class SentenceTransformerEmbedder:
         self._onnx_checked = False
         self._onnx_encoder: Any = None
         self._lock = threading.Lock()
+        self._singles: Combiner[str, np.ndarray] | None = None
 
     @property
     def loaded(self) -> bool:
@@ -299,6 +301,10 @@ class SentenceTransformerEmbedder:
         return model.preprocess(list(texts)) if hasattr(model, "preprocess") else model.tokenize(list(texts))
 
     def _encode_onnx(self, onnx: Any, texts: list[str]) -> np.ndarray:
+        if len(texts) == 1:  # a question: batched with the questions of concurrent searches
+            if self._singles is None:
+                self._singles = Combiner(lambda batch: onnx.encode(self._features(batch), shared=len(batch) > 1))
+            return self._singles.call(texts[0])[None, :]
         if len(texts) <= _DIRECT_MAX:
             return onnx.encode(self._features(texts))
         # Longest first, as sentence-transformers batches: texts of like length pad little.

@@ -1,6 +1,8 @@
 """A sentence-transformers model run by ONNX Runtime: the same vectors as torch (to about 1e-7)
 for much less per call on a CPU. A question takes about 3 ms instead of 9 on 2 cores, which is
-most of a search's latency. Batches gain only a few percent (the matrix products are the same work).
+most of a search's latency. Batches of long texts gain little (the matrix products are the same
+work); a few short questions in one call cost about 40% less CPU each on one thread than one at a
+time, which a busy server gets by combining concurrent questions (`memlane.embed.combine`).
 
 The model is exported once per weights fingerprint into the cache folder and checked against
 torch on probe texts each time it is loaded: a file that disagrees is exported again, and a model
@@ -53,26 +55,44 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 class OnnxEncoder:
-    """One exported model in an ONNX Runtime session; `encode` takes the model's tokenized inputs."""
+    """One exported model in ONNX Runtime sessions; `encode` takes the model's tokenized inputs.
+
+    A lone batch runs on `threads` cores for the shortest wait. Batches marked `shared` (several
+    concurrent questions combined, so the machine is busy) run on a one-thread session of their
+    own: splitting a small batch across cores costs about 30% more CPU in all, CPU that the other
+    requests in flight need."""
 
     def __init__(self, path: Path, input_names: Sequence[str], threads: int) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle threads sleep instead of spinning: a server runs many encodes at once, and a
-        # spinning pool burns the cores the other requests need.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = path
         self.input_names = tuple(input_names)
-        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._session = _session(path, threads)
+        self._threads = threads
+        self._one_thread: Any = None
+        self._lock = threading.Lock()
 
-    def encode(self, features: dict[str, Any]) -> np.ndarray:
+    def encode(self, features: dict[str, Any], *, shared: bool = False) -> np.ndarray:
         """Unit vectors for one tokenized batch (`features` as the model's `preprocess` returns them)."""
         feeds = {name: _as_int64(features[name]) for name in self.input_names}
-        return self._session.run(None, feeds)[0].astype(np.float32, copy=False)
+        session = self._session
+        if shared and self._threads > 1:
+            with self._lock:
+                if self._one_thread is None:
+                    self._one_thread = _session(self.path, 1)
+            session = self._one_thread
+        return session.run(None, feeds)[0].astype(np.float32, copy=False)
+
+
+def _session(path: Path, threads: int) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle threads sleep instead of spinning: a server runs many encodes at once, and a
+    # spinning pool burns the cores the other requests need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def load_encoder(model: Any, fingerprint: str, folder: Path, tokenize: Any, reference: Any) -> OnnxEncoder:

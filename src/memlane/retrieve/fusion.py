@@ -126,3 +126,15 @@ def min_max(values: Sequence[float]) -> np.ndarray:
     if high - low < 1e-12:
         return np.ones_like(array)
     return (array - low) / (high - low)
+
+
+def document_scores(found: Mapping[str, Sequence[float]], share: float = 0.25, depth: int = 3) -> dict[str, float]:
+    """Each document's score from the scores of its memories a search found: the best, plus
+    `share` of each of the next `depth - 1` (s1 + share * (s2 + ... + s_depth)). The best chunk
+    decides; a document that answers in several places edges out one with a single lucky match."""
+    out = {}
+    for key, scores in found.items():
+        ranked = sorted(scores, reverse=True)
+        if ranked:
+            out[key] = ranked[0] + share * sum(ranked[1:depth])
+    return out

@@ -6,12 +6,17 @@ codes. `ops` adds the probes, the metrics and the access log; `run` serves the a
 
 from __future__ import annotations
 
+import collections.abc
 import logging
 import math
+import types
+import typing
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, AsyncIterator, Callable, Sequence
+from typing import Annotated, Any, AsyncIterator, Callable, Iterator, Sequence
 
-from fastapi import Depends, FastAPI, Query, Request
+import anyio.to_thread
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
@@ -38,10 +43,14 @@ from memlane.server.auth import (
 )
 from memlane.server.jobs import JobConflict
 from memlane.server.ratelimit import RateLimiter
+from memlane.server.uploads import add_uploaded
 from memlane.server.schemas import (
     AddRequest,
     AddResponse,
     Count,
+    DocumentCategory,
+    DocumentReportOut,
+    DocumentRequest,
     ErrorResponse,
     HistoryEventOut,
     HitOut,
@@ -131,11 +140,14 @@ def create_app(memory: Memory, authenticate: Authenticate | None = None, *, reco
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's thread pool; its limiter queues the rest in arrival order.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = memory.config.server.threads
         yield
         for close in on_shutdown:
             close()
 
     app = FastAPI(title="memlane", version=_version(), lifespan=lifespan,
+                  dependencies=[Depends(refuse_repeated_scalars)],
                   description="Long-term memory for LLM agents: add, search, list, update, delete.")
     app.state.memory = memory
     app.state.authenticate = authenticate
@@ -177,10 +189,39 @@ def create_app(memory: Memory, authenticate: Authenticate | None = None, *, reco
 
     app.add_middleware(BodyLimit, max_bytes=memory.config.limits.max_request_bytes)
     _memory_routes(app)
+    _document_routes(app)
     _lifecycle_routes(app)
     _node_routes(app)
     ops.install(app, records)
     return app
+
+
+def refuse_repeated_scalars(request: Request) -> None:
+    """A query parameter that takes one value but is given several (`user_id=a&user_id=b`) is
+    refused: silently keeping one of them would let a caller believe another one was used."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    for field in _query_fields(dependant):
+        if not _takes_many(field.field_info.annotation) and len(request.query_params.getlist(field.alias)) > 1:
+            raise InputError(f"query parameter {field.alias!r} is given more than once but takes one value",
+                             field=field.alias, fix=f"pass {field.alias} once")
+
+
+def _query_fields(dependant: Any) -> Iterator[Any]:
+    yield from dependant.query_params
+    for sub in dependant.dependencies:
+        yield from _query_fields(sub)
+
+
+def _takes_many(annotation: Any) -> bool:
+    """Whether a parameter's type (through Optional and Annotated) is a list-like of values."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, set, tuple, frozenset, collections.abc.Sequence):
+        return True
+    return any(_takes_many(arg) for arg in typing.get_args(annotation)
+               if origin in (typing.Union, types.UnionType, typing.Annotated))
 
 
 def memory_of(request: Request) -> Memory:
@@ -207,7 +248,7 @@ def _memory_routes(app: FastAPI) -> None:
     def search(body: SearchRequest, who: Caller, memory: Mem) -> SearchResponse:
         """A user's memories most relevant to a question, each optionally with why it was found."""
         hits = memory.search(body.query, user_id=who.user(body.user_id), limit=body.limit, filters=body.filters,
-                             now=body.now, explain=body.explain, as_of=body.as_of)
+                             now=body.now, explain=body.explain, as_of=body.as_of, group_by=body.group_by)
         return SearchResponse(results=[HitOut.of(h) for h in hits])
 
     @app.get("/v1/memories", response_model=Page, responses=ERRORS, operation_id="list_memories",
@@ -275,6 +316,55 @@ def _memory_routes(app: FastAPI) -> None:
         """Counts across the whole store (admin)."""
         who.require_admin()
         return StatsOut.of(memory.stats())
+
+
+DocumentPath = Annotated[str, PathParam(min_length=1, max_length=512, description=(
+    "The document's path as it was added: 'notes/plan.md', or the member path inside an uploaded archive."))]
+
+
+def _document_routes(app: FastAPI) -> None:
+    @app.post("/v1/documents", response_model=DocumentReportOut, responses=ERRORS, operation_id="add_documents",
+              tags=["documents"])
+    def add_documents(who: Caller, memory: Mem,
+                      files: Annotated[list[UploadFile], File(description=(
+                          "One or more documents (.md, .rst, .txt, .html), or one archive of them (.tar, .tar.gz, "
+                          ".tar.xz, .zip). Each is named by its file name, or its path inside the archive."))],
+                      user_id: Annotated[str | None, Form(min_length=1, max_length=512)] = None,
+                      category: Annotated[DocumentCategory, Form()] = "semantic",
+                      collection: Annotated[str | None, Form(min_length=1, max_length=256, description=(
+                          "What the upload is synced as: uploading the same collection again adds, changes and "
+                          "removes its documents. Default: the file's name (several files must name one)."))]
+                      = None) -> DocumentReportOut:
+        """Remember uploaded documents: each becomes a document memory and one memory per section
+        chunk. Only changed chunks are embedded again; files it cannot read are listed as skipped."""
+        return DocumentReportOut.of(add_uploaded(memory, files, user_id=who.user(user_id), category=category,
+                                                 collection=collection))
+
+    @app.get("/v1/documents", response_model=Page, responses=ERRORS, operation_id="list_documents",
+             tags=["documents"])
+    def list_documents(who: Caller, memory: Mem,
+                       user_id: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+                       limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+                       cursor: Annotated[str | None, Query(max_length=32)] = None) -> Page:
+        """One page of a user's documents (their document-level memories: title, path in
+        metadata.source, chunk count), oldest first; pass next_cursor back for the next."""
+        page = memory.get_all(who.user(user_id), limit=limit, cursor=cursor, filters={"node_type": "document"})
+        return Page(results=[MemoryOut.of(r) for r in page.records], next_cursor=page.next_cursor)
+
+    @app.put("/v1/documents/{path:path}", response_model=DocumentReportOut, responses=ERRORS,
+             operation_id="put_document", tags=["documents"])
+    def put_document(path: DocumentPath, body: DocumentRequest, who: Caller, memory: Mem) -> DocumentReportOut:
+        """Remember one document given as its text, under this path (its extension gives the format);
+        sending the same path again replaces it, re-embedding only the chunks that changed."""
+        return DocumentReportOut.of(memory.add_document(path, body.content, user_id=who.user(body.user_id),
+                                                        category=body.category))
+
+    @app.delete("/v1/documents/{path:path}", response_model=Count, responses=ERRORS, operation_id="delete_document",
+                tags=["documents"])
+    def delete_document(path: DocumentPath, who: Caller, memory: Mem,
+                        user_id: Annotated[str | None, Query(min_length=1, max_length=512)] = None) -> Count:
+        """Forget one document: its document memory and every chunk of it (404 when the user has none)."""
+        return Count(count=memory.delete_document(path, user_id=who.user(user_id)))
 
 
 def _lifecycle_routes(app: FastAPI) -> None:

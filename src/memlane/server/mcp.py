@@ -1,9 +1,11 @@
 """memlane's memory as MCP tools (the official `mcp` SDK, 2.x), for an LLM agent to call.
 
-Seven tools over `Memory`: add_memory, search_memories, get_memory, list_memories,
-update_memory, delete_memory and memory_history. Each is a few lines over the library; what
-they return is shaped for a model to read (a memory's date, speaker and text; a search hit's
-one-line reason), and the library's errors come back as tool errors carrying its message.
+Nine tools over `Memory`: add_memory, search_memories, get_memory, list_memories,
+update_memory, delete_memory and memory_history over conversations, and add_document and
+search_documents over documents. Each is a few lines over the library; what they return is
+shaped for a model to read (a memory's date, speaker and text; a search hit's one-line reason; a
+document's matching sections with their lines), and the library's errors come back as tool
+errors carrying its message.
 
 The user a call acts for is never a tool argument the model fills in:
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import re
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Callable, Iterator, Literal
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -43,13 +45,19 @@ USER_HEADER = "X-Memlane-User"
 PRINCIPAL = "memlane.principal"  # the ASGI scope key where the /mcp endpoint leaves the caller
 MAX_HITS = 100
 MAX_PAGE = 200
+MAX_DOCUMENTS = 20
+SECTIONS = 3  # a found document's best sections shown
+EXCERPT_CHARS = 300
 
 INSTRUCTIONS = """\
 Long-term memory of one user: what was said in earlier conversations, with dates.
 Search it (search_memories) before answering anything that may depend on the user's past: \
 their facts, preferences, plans, people, or "when did ...". Remember new things worth keeping \
 with add_memory, passing the conversation's date when it is not today. Memories are returned \
-with ids: pass an id to get_memory, update_memory, delete_memory or memory_history."""
+with ids: pass an id to get_memory, update_memory, delete_memory or memory_history.
+Documents the user keeps here (notes, specs, manuals, how-tos) are searched with \
+search_documents, which names each document's matching sections and lines; add_document \
+remembers a new one or replaces one."""
 
 
 # -- what the tools return --------------------------------------------------------------------------
@@ -100,6 +108,55 @@ class Deleted(BaseModel):
 
 class History(BaseModel):
     events: list[HistoryEventOut] = Field(description="ADD, UPDATE, DELETE, ... of the memory, oldest first.")
+
+
+class DocumentAdded(BaseModel):
+    path: str = Field(description="The document's path: pass it again to replace the document.")
+    title: str | None = Field(description="The title read from the document (its first heading, or its name).")
+    chunks: int = Field(description="Sections of the document remembered for search.")
+    added: int = Field(description="Memories added (its sections and the document itself).")
+    changed: int = Field(description="Memories changed, when the document replaced an earlier version.")
+    unchanged: int = Field(description="Memories an earlier version already held as they are.")
+    removed: int = Field(description="Memories of sections the earlier version had and this one has not.")
+
+
+class Section(BaseModel):
+    section: str = Field(description="Its headings, outermost first: \"Install > Linux\" (empty before the first).")
+    lines: list[int] = Field(description="[first, last] line of the document it spans (1-based, inclusive).")
+    excerpt: str = Field(description="The start of the section's text.")
+
+
+class DocumentHit(BaseModel):
+    path: str = Field(description="The document's path, as it was added.")
+    title: str | None
+    score: float = Field(description="Higher is more relevant; only comparable within one search.")
+    reason: str = Field(description="Why it was found, in one line (from its best section).")
+    sections: list[Section] = Field(description="Its sections that match the query, best first.")
+
+
+class FoundDocuments(BaseModel):
+    results: list[DocumentHit] = Field(description="Most relevant document first.")
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`text` on one line, cut at a word boundary to at most `limit` characters (with '…')."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "…"
+
+
+def document_hit(hit: Hit) -> DocumentHit:
+    """A search hit grouped by document as a model reads it: the document, why it was found, and
+    its best sections with their headings and lines."""
+    meta = hit.record.metadata
+    sections = [Section(section=str(p.record.metadata.get("section") or ""),
+                        lines=list(p.record.metadata.get("lines") or []), excerpt=excerpt(p.record.text))
+                for p in hit.parts[:SECTIONS]]
+    why = reason(hit.parts[0]) if hit.parts else "the document as a whole (its title and opening)"
+    return DocumentHit(path=str(meta.get("source") or hit.record.session_id or hit.id), title=meta.get("title"),
+                       score=round(hit.score, 6), reason=why, sections=sections)
 
 
 def record_date(record: MemoryRecord) -> str | None:
@@ -173,7 +230,7 @@ MemoryId = Annotated[str, Field(min_length=1, max_length=512, description="A mem
 
 
 def build_mcp(memory_of: MemoryOf, user_of: UserOf) -> MCPServer:
-    """The MCP server: seven tools over the Memory `memory_of()` gives at each call (a server's
+    """The MCP server: nine tools over the Memory `memory_of()` gives at each call (a server's
     may be swapped by a model change), acting for the user `user_of(ctx)` names. Tools are sync:
     the SDK runs each in a worker thread, so a slow search never blocks the event loop."""
     server = MCPServer("memlane", title="memlane memory", instructions=INSTRUCTIONS, version=_version(),
@@ -277,6 +334,47 @@ def build_mcp(memory_of: MemoryOf, user_of: UserOf) -> MCPServer:
         with _tool_errors():
             events = memory_of().history(memory_id, user_id=user_of(ctx))
         return History(events=[HistoryEventOut.of(e) for e in events])
+
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True,
+                                             open_world_hint=False))
+    def add_document(
+        ctx: Context,
+        path: Annotated[str, Field(min_length=1, max_length=512, description=(
+            "The document's name, with the extension that gives its format: \"notes/launch-plan.md\" (Markdown), "
+            "\"guide.rst\", \"faq.txt\", \"page.html\". The same path again replaces that document."))],
+        content: Annotated[str, Field(min_length=1, description="The document's full text, as written.")],
+        category: Annotated[Literal["semantic", "procedural"], Field(description=(
+            "semantic for knowledge (notes, specs, facts, reference); procedural for how to do things "
+            "(steps, runbooks, checklists)."))] = "semantic",
+    ) -> DocumentAdded:
+        """Remember a whole document for later: notes, a spec, a manual, a how-to the user wants kept.
+        Its headings split it into sections, each searchable with search_documents, which points back
+        to the section and its lines. Use add_memory instead for things said in conversation. Adding
+        the same path again replaces the document (only what changed is re-read)."""
+        with _tool_errors():
+            user, memory = user_of(ctx), memory_of()
+            report = memory.add_document(path, content, user_id=user, category=category)
+            stored = memory.get_all(user, limit=1, filters={"source": path, "node_type": "document"}).records
+        return DocumentAdded(path=path, title=stored[0].metadata.get("title") if stored else None,
+                             chunks=report.chunks, added=report.added, changed=report.changed,
+                             unchanged=report.unchanged, removed=report.removed)
+
+    @server.tool(annotations=_READ)
+    def search_documents(
+        ctx: Context,
+        query: Annotated[str, Field(min_length=1, max_length=10_000, description=(
+            "What to look for in the user's documents, as a question or keywords: \"How do we roll back a "
+            "release?\", \"budget for the launch\"."))],
+        limit: Annotated[int, Field(ge=1, le=MAX_DOCUMENTS, description="How many documents to return.")] = 5,
+    ) -> FoundDocuments:
+        """Search the documents the user keeps in memory (notes, specs, manuals, how-tos) and get the
+        most relevant documents first, each with its path, title, why it was found, and its best
+        matching sections (heading path, line range and an excerpt). Use it for questions the user's
+        documents may answer; cite the path and section. For what was said in conversations, use
+        search_memories."""
+        with _tool_errors():
+            hits = memory_of().search(query, user_id=user_of(ctx), limit=limit, group_by="document", explain=True)
+        return FoundDocuments(results=[document_hit(h) for h in hits])
 
     return server
 

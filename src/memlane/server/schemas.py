@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from memlane.documents.model import DocumentReport
 from memlane.records import Category, HistoryEvent, Hit, MemoryRecord
 from memlane.store import StoreStats
 
@@ -43,12 +44,28 @@ class SearchRequest(Strict):
     query: str = Field(min_length=1, max_length=100_000)
     user_id: str | None = Field(None, min_length=1, max_length=512)
     limit: int = Field(10, ge=1, le=1000)
-    filters: dict[str, Any] | None = Field(None, description="node_type, category, agent_id, session_id, speaker "
-                                           "(a value or a list), date_from, date_to, as_of")
+    filters: dict[str, Any] | None = Field(None, description="node_type, category, agent_id, session_id, speaker, "
+                                           "source (a document's path) (a value or a list), date_from, date_to, "
+                                           "as_of")
     now: str | None = Field(None, max_length=64, description="ISO date the question is asked on (for 'last week').")
     as_of: str | None = Field(None, max_length=64, description="Search the state of this day: what was said by "
                               "then and not yet superseded.")
     explain: bool = False
+    group_by: Literal["document"] | None = Field(None, description="'document': documents instead of memories, "
+                                                 "ranked by their best chunks, each with the chunks found as parts.")
+
+
+DocumentCategory = Literal["semantic", "procedural"]
+
+
+class DocumentRequest(Strict):
+    """One document given as its text; the path in the URL names it ("notes/plan.md"), and its
+    extension gives the format (.md, .rst, .txt, .html). Sending the same path again replaces it."""
+
+    content: str = Field(min_length=1, description="The document's text (at most documents.max_file_bytes).")
+    user_id: str | None = Field(None, min_length=1, max_length=512,
+                                description="Whose memory; a tenant key with one user may leave it out.")
+    category: DocumentCategory = Field("semantic", description="semantic (knowledge) or procedural (how to do things)")
 
 
 class UpdateRequest(Strict):
@@ -110,6 +127,8 @@ class HitOut(BaseModel):
     score: float
     memory: MemoryOut
     explanation: ExplanationOut | None = None
+    parts: list[HitOut] = Field(default_factory=list, description="Searched with group_by: the document's chunks "
+                                "that were found, best first (the hit's memory is the document).")
 
     @classmethod
     def of(cls, hit: Hit) -> "HitOut":
@@ -127,6 +146,36 @@ class AddResponse(BaseModel):
 class Page(BaseModel):
     results: list[MemoryOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
+
+
+class SkippedOut(BaseModel):
+    root: str = Field(description="What was added: the upload's collection as 'upload:<name>', or a path.")
+    path: str
+    reason: str = Field(description="Why it was not remembered: binary, not UTF-8, empty, too large, not a "
+                                    "document format.")
+
+
+class DocumentReportOut(BaseModel):
+    """What adding documents did. added, changed, unchanged and removed count memories (chunks and
+    document-level memories); embedded counts the texts the model embedded."""
+
+    documents: int
+    chunks: int
+    added: int
+    changed: int
+    unchanged: int
+    removed: int
+    embedded: int
+    skipped: list[SkippedOut]
+    seconds: float
+    embed_seconds: float
+
+    @classmethod
+    def of(cls, report: DocumentReport) -> "DocumentReportOut":
+        return cls(documents=report.documents, chunks=report.chunks, added=report.added, changed=report.changed,
+                   unchanged=report.unchanged, removed=report.removed, embedded=report.embedded,
+                   skipped=[SkippedOut(root=s.root, path=s.path, reason=s.reason) for s in report.skipped],
+                   seconds=report.seconds, embed_seconds=report.embed_seconds)
 
 
 class HistoryEventOut(BaseModel):

@@ -22,14 +22,49 @@ def view_row(rowid: int, r: MemoryRecord, blob: bytes) -> tuple:
 
 
 
+def postings_of(tokens: Sequence[Sequence[str]], terms: dict[str, tuple[str, ...]]
+                ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each term (by its index tokens): the rows among `tokens` (each row's index tokens, in
+    order) that hold it, as a phrase where it has several tokens, and how often each does."""
+    out = {}
+    for term, phrase in terms.items():
+        rows, counts = [], []
+        for row, words in enumerate(tokens):
+            n = len(phrase)
+            found = sum(1 for i in range(len(words) - n + 1) if tuple(words[i:i + n]) == phrase) if n else 0
+            if found:
+                rows.append(row)
+                counts.append(found)
+        out[term] = (np.array(rows, dtype=np.int64), np.array(counts, dtype=np.int64))
+    return out
+
+
+def merged_postings(own: dict[str, tuple[np.ndarray, np.ndarray]],
+                    pending: Sequence[dict[str, tuple[np.ndarray, np.ndarray]]], offsets: Sequence[int]
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A view's cached postings joined with those of its pending parts (their rows start at
+    `offsets`): the terms every part has, so no term's rows are missing a part."""
+    out = {}
+    for term, (rows, counts) in own.items():
+        extra = [part.get(term) for part in pending]
+        if all(e is not None for e in extra):
+            out[term] = (np.concatenate([rows, *(e[0] + o for e, o in zip(extra, offsets))]),
+                         np.concatenate([counts, *(e[1] for e in extra)]))
+    return out
+
+
+_ORDERED_KINDS = ("turn", "chunk")
+
+
 def session_links(node_types: np.ndarray, session_ids: list[str | None],
                    turn_index: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """For each row, the row of the turn before it and after it in its session (-1 if none)."""
+    """For each row, the row of the turn before it and after it in its session, or of the chunk
+    before and after it in its document (-1 if none)."""
     previous = np.full(len(node_types), -1, dtype=np.int64)
     following = np.full(len(node_types), -1, dtype=np.int64)
     sessions: dict[str, list[tuple[int, int]]] = {}
     for i, (kind, session, index) in enumerate(zip(node_types, session_ids, turn_index)):
-        if kind == "turn" and session is not None and index is not None:
+        if kind in _ORDERED_KINDS and session is not None and index is not None:
             sessions.setdefault(session, []).append((index, i))
     for turns in sessions.values():
         order = [i for _, i in sorted(turns)]
@@ -141,6 +176,7 @@ class UserView:
                           if all(p.folded_texts is not None for p in parts) else None),
             lengths=(np.concatenate([p.lengths for p in parts])
                      if all(p.lengths is not None for p in parts) else None),
+            postings=merged_postings(self.postings, [p.postings for p in self.pending], offsets[1:-1]),
         )
 
     def rows_of(self, rowids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,10 @@
 (only the users the queries ask about), re-embedded with that model (vectors come from the
 shared cache when the model saw the text before), searched by the configured retriever. Each
 query's positives are ranked among the memories of their kind; the primary metric is NDCG@10.
+A query answered by document chunks is ranked among the user's chunks, and its session recall
+is document recall (a chunk's session is its document). With a static first stage the model
+under test only re-scores turns, so chunk (and session) answers cannot measure it: `check_scorable`
+refuses them instead of reporting two equal rankings as "no gain".
 
 `gate` evaluates the base and the candidate on the same queries and accepts the candidate only
 when NDCG@10 rises by more than zero and by at least `min_gain`. An accepted checkpoint moves to
@@ -18,7 +22,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Collection, Sequence
 
 from memlane.bench.metrics import gold_ranks, mean_of, ndcg_at_k, paired_bootstrap, recall_at_k
 from memlane.config import EmbedderConfig, MemoryConfig
@@ -59,6 +63,42 @@ def query_metrics(positive_ranks: dict[str, int | None], session_ranks: dict[str
     return out
 
 
+def check_scorable(embedder: EmbedderConfig, kinds: Collection[str]) -> None:
+    """Refuse an evaluation that cannot measure `embedder`: with `first_stage = "static"` the
+    configured model re-scores only turns (memories of other kinds are ranked by the static
+    model distilled from it, and by BM25), so held-out answers of any other kind, document chunks
+    above all, would compare the base and the candidate on rankings the candidate never touched."""
+    others = sorted(set(kinds) - {"turn"})
+    if embedder.first_stage == "static" and others:
+        raise InputError(
+            f"held-out answers are {', '.join(others)} memories, which the tiered search (embedder.first_stage = "
+            "'static') does not re-score with the model under test, so the gate cannot measure it",
+            field="eval_queries",
+            fix="run the gate with embedder.first_stage = 'none' (MEMLANE_EMBEDDER__FIRST_STAGE=none), "
+                "or give held-out queries whose answers are turns",
+        )
+
+
+def positive_kinds(store, examples: Sequence[Example]) -> set[str]:
+    """The node types of the examples' positives that exist in `store` (a `Store`)."""
+    kinds: set[str] = set()
+    for example in examples:
+        kinds.update(r.node_type for r in store.get_many(example.user_id, example.positive_ids))
+    return kinds
+
+
+def check_gate_inputs(store_path: str | Path, examples: Sequence[Example], embedder: EmbedderConfig) -> None:
+    """`check_scorable` for held-out `examples` against the store they are evaluated on: run it
+    before training, so an evaluation that cannot measure the model fails in seconds, not hours."""
+    from memlane.store import open_store
+
+    store = open_store(store_path, create=False)
+    try:
+        check_scorable(embedder, positive_kinds(store, examples))
+    finally:
+        store.close()
+
+
 def evaluate(store_path: str | Path, examples: Sequence[Example], config: MemoryConfig, embedder: EmbedderConfig,
              *, depth: int = 50, workdir: str | Path | None = None, on_progress: Progress | None = None) -> Evaluation:
     """Score `embedder` on the held-out `examples` against a scratch copy of the store."""
@@ -78,6 +118,7 @@ def evaluate(store_path: str | Path, examples: Sequence[Example], config: Memory
         source = open_store(store_path, create=False)  # any backend; the scratch copy is a SQLite file
         try:
             with source.reading() as snapshot:
+                check_scorable(embedder, positive_kinds(snapshot, examples))
                 export_store(snapshot, dump, users=sorted({e.user_id for e in examples}), vectors=True)
         finally:
             source.close()

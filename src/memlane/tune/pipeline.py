@@ -22,7 +22,7 @@ from typing import Callable
 from memlane.config import MemoryConfig
 from memlane.errors import InputError
 from memlane.tune.examples import Example, read_examples, resolve_labels, write_examples, write_text_atomic
-from memlane.tune.gate import GateReport, gate
+from memlane.tune.gate import GateReport, check_gate_inputs, gate
 from memlane.tune.mine import mine
 from memlane.tune.train import TrainReport, train
 
@@ -40,7 +40,8 @@ class RetrainResult:
 
 def synthesize(store_path: str | Path, config: MemoryConfig, users: list[str] | None = None,
                status: Status = lambda _: None) -> list[Example]:
-    """Synthetic examples for `users` (default: every user): by the LLM if one is configured, else by rules."""
+    """Synthetic examples for `users` (default: every user): by the LLM if one is configured, else by
+    rules; for each user's turns and document chunks alike (see `synth.rule_queries`)."""
     from memlane.llm import LLMClient
     from memlane.store import open_store
     from memlane.tune.synth import llm_queries, rule_queries
@@ -133,6 +134,8 @@ def retrain(store_path: str | Path, config: MemoryConfig, out_dir: str | Path, *
         "embedder": config.active_embedder().model, "fine_tune": config.fine_tune.model_dump(exclude={"enabled", "checkpoint_path"}),
     })
     held_out = load_labels(eval_store or store_path, eval_queries)
+    if not (out / "gate.json").exists():
+        check_gate_inputs(eval_store or store_path, held_out, config.active_embedder())
     progress = progress or (lambda _: None)  # type: ignore[assignment]
     stage = on_stage or (lambda _: None)
 

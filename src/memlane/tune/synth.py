@@ -15,6 +15,11 @@ Without one, two documented rules, deterministic for a seed:
    {speaker} say about {a} and {b}?", or, for a turn with a resolved date, "When did {speaker}
    mention {a} and {b}?".
 Rule 1 gives natural paraphrases; rule 2 mostly teaches the model the store's vocabulary.
+
+A user who also has document chunks (`Memory.add_documents`) gets questions for them too, written
+by doc_synth.py's rules or its LLM prompt: of the `limit` examples, the chunks' share is their
+share of the user's turns and chunks (`chunk_share`); turns take what the chunks leave. A store
+of conversations only gets exactly what it got before documents existed.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from memlane.errors import LLMError
 from memlane.records import MemoryRecord
 from memlane.retrieve.query import content_terms
 from memlane.store import Store, scan
+from memlane.tune.doc_synth import chunk_llm_queries, chunk_rule_queries, user_chunks
 from memlane.tune.examples import Example
 
 _SENTENCE = re.compile(r"[^.!?]*\?")
@@ -101,10 +107,28 @@ def keyphrase_query(record: MemoryRecord, document_frequency: Counter, rng: rand
     return f"What did {who} say about {phrase}?"
 
 
+def chunk_share(limit: int, turns: int, chunks: int) -> int:
+    """How many of `limit` examples go to document chunks: round(limit x chunks / (turns + chunks)),
+    0 when the user has no chunks, `limit` when they have no turns."""
+    if chunks == 0:
+        return 0
+    return round(limit * chunks / (turns + chunks))
+
+
 def rule_queries(store: Store, user_id: str, limit: int, seed: int = 42) -> list[Example]:
-    """Up to `limit` LLM-free examples for one user: conversation questions first, then key phrases."""
-    rng = random.Random(f"{seed}:{user_id}")
+    """Up to `limit` LLM-free examples for one user: from their document chunks (their share, see
+    `chunk_share`), and from their turns (conversation questions first, then key phrases)."""
     turns = user_turns(store, user_id)
+    chunks = user_chunks(store, user_id)
+    share = chunk_share(limit, len(turns), len(chunks))
+    from_chunks = chunk_rule_queries(chunks, user_id, share, seed) if share else []
+    return turn_rule_queries(turns, user_id, limit - len(from_chunks), seed) + from_chunks
+
+
+def turn_rule_queries(turns: Sequence[MemoryRecord], user_id: str, limit: int, seed: int = 42) -> list[Example]:
+    """Up to `limit` LLM-free examples from a user's `turns` (in `user_turns` order): conversation
+    questions first, then key phrases."""
+    rng = random.Random(f"{seed}:{user_id}")
     document_frequency: Counter = Counter()
     for record in turns:
         document_frequency.update(set(content_terms(record.text)))
@@ -129,10 +153,14 @@ def rule_queries(store: Store, user_id: str, limit: int, seed: int = 42) -> list
 
 def llm_queries(store: Store, user_id: str, limit: int, llm, seed: int = 42,
                 on_error: Callable[[str], None] = lambda _: None) -> list[Example]:
-    """Up to `limit` examples for one user, the queries written by `llm` (an `LLMClient`)."""
+    """Up to `limit` examples for one user, the queries written by `llm` (an `LLMClient`): for
+    their document chunks (their share, see `chunk_share`) and for their turns."""
     rng = random.Random(f"{seed}:{user_id}")
     turns = [r for r in user_turns(store, user_id) if len(content_terms(r.text)) >= MIN_CONTENT_WORDS]
-    picked = rng.sample(turns, min(limit, len(turns)))
+    chunks = user_chunks(store, user_id)
+    share = chunk_share(limit, len(turns), len(chunks))
+    from_chunks = chunk_llm_queries(chunks, user_id, share, llm, seed, on_error=on_error) if share else []
+    picked = rng.sample(turns, min(limit - len(from_chunks), len(turns)))
     prompts = [[{"role": "user", "content": LLM_PROMPT.format(
         date=f" on {r.session_date[:10]}" if r.session_date else "", speaker=r.speaker or "someone", text=r.text)}]
         for r in picked]
@@ -144,4 +172,4 @@ def llm_queries(store: Store, user_id: str, limit: int, llm, seed: int = 42,
             continue
         examples.append(Example(query=question.strip(), user_id=user_id, positive_ids=[record.id],
                                 positives=[record.embed_text], source="synthetic-llm"))
-    return examples
+    return examples + from_chunks

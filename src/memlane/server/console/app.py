@@ -1,5 +1,5 @@
 """The console's frame: `install_console` mounts it on the server app, with the sign-in routes;
-the pages come from `pages`, `benchmarks` and `jobs`, the plumbing they share from `web`."""
+the pages come from `pages`, `documents`, `benchmarks` and `jobs`, the plumbing they share from `web`."""
 
 from __future__ import annotations
 
@@ -54,11 +54,12 @@ def install_console(app: FastAPI, records: "Store", *, reports_dir: str | Path =
     app.state.console = console
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
-    from memlane.server.console import benchmarks, jobs, pages
+    from memlane.server.console import benchmarks, documents, jobs, pages
 
     router = APIRouter(prefix=PREFIX, route_class=ConsoleRoute, include_in_schema=False)
     _sign_in_routes(router)
     pages.routes(router)
+    documents.routes(router)
     benchmarks.routes(router)
     jobs.routes(router)
 

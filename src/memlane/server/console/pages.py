@@ -52,7 +52,7 @@ def users_of(request: Request, who: Signed) -> list[str]:
 
 def node_types(request: Request) -> list[str]:
     names = [spec.name for spec, _ in memory_of(request).node_versions()]
-    return [NodeType.TURN.value, NodeType.SESSION.value, *names]
+    return [NodeType.TURN.value, NodeType.SESSION.value, NodeType.DOCUMENT.value, NodeType.CHUNK.value, *names]
 
 
 # -- overview ---------------------------------------------------------------------------------------
@@ -188,10 +188,11 @@ def memory_page(request: Request, who: Who, memory_id: str, user: Text = "") -> 
 
 def search(request: Request, who: Who, q: Annotated[str, Query(max_length=10_000)] = "", user: Text = "",
            now: Text = "", as_of: Text = "", node_type: Text = "", category: Text = "", session_id: Text = "",
-           speaker: Text = "", date_from: Text = "", date_to: Text = "",
+           speaker: Text = "", date_from: Text = "", date_to: Text = "", group: Text = "",
            limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Response:
     """A question asked of a user's memories: each hit with why it was found (each strategy's
-    rank and score as bars) and how the question was read (time range, entities, weights)."""
+    rank and score as bars) and how the question was read (time range, entities, weights). With
+    group=document, documents instead, each with its sections that matched."""
     memory = memory_of(request)
     users = users_of(request, who)
     chosen = views.pick_user(who.principal, user.strip() or None, users)
@@ -201,15 +202,17 @@ def search(request: Request, who: Who, q: Annotated[str, Query(max_length=10_000
     if q.strip() and chosen is not None:
         try:
             hits = memory.search(q, user_id=chosen, limit=limit, filters=views.filters_from(fields),
-                                 now=now.strip() or None, explain=True)
+                                 now=now.strip() or None, explain=True, group_by=group.strip() or None)
         except InputError as exc:
             error = str(exc)
     bars = views.strategy_bars(hits)
     rows = [{"hit": h, "bars": b, "notes": views.hit_notes(h)} for h, b in zip(hits, bars, strict=True)]
+    parts = [p for h in hits for p in h.parts]
     return render(request, "search.html", status=422 if error else 200, title="Search", active="search",
                   users=users, user=chosen, q=q, now=now, fields=fields, limit=limit, rows=rows, error=error,
-                  analysis=views.query_analysis(hits), asked=bool(q.strip()), node_types=node_types(request),
-                  categories=views.categories())
+                  analysis=views.query_analysis(parts or hits), asked=bool(q.strip()), node_types=node_types(request),
+                  categories=views.categories(), group=group.strip(), document=views.document_row,
+                  lines=views.line_range)
 
 
 # -- nodes ------------------------------------------------------------------------------------------

@@ -124,6 +124,58 @@ def categories() -> list[str]:
     return [c.value for c in Category]
 
 
+DOCUMENT_CATEGORIES = ("semantic", "procedural")
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """A document as the documents page lists it, from its document-level memory."""
+
+    path: str
+    title: str
+    chunks: int
+    date: str  # the date the document gives, else the day it was added
+    category: str
+    format: str
+
+
+def document_row(record: MemoryRecord) -> DocumentRow:
+    meta = record.metadata
+    return DocumentRow(path=str(meta.get("source") or record.session_id or record.id),
+                       title=str(meta.get("title") or meta.get("source") or ""), chunks=int(meta.get("chunks") or 0),
+                       date=(record.session_date or record.recorded_at or "")[:10], category=record.category.value,
+                       format=str(meta.get("format") or ""))
+
+
+def line_range(record: MemoryRecord) -> str:
+    """A chunk's lines in its document: 'lines 3–7', 'line 4', or '' when unknown."""
+    lines = record.metadata.get("lines")
+    if not isinstance(lines, list) or len(lines) != 2:
+        return ""
+    first, last = lines
+    return f"line {first}" if first == last else f"lines {first}–{last}"
+
+
+@dataclass(frozen=True)
+class DocumentSection:
+    """Consecutive chunks of a document under one heading path ('' before the first heading)."""
+
+    section: str
+    chunks: list[MemoryRecord]
+
+
+def document_sections(chunks: Iterable[MemoryRecord]) -> list[DocumentSection]:
+    """A document's chunks in reading order (their position), grouped by consecutive section."""
+    out: list[DocumentSection] = []
+    for chunk in sorted(chunks, key=lambda r: (r.turn_index is None, r.turn_index or 0)):
+        section = str(chunk.metadata.get("section") or "")
+        if out and out[-1].section == section:
+            out[-1].chunks.append(chunk)
+        else:
+            out.append(DocumentSection(section, [chunk]))
+    return out
+
+
 def human_bytes(count: int) -> str:
     """1536 -> '1.5 KiB'."""
     size = float(count)

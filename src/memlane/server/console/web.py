@@ -42,7 +42,8 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-NAV = (("overview", "Overview"), ("memories", "Memories"), ("search", "Search"), ("nodes", "Nodes"),
+NAV = (("overview", "Overview"), ("memories", "Memories"), ("documents", "Documents"), ("search", "Search"),
+       ("nodes", "Nodes"),
        ("benchmarks", "Benchmarks"), ("jobs", "Jobs"))
 ACTIVITY = 200  # console actions kept in memory for the overview
 

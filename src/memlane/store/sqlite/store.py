@@ -27,7 +27,7 @@ from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dic
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import UserView, ViewReads, view_row
+from memlane.store.view import UserView, ViewReads, postings_of, view_row
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
@@ -320,7 +320,7 @@ class SQLiteStore(SQLStatements, ViewReads):
                 texts.setdefault(record.user_id, []).append(record.text)
                 indexed.setdefault(record.user_id, []).append((rowid, record.embed_text))
             if not amended:  # amended facts change flags the views hold: those are read again
-                self._follow_insert(before, index, rows, texts, new_users)
+                self._follow_insert(before, index, rows, texts, new_users, indexed)
             self._follow_lexicons(before, indexed)  # amended records keep their text
 
     def _forget_users(self, users: set[str], before: int, *, current: bool) -> None:
@@ -336,7 +336,8 @@ class SQLiteStore(SQLStatements, ViewReads):
                     cached.generation = before + 1
 
     def _follow_insert(self, before: int, index: IndexInfo, rows: dict[str, list[tuple]],
-                       texts: dict[str, list[str]], new_users: set[str]) -> None:
+                       texts: dict[str, list[str]], new_users: set[str],
+                       indexed: dict[str, list[tuple[int, str]]]) -> None:
         """Bring the cached views up to date with an insert-only write instead of dropping them, so
         the next search needs no re-read: the new rows (vectors in hand) join their user's view
         (as a pending part, merged on next use), a user's first memories start one, and other
@@ -353,6 +354,12 @@ class SQLiteStore(SQLStatements, ViewReads):
                     part.folded_texts = [text.casefold() for text in texts[user_id]]
                 if view.lengths is not None:
                     part.lengths = self._read_lengths(user_id, part.rowids)
+                if view.postings:  # the terms searched so far follow too: no re-read of each after a write
+                    known = {t: self._term_tokens[t] for t in list(view.postings) if t in self._term_tokens}
+                    try:
+                        part.postings = postings_of(self._index_tokens(indexed[user_id]), known)
+                    except sqlite3.Error:  # the write is committed; these terms are read again when next searched
+                        part.postings = {}
                 view.pending.append(part)
             view.generation = after
         for user_id in new_users - set(self._views):
@@ -691,6 +698,19 @@ class SQLiteStore(SQLStatements, ViewReads):
                     self._term_tokens.clear()
                 self._term_tokens[term] = tokens
             return tokens
+
+    def _index_tokens(self, rows: Sequence[tuple[int, str]]) -> list[list[str]]:
+        """The tokens of each (rowid, indexed text), in order, as the term index holds them."""
+        out: list[list[str]] = [[] for _ in rows]
+        with self._lock:
+            try:
+                self._conn.executemany("INSERT OR REPLACE INTO temp.query_text (rowid, text) VALUES (?, ?)",
+                                       ((i, text) for i, (_, text) in enumerate(rows, 1)))
+                for doc, term in self._conn.execute("SELECT doc, term FROM temp.query_terms ORDER BY doc, offset"):
+                    out[doc - 1].append(term)
+            finally:
+                self._conn.execute("DELETE FROM temp.query_text")
+        return out
 
     def _lengths(self, user_id: str, view: "UserView") -> np.ndarray:
         """Each view row's indexed text length in tokens, as FTS5 counted it; read on first need."""
