@@ -797,8 +797,12 @@ class Memory:
                 groups.setdefault(hit.record.session_id, []).append(hit)
         scores = document_scores({key: [h.score for h in group] for key, group in groups.items()})
         top = sorted(scores, key=lambda key: -scores[key])[:limit]
-        documents = {r.session_id: r for r in scan(self._store, user_id, Filter(
-            session_id=tuple(top), node_type=(NodeType.DOCUMENT.value,)))} if top else {}
+        # Each chunk names its document memory: fetched by id, not by scanning for the session.
+        wanted = {key: next((h.record.metadata.get("document_id") for h in groups[key]
+                             if h.record.metadata.get("document_id")), None) for key in top}
+        documents = {r.session_id: r for r in self._store.get_many(user_id, [i for i in wanted.values() if i])}
+        documents.update({key: h.record for key in top for h in groups[key]
+                          if h.record.node_type == NodeType.DOCUMENT.value})
         out = []
         for key in top:
             parts = [h for h in groups[key] if h.record.node_type != NodeType.DOCUMENT.value]

@@ -170,15 +170,26 @@ def _spans(text: str, max_chars: int, levels: tuple[_CutLevel, ...],
     if keep_indent:
         start = text.rfind("\n", 0, start) + 1
     while start < text_end:
-        if text_end - start <= max_chars:
-            spans.append((start, len(text)))
+        content = _skip_space(text, start)
+        # Keep the line's indentation when the piece still fits with it; drop it rather than cut a token.
+        end = None
+        for first in dict.fromkeys((start, content)):
+            if text_end - first <= max_chars:
+                break
+            limit = first + max_chars
+            end = next((found for found in (_last_cut(offsets, content, limit) for offsets in cuts) if found), None)
+            if end is None:
+                space = max(text.rfind(" ", content + 1, limit + 1), text.rfind("\n", content + 1, limit + 1),
+                            text.rfind("\t", content + 1, limit + 1))
+                end = space if space > content else None
+            if end is not None:
+                break
+        else:
+            first, end = content, content + max_chars  # one token longer than a piece: cut at the limit
+        if end is None:  # the rest fits
+            spans.append((first, len(text)))
             break
-        limit = start + max_chars
-        end = next((found for found in (_last_cut(offsets, start, limit) for offsets in cuts) if found), None)
-        if end is None:
-            space = max(text.rfind(" ", start + 1, limit + 1), text.rfind("\n", start + 1, limit + 1),
-                        text.rfind("\t", start + 1, limit + 1))
-            end = space if space > start else limit
+        start = first
         spans.append((start, end))
         start = _skip_space(text, end)
         if keep_indent and text[end - 1] == "\n":

@@ -128,10 +128,11 @@ def min_max(values: Sequence[float]) -> np.ndarray:
     return (array - low) / (high - low)
 
 
-def document_scores(found: Mapping[str, Sequence[float]], share: float = 0.25, depth: int = 3) -> dict[str, float]:
+def document_scores(found: Mapping[str, Sequence[float]], share: float = 0.0, depth: int = 3) -> dict[str, float]:
     """Each document's score from the scores of its memories a search found: the best, plus
-    `share` of each of the next `depth - 1` (s1 + share * (s2 + ... + s_depth)). The best chunk
-    decides; a document that answers in several places edges out one with a single lucky match."""
+    `share` of each of the next `depth - 1` (s1 + share * (s2 + ... + s_depth)). By default the
+    best chunk alone decides: on the PEP dev questions a share of 0.25 or 0.5 lost 4 of 80 first
+    places (R@1 0.76 -> 0.71), as long documents collect many middling matches."""
     out = {}
     for key, scores in found.items():
         ranked = sorted(scores, reverse=True)

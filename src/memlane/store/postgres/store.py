@@ -51,7 +51,7 @@ from memlane.store.postgres.vectors import (
 from memlane.store.sql import filter_sql
 from memlane.store.tokens import query_tokens, tokenize_many
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import UserView, ViewReads
+from memlane.store.view import UserView, ViewReads, node_type_mask
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
@@ -536,7 +536,7 @@ class PostgresStore(SQLStatements, ViewReads):
         if filters.is_empty:
             return None
         if filters.restricted == ("node_type",):
-            return np.isin(view.node_types, list(filters.node_type))
+            return node_type_mask(view, filters.node_type)
         clause, params = filter_sql(filters, postgres=True)
         rows = self._query(f"SELECT m.seq FROM memories m WHERE m.user_id = %s AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))

@@ -27,7 +27,7 @@ from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dic
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import UserView, ViewReads, postings_of, view_row
+from memlane.store.view import UserView, ViewReads, node_type_mask, postings_of, view_row
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
@@ -604,7 +604,7 @@ class SQLiteStore(SQLStatements, ViewReads):
         if filters.is_empty:
             return None
         if filters.restricted == ("node_type",):  # the common case, answered from the view
-            return np.isin(view.node_types, list(filters.node_type))
+            return node_type_mask(view, filters.node_type)
         clause, params = filter_sql(filters)
         rows = self._query(f"SELECT m.rowid FROM memories m WHERE m.user_id = ? AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
