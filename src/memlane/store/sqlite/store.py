@@ -623,9 +623,11 @@ class SQLiteStore(SQLStatements, ViewReads):
             if not tokens:
                 found = (np.zeros(0, np.int64), np.zeros(0, np.int64))
             elif len(tokens) == 1:
-                rows = self._query(f"SELECT doc FROM {terms} WHERE term = ?{where}", (tokens[0], *bounds))
-                found = view.rows_of(*np.unique(np.fromiter((r[0] for r in rows), np.int64, len(rows)),
-                                                       return_counts=True))
+                # Counted by SQLite: one row per memory, not one per occurrence, crosses into Python.
+                rows = self._query(f"SELECT doc, count(*) FROM {terms} WHERE term = ?{where} GROUP BY doc ORDER BY doc",
+                                   (tokens[0], *bounds))
+                table = np.array(rows, dtype=np.int64).reshape(-1, 2)
+                found = view.rows_of(table[:, 0], table[:, 1])
             else:  # a phrase: its tokens at consecutive offsets of one memory
                 starts: set[tuple[int, int]] | None = None
                 for shift, token in enumerate(tokens):
