@@ -685,12 +685,19 @@ def chunk_llm_queries(chunks: Sequence[MemoryRecord], user_id: str, limit: int, 
         title=r.metadata.get("title") or document_of(r),
         section=f', section "{r.metadata["section"]}"' if r.metadata.get("section") else "", text=r.text)}]
         for r in picked]
+    return llm_examples(picked, llm.map(prompts, json_output=True), user_id, "synthetic-llm:chunk", on_error)
+
+
+def llm_examples(records: Sequence[MemoryRecord], answers: Iterable, user_id: str, source: str,
+                 on_error: Callable[[str], None]) -> list[Example]:
+    """One example per record whose LLM answer is a JSON object with a non-empty "question";
+    each other answer (an LLMError, or no question) is reported through `on_error` and skipped."""
     examples = []
-    for record, answer in zip(picked, llm.map(prompts, json_output=True)):
+    for record, answer in zip(records, answers):
         question = answer.get("question") if isinstance(answer, dict) else None
         if isinstance(answer, LLMError) or not isinstance(question, str) or not question.strip():
             on_error(f"memory {record.id}: {answer if isinstance(answer, LLMError) else 'no question in the answer'}")
             continue
         examples.append(Example(query=question.strip(), user_id=user_id, positive_ids=[record.id],
-                                positives=[record.embed_text], source="synthetic-llm:chunk"))
+                                positives=[record.embed_text], source=source))
     return examples

@@ -29,11 +29,10 @@ import re
 from collections import Counter
 from typing import Callable, Sequence
 
-from memlane.errors import LLMError
 from memlane.records import MemoryRecord
 from memlane.retrieve.query import content_terms
 from memlane.store import Store, scan
-from memlane.tune.doc_synth import chunk_llm_queries, chunk_rule_queries, user_chunks
+from memlane.tune.doc_synth import chunk_llm_queries, chunk_rule_queries, llm_examples, user_chunks
 from memlane.tune.examples import Example
 
 _SENTENCE = re.compile(r"[^.!?]*\?")
@@ -164,12 +163,4 @@ def llm_queries(store: Store, user_id: str, limit: int, llm, seed: int = 42,
     prompts = [[{"role": "user", "content": LLM_PROMPT.format(
         date=f" on {r.session_date[:10]}" if r.session_date else "", speaker=r.speaker or "someone", text=r.text)}]
         for r in picked]
-    examples = []
-    for record, answer in zip(picked, llm.map(prompts, json_output=True)):
-        question = answer.get("question") if isinstance(answer, dict) else None
-        if isinstance(answer, LLMError) or not isinstance(question, str) or not question.strip():
-            on_error(f"memory {record.id}: {answer if isinstance(answer, LLMError) else 'no question in the answer'}")
-            continue
-        examples.append(Example(query=question.strip(), user_id=user_id, positive_ids=[record.id],
-                                positives=[record.embed_text], source="synthetic-llm"))
-    return examples + from_chunks
+    return llm_examples(picked, llm.map(prompts, json_output=True), user_id, "synthetic-llm", on_error) + from_chunks
