@@ -286,9 +286,9 @@ class Memory:
         if not isinstance(category, (str, Category)):
             raise InputError(f"category must be a string, got {describe(category)}", field="category",
                              fix="pass 'semantic' (knowledge) or 'procedural' (how to do things)")
-        self._ensure_index()
         if root is not None:
             check_text(root, field="root", max_chars=_MAX_ID_CHARS)
+        self._ensure_index()
         return add_documents(self._store, self._embedder, self.config, paths, user_id=user_id,
                              category=Category.parse(category), recorded_at=_now_iso(), root=root,
                              on_progress=on_progress)
@@ -305,7 +305,7 @@ class Memory:
         extension gives the format) and adding the same path again replaces it, re-embedding only
         the chunks that changed."""
         from memlane.documents.build import build_document
-        from memlane.documents.ingest import sync_files
+        from memlane.documents.ingest import sync_built
         from memlane.documents.model import SkippedFile, SourceFile
 
         _require_user(user_id)
@@ -319,13 +319,13 @@ class Memory:
                              "are accepted", field="content", fix="split it, or raise documents.max_file_bytes")
         root = f"document:{path}"
         file = SourceFile(root, path, bytes(data))
-        problem = build_document(file, self.config.documents.chunk_chars)
-        if isinstance(problem, SkippedFile):  # refused before anything is written
-            raise InputError(f"{path}: {problem.reason}", field="content",
+        built = build_document(file, self.config.documents.chunk_chars)
+        if isinstance(built, SkippedFile):  # refused before anything is written
+            raise InputError(f"{path}: {built.reason}", field="content",
                              fix="pass UTF-8 text of a Markdown (.md), reStructuredText (.rst), text (.txt) or "
                                  "HTML (.html) document, named with its extension")
         self._ensure_index()
-        return sync_files(self._store, self._embedder, self.config, [file], {root}, user_id=user_id,
+        return sync_built(self._store, self._embedder, self.config, [built], {root}, user_id=user_id,
                           category=Category.parse(category), recorded_at=_now_iso())
 
     def _ingest(
@@ -797,12 +797,11 @@ class Memory:
                 groups.setdefault(hit.record.session_id, []).append(hit)
         scores = document_scores({key: [h.score for h in group] for key, group in groups.items()})
         top = sorted(scores, key=lambda key: -scores[key])[:limit]
-        # Each chunk names its document memory: fetched by id, not by scanning for the session.
-        wanted = {key: next((h.record.metadata.get("document_id") for h in groups[key]
-                             if h.record.metadata.get("document_id")), None) for key in top}
-        documents = {r.session_id: r for r in self._store.get_many(user_id, [i for i in wanted.values() if i])}
-        documents.update({key: h.record for key in top for h in groups[key]
-                          if h.record.node_type == NodeType.DOCUMENT.value})
+        documents = {key: h.record for key in top for h in groups[key] if h.record.node_type == NodeType.DOCUMENT.value}
+        # The others by the id their chunks name, not by scanning for the session.
+        missing = {h.record.metadata["document_id"] for key in top if key not in documents for h in groups[key]
+                   if h.record.metadata.get("document_id")}
+        documents.update((r.session_id, r) for r in self._store.get_many(user_id, sorted(missing)))
         out = []
         for key in top:
             parts = [h for h in groups[key] if h.record.node_type != NodeType.DOCUMENT.value]

@@ -50,7 +50,17 @@ def sync_files(store: Store, embedder: Embedder, config: MemoryConfig, files: Se
     for file in files:
         result = build_document(file, config.documents.chunk_chars)
         (skipped if isinstance(result, SkippedFile) else built).append(result)
-    report = DocumentReport(documents=len(built), chunks=sum(len(d.chunks) for d in built), skipped=skipped)
+    return sync_built(store, embedder, config, built, roots, skipped=skipped, user_id=user_id, category=category,
+                      recorded_at=recorded_at, on_progress=on_progress, started=started)
+
+
+def sync_built(store: Store, embedder: Embedder, config: MemoryConfig, built: Sequence[BuiltDocument],
+               roots: set[str], *, skipped: Sequence[SkippedFile] = (), user_id: str, category: Category,
+               recorded_at: str, on_progress: Progress | None = None, started: float | None = None) -> DocumentReport:
+    """`sync_files` for documents already built (`build_document`); `started` is when the call
+    began, for the report's time (default: now)."""
+    started = time.perf_counter() if started is None else started
+    report = DocumentReport(documents=len(built), chunks=sum(len(d.chunks) for d in built), skipped=list(skipped))
 
     known = {r.metadata.get("content_hash") for r in _stored(store, user_id)}
     todo = {h: t for doc in built for h, t in zip(doc.hashes, doc.texts) if h not in known}
