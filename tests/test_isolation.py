@@ -2,7 +2,19 @@
 
 import pytest
 
-from memlane import NotFoundError
+from memlane import Memory, NotFoundError
+from memlane.embed import HashEmbedder
+
+
+@pytest.fixture(params=["exact", "approximate"])
+def memory(request, tmp_path, config):
+    """Every test here runs twice: users scanned exactly, and every user's dense candidates drawn
+    from their own approximate index (the threshold forced to one memory)."""
+    if request.param == "approximate":
+        config.store.dense_exact_below = 1
+    m = Memory(tmp_path / "store.db", config, embedder=HashEmbedder(dims=256))
+    yield m
+    m.close()
 
 ANA = [
     {"role": "user", "content": "My secret project is called Bluebird and my email is ana@example.com."},

@@ -180,6 +180,12 @@ class StoreConfig(_Strict):
         description="The store: a SQLite file path (`~` expanded), sqlite:///path, or postgresql://... The "
         "CLI's --store and $MEMLANE_STORE override it.",
     )
+    dense_exact_below: int = Field(
+        50_000, ge=1,
+        description="A user with fewer memories is searched by an exact scan of their vectors; from this many on, "
+        "dense candidates come from an approximate index (usearch on SQLite, pgvector's HNSW on PostgreSQL) "
+        "and are re-scored exactly. See benchmarks/results/scale.md for how it was chosen.",
+    )
 
 
 class LimitsConfig(_Strict):

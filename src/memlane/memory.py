@@ -148,7 +148,7 @@ class Memory:
             self._embedder, rescorer = embedder, None
         else:
             self._embedder, rescorer = make_embedders(self.config.active_embedder())
-        self._store = open_store(self.path, create=create)
+        self._store = open_store(self.path, create=create, dense_exact_below=self.config.store.dense_exact_below)
         try:
             self._check_model()
         except Exception:

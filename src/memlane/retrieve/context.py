@@ -10,7 +10,7 @@ import numpy as np
 
 from memlane.filters import Filter
 from memlane.store import Store
-from memlane.store.view import UserView, top_k
+from memlane.store.view import NEAREST_AT_LEAST, UserView, own_vectors, top_k
 
 
 def context_matrix(view: UserView, neighbour_weight: float) -> np.ndarray:
@@ -24,6 +24,21 @@ def context_matrix(view: UserView, neighbour_weight: float) -> np.ndarray:
         norms = np.linalg.norm(summed, axis=1, keepdims=True)
         cached = view.derived[key] = summed / np.where(norms > 0, norms, 1.0)
     return cached
+
+
+def context_scores(view: UserView, rows: np.ndarray, neighbour_weight: float, query: np.ndarray) -> np.ndarray:
+    """The cosine of `rows`' context vectors (see `context_matrix`) to the query, computed for
+    those rows only: what a large user's search needs instead of the whole matrix."""
+    before, after = view.previous[rows], view.following[rows]
+    needed = np.unique(np.concatenate([rows, before[before >= 0], after[after >= 0]]))
+    vectors = np.vstack([own_vectors(view, needed), np.zeros((1, view.dims), np.float32)])
+    at = np.searchsorted(needed, rows)
+    def linked(links: np.ndarray) -> np.ndarray:  # -1 (no neighbour) reads the zero row
+        return vectors[np.where(links >= 0, np.searchsorted(needed, links), len(needed))]
+
+    summed = vectors[at] + neighbour_weight * (linked(before) + linked(after))
+    norms = np.linalg.norm(summed, axis=1)
+    return (summed @ query) / np.where(norms > 0, norms, 1.0)
 
 
 class UserContext:
@@ -40,8 +55,18 @@ class UserContext:
         view = self.view
         if not view.ids or k <= 0:
             return []
-        scores = context_matrix(view, neighbour_weight) @ np.asarray(query, dtype=np.float32)
+        query = np.asarray(query, dtype=np.float32)
         mask = self.store.filter_mask(self.user_id, filters)
+        drawn = self.store.nearest_rows(self.user_id, query, max(4 * k, NEAREST_AT_LEAST))
+        if drawn is not None:  # a large user: the nearest turns and their neighbours, not every turn
+            pool = np.unique(np.concatenate([drawn, view.previous[drawn], view.following[drawn]]))
+            pool = pool[pool >= 0]
+            if mask is not None:
+                pool = pool[mask[pool]]
+            scores = context_scores(view, pool, neighbour_weight, query)
+            top = np.argsort(-scores, kind="stable")[:k]
+            return [(view.ids[pool[i]], float(scores[i])) for i in top]
+        scores = context_matrix(view, neighbour_weight) @ query
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
         return top_k(scores, view.ids, k)

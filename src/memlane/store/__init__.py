@@ -20,18 +20,24 @@ STORE_SCHEMES = ("a file path", "sqlite:///path", "postgresql://user@host/databa
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
-def open_store(location: "str | Path | MemoryConfig | StoreConfig", *, create: bool = True) -> Store:
+def open_store(location: "str | Path | MemoryConfig | StoreConfig", *, create: bool = True,
+               dense_exact_below: int | None = None) -> Store:
     """Open the store at `location` (a store URL, or a config whose `store.url` names one): the
     one place a backend is chosen.
 
     A plain path (or `sqlite:///path`, `:memory:`) is a SQLite file; `create=False` makes a
     missing one an error. A `postgresql://` (or `postgres://`) URL is a PostgreSQL database with
     pgvector, the store in the first schema of its search_path; `create=False` makes a database
-    without a store an error. Any other scheme is refused with the valid ones named."""
+    without a store an error. Any other scheme is refused with the valid ones named.
+    `dense_exact_below` (else a config's `store.dense_exact_below`, else the default) is the
+    user size from which dense candidates come from an approximate index."""
     from memlane.errors import ConfigError
 
     store_config = getattr(location, "store", location)  # a MemoryConfig holds a StoreConfig
     text = str(getattr(store_config, "url", location))
+    if dense_exact_below is None:
+        dense_exact_below = getattr(store_config, "dense_exact_below", None)
+    tuning = {} if dense_exact_below is None else {"dense_exact_below": dense_exact_below}
     if "://" in text:
         scheme, _, rest = text.partition("://")
         if scheme.lower() in POSTGRES_SCHEMES:
@@ -41,7 +47,7 @@ def open_store(location: "str | Path | MemoryConfig | StoreConfig", *, create: b
                 if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool"):
                     raise  # memlane's own code failed to import: not a missing extra
                 raise ConfigError("a PostgreSQL store needs psycopg: pip install 'memlane[postgres]'") from None
-            return PostgresStore(text, create=create)
+            return PostgresStore(text, create=create, **tuning)
         if scheme.lower() != "sqlite":
             raise ConfigError(f"unknown store scheme '{scheme}://' in {text!r}; a store is "
                               + " or ".join(STORE_SCHEMES))
@@ -50,7 +56,7 @@ def open_store(location: "str | Path | MemoryConfig | StoreConfig", *, create: b
         raise ConfigError(f"store location {str(location)!r} names no file; a store is " + " or ".join(STORE_SCHEMES))
     from memlane.store.sqlite import SQLiteStore
 
-    return SQLiteStore(text, create=create)
+    return SQLiteStore(text, create=create, **tuning)
 
 
 def backend_name(location: "str | Path | None") -> str:

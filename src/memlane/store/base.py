@@ -139,6 +139,11 @@ class Store(Protocol):
     def filter_mask(self, user_id: str, filters: "Filter | None") -> np.ndarray | None:
         """Which `search_view` rows `filters` lets through; None when it restricts nothing."""
 
+    def nearest_rows(self, user_id: str, query: np.ndarray, count: int) -> np.ndarray | None:
+        """Rows of `search_view` whose vectors are among the `count` nearest to `query` in an
+        approximate index (unscored, unfiltered), or None where the user is small enough to be
+        scanned exactly. Callers score the rows themselves, exactly."""
+
 
 # What a backend may offer beyond `Store`, each a protocol below; a store lists its own in
 # `capabilities`, and callers ask with `require` before relying on one.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -124,7 +124,15 @@ class UserView:
     postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term: (rows, counts)
     pending: list["UserView"] = field(default_factory=list)  # written since, merged on next use
     derived: dict = field(default_factory=dict)  # arrays computed from this view by its readers, kept with it
+    # A large user's view holds no vectors (`matrix` and `passages` are empty): they are read from
+    # the store when needed, `fetch` for given row numbers (each row's vectors as written, None
+    # where gone), `stream` for all of them in row order, page by page. See `LeanVectors`.
+    vectors_from: "LeanVectors | None" = None
     _last_scores: tuple[np.ndarray, np.ndarray] | None = None  # (query, scores)
+
+    @property
+    def dims(self) -> int:
+        return self.matrix.shape[1]
 
     @classmethod
     def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
@@ -135,7 +143,9 @@ class UserView:
         session_ids = [r[4] for r in rows]
         turn_index = [r[5] for r in rows]
         previous, following = session_links(node_types, session_ids, turn_index)
-        matrix = own_rows([r[6] for r in rows], dims)
+        if rows and rows[0][6] is None:  # a lean view: vectors stay in the store
+            rows = [(*r[:6], b"", *r[7:]) for r in rows]
+        matrix = own_rows([r[6] for r in rows if r[6]], dims)
         width = dims * 4
         extra = [(i, r[6][width:]) for i, r in enumerate(rows) if len(r[6]) > width]
         passages = (np.frombuffer(b"".join(b for _, b in extra), dtype=np.float32).reshape(-1, dims)
@@ -162,6 +172,7 @@ class UserView:
         """This view with its pending parts (memories written since, larger rowids) joined in, in
         one pass however many writes there were."""
         parts = [self, *self.pending]
+        lean = self.vectors_from is not None  # written parts bring vectors; a lean view leaves them in the store
         offsets = np.cumsum([0] + [len(p.ids) for p in parts])
         passage_offsets = np.cumsum([0] + [len(p.passages) for p in parts])
         ids = [mid for p in parts for mid in p.ids]
@@ -177,18 +188,24 @@ class UserView:
             speakers=[sp for p in parts for sp in p.speakers],
             speaker_names=set().union(*(p.speaker_names for p in parts)),
             session_ids=session_ids, turn_index=turn_index,
-            matrix=np.vstack([p.matrix for p in parts]),
+            matrix=self.matrix if lean else np.vstack([p.matrix for p in parts]),
             previous=previous, following=following,
             superseded=np.concatenate([p.superseded for p in parts]),
             dated=np.concatenate([p.dated for p in parts]),
-            passages=np.vstack([p.passages for p in parts]),
-            passage_starts=np.concatenate([p.passage_starts + o for p, o in zip(parts, passage_offsets)]),
-            passage_owners=np.concatenate([p.passage_owners + o for p, o in zip(parts, offsets)]),
+            passages=self.passages if lean else np.vstack([p.passages for p in parts]),
+            passage_starts=(self.passage_starts if lean else
+                            np.concatenate([p.passage_starts + o for p, o in zip(parts, passage_offsets)])),
+            passage_owners=(self.passage_owners if lean else
+                            np.concatenate([p.passage_owners + o for p, o in zip(parts, offsets)])),
+            vectors_from=self.vectors_from,
             folded_texts=([t for p in parts for t in p.folded_texts]
                           if all(p.folded_texts is not None for p in parts) else None),
             lengths=(np.concatenate([p.lengths for p in parts])
                      if all(p.lengths is not None for p in parts) else None),
             postings=merged_postings(self.postings, [p.postings for p in self.pending], offsets[1:-1]),
+            # what was read from the store stays the same rows, more appended: an approximate index
+            # that matched this view takes only the new rows (see `memlane.store.nearest.lineage`)
+            derived={"lineage": self.derived["lineage"]} if "lineage" in self.derived else {},
         )
 
     def rows_of(self, rowids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -209,6 +226,15 @@ class UserView:
         last = self._last_scores
         if last is not None and np.array_equal(last[0], query):
             return last[1]
+        if self.vectors_from is not None:  # every vector read from the store, page by page
+            scores = np.full(len(self.ids), -np.inf, dtype=np.float32)
+            for rowids, blobs in self.vectors_from.stream():
+                rows, _ = self.rows_of(rowids, rowids)
+                known = np.isin(rowids, self.rowids[rows])
+                scores[rows] = blob_scores([b for b, k in zip(blobs, known) if k], self.dims, query)
+            scores.flags.writeable = False
+            self._last_scores = (query.copy(), scores)
+            return scores
         scores = self.matrix @ query
         if len(self.passage_owners):
             best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
@@ -218,10 +244,84 @@ class UserView:
         return scores
 
 
+class LeanVectors:
+    """Where a lean view's vectors are read from: the backend's reads of one vector index."""
+
+    def __init__(self, fetch: Callable[[np.ndarray], list[bytes | None]],
+                 stream: Callable[[], Iterator[tuple[np.ndarray, list[bytes]]]]) -> None:
+        self.fetch = fetch  # rowids -> each row's BLOB (own vector, then passages'), None where gone
+        self.stream = stream  # -> pages of (rowids ascending, BLOBs) covering the user
+
+
+def blob_scores(blobs: Sequence[bytes | None], dims: int, query: np.ndarray) -> np.ndarray:
+    """Each BLOB's best cosine to the query over its vectors (own and passages'); -inf for None."""
+    present = [b for b in blobs if b]
+    scores = np.full(len(blobs), -np.inf, dtype=np.float32)
+    if not present:
+        return scores
+    vectors = np.frombuffer(b"".join(present), dtype=np.float32).reshape(-1, dims)
+    counts = np.array([len(b) // (4 * dims) for b in present])
+    best = np.maximum.reduceat(vectors @ query, np.concatenate([[0], np.cumsum(counts)[:-1]]))
+    scores[[i for i, b in enumerate(blobs) if b]] = best
+    return scores
+
+
+def own_vectors(view: UserView, rows: np.ndarray) -> np.ndarray:
+    """The own vectors of the view's `rows` (zeros for a memory gone from the store since)."""
+    if view.vectors_from is None:
+        return view.matrix[rows]
+    out = np.zeros((len(rows), view.dims), dtype=np.float32)
+    width = 4 * view.dims
+    for i, blob in enumerate(view.vectors_from.fetch(view.rowids[rows])):
+        if blob:
+            out[i] = np.frombuffer(blob[:width], dtype=np.float32)
+    return out
+
+
+def scores_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """The cosine of each of the view's `rows` to `query` as `UserView.scores` gives it: the
+    better of the memory's own vector and its best passage. Costs the rows, not the view."""
+    if view.vectors_from is not None:
+        return blob_scores(view.vectors_from.fetch(view.rowids[rows]), view.dims, query)
+    scores = view.matrix[rows] @ query
+    owners = view.passage_owners
+    if len(owners) and len(rows):
+        ends = np.append(view.passage_starts[1:], len(view.passages))
+        at = np.minimum(np.searchsorted(owners, rows), len(owners) - 1)
+        for i in np.flatnonzero(owners[at] == rows):
+            start, end = view.passage_starts[at[i]], ends[at[i]]
+            scores[i] = max(scores[i], float((view.passages[start:end] @ query).max()))
+    return scores
+
+
+# Below this many memories a user's dense candidates come from an exact scan of the view; from it
+# on, from the backend's approximate index, re-scored exactly (measured: benchmarks/results/scale.md).
+DENSE_EXACT_BELOW = 50_000
+NEAREST_AT_LEAST = 100  # vectors an approximate index is asked for, at least (4 per candidate wanted)
+
+
+def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
+                mask: np.ndarray | None) -> list[tuple[str, float]] | None:
+    """The top k of some view rows (as an approximate index drew them) that `mask` lets
+    through, scored exactly; None where fewer than k (or all allowed) remain, so the caller
+    scans exactly instead: a narrow filter is never answered with a short list."""
+    rows = np.unique(rows)
+    if mask is not None:
+        rows = rows[mask[rows]]
+    wanted = min(k, len(view.ids) if mask is None else int(np.count_nonzero(mask)))
+    if len(rows) < wanted:
+        return None
+    scores = scores_of_rows(view, rows, query)
+    top = np.argsort(-scores, kind="stable")[:k]
+    return [(view.ids[rows[i]], float(scores[i])) for i in top]
+
+
 class ViewReads:
     """The candidate sources and reads every backend answers from a user's view, written once:
     dense, BM25, document frequencies, verbatim matches, vectors, and the view itself for the
-    retrieval layer (`memlane.retrieve.context`). A backend gives `_view(user_id)` (the user's
+    retrieval layer (`memlane.retrieve.context`). A backend sets `dense_exact_below` and gives
+    `_nearest_rows(user_id, view, query, count)` (rows from its approximate index, None when it
+    has none), `_view(user_id)` (the user's
     `UserView`), `_folded_texts(user_id, view)` (their texts, case-folded, in view order),
     `_allowed_mask(user_id, view, filters)` (None: all allowed), and for BM25
     `_postings(user_id, view, term)` (view rows holding the term, and how often) and
@@ -247,11 +347,29 @@ class ViewReads:
         view = self._view(user_id)
         if len(view.ids) == 0 or k <= 0:
             return []
-        scores = view.scores(np.asarray(query, dtype=np.float32))
+        query = np.asarray(query, dtype=np.float32)
         mask = self._allowed_mask(user_id, view, filters)
+        drawn = self.nearest_rows(user_id, query, max(4 * k, NEAREST_AT_LEAST))
+        if drawn is not None:
+            found = top_of_rows(view, drawn, query, k, mask)
+            if found is not None:
+                return found
+            if mask is not None:  # a narrow filter: its rows scored exactly, not the whole view
+                allowed = np.flatnonzero(mask)
+                scores = scores_of_rows(view, allowed, query)
+                top = np.argsort(-scores, kind="stable")[:k]
+                return [(view.ids[allowed[i]], float(scores[i])) for i in top]
+        scores = view.scores(query)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
         return top_k(scores, view.ids, k)
+
+    def nearest_rows(self, user_id: str, query: np.ndarray, count: int) -> np.ndarray | None:
+        """Rows drawn from the backend's approximate index (`_nearest_rows`), None: scan exactly."""
+        view = self._view(user_id)
+        if count <= 0 or (view.vectors_from is None and len(view.ids) < self.dense_exact_below):
+            return None
+        return self._nearest_rows(user_id, view, np.asarray(query, dtype=np.float32), count)
 
     def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
                            filters: Filter | None) -> list[tuple[str, float]]:
@@ -323,4 +441,4 @@ class ViewReads:
         missing = [i for i in ids if i not in view.position]
         if missing:
             raise StoreError(f"no vector for memories {missing[:3]} of user {user_id}")
-        return view.matrix[[view.position[i] for i in ids]] if ids else np.zeros((0, view.matrix.shape[1]), np.float32)
+        return own_vectors(view, np.array([view.position[i] for i in ids], dtype=np.int64))

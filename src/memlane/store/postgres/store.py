@@ -51,36 +51,16 @@ from memlane.store.postgres.vectors import (
 from memlane.store.sql import filter_sql
 from memlane.store.tokens import query_tokens, tokenize_many
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import UserView, ViewReads, node_type_mask
+from memlane.store.view import DENSE_EXACT_BELOW, NEAREST_AT_LEAST, UserView, ViewReads, node_type_mask, scores_of_rows
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
 _CHUNK = 1_000  # ids bound in one query
-# Below this many memories a user's dense candidates are an exact scan of the cached view; from
-# it on, the HNSW index draws them. Measured with 384 dims on 2 cores: the scan takes 1.3 ms at
-# 20,000 memories, 4 ms at 50,000, 10 ms at 100,000; a read through the index 2-3 ms, and it
-# is approximate.
-DENSE_EXACT_BELOW = 50_000
-_NEAREST_AT_LEAST = 100  # vectors the HNSW index is asked for, at least (4 per candidate wanted)
 _MAX_EF_SEARCH = 1_000  # pgvector's upper bound for hnsw.ef_search
 _COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
 _PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMN_NAMES))
 _ASSIGNMENTS = ", ".join(f"{c} = %s" for c in _COLUMN_NAMES)
 _M_COLUMNS = ", ".join("m." + c for c in _COLUMN_NAMES)
-
-
-def scores_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """The cosine of each of the view's `rows` to `query` as `UserView.scores` gives it: the
-    better of the memory's own vector and its best passage. Costs the rows, not the view."""
-    scores = view.matrix[rows] @ query
-    owners = view.passage_owners
-    if len(owners):
-        ends = np.append(view.passage_starts[1:], len(view.passages))
-        at = np.minimum(np.searchsorted(owners, rows), len(owners) - 1)
-        for i in np.flatnonzero(owners[at] == rows):
-            start, end = view.passage_starts[at[i]], ends[at[i]]
-            scores[i] = max(scores[i], float((view.passages[start:end] @ query).max()))
-    return scores
 
 
 def _error(action: str, where: str, exc: psycopg.Error) -> Exception:
@@ -510,7 +490,7 @@ class PostgresStore(SQLStatements, ViewReads):
         HNSW index, filtered in the same read, each memory then scored exactly from the view as
         the exact scan scores it. None where the index gave fewer memories than k (a filter that
         leaves few): the exact scan answers then."""
-        limit = max(4 * k, _NEAREST_AT_LEAST)
+        limit = max(4 * k, NEAREST_AT_LEAST)
         filters = Filter.parse(filters)
         clause, params = (None, []) if filters.is_empty else filter_sql(filters, postgres=True)
         try:
@@ -529,6 +509,21 @@ class PostgresStore(SQLStatements, ViewReads):
         scores = scores_of_rows(view, rows, query)
         top = np.argsort(-scores, kind="stable")[:k]
         return [(view.ids[rows[i]], float(scores[i])) for i in top]
+
+    def _nearest_rows(self, user_id: str, view: UserView, query: np.ndarray, count: int) -> np.ndarray | None:
+        """View rows of the user's `count` nearest vectors in the HNSW index (None: a pinned view
+        of an index swapped out since; scan it exactly)."""
+        try:
+            with self._connection() as conn, conn.pipeline(), conn.transaction():
+                conn.execute(search_settings_sql(min(2 * count, _MAX_EF_SEARCH)))
+                seqs = conn.execute(nearest_sql(view.index, None), (user_id, literal(query), count)).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return None
+        except psycopg.Error as exc:
+            raise _error("read from", self.where, exc) from None
+        found = np.unique(np.fromiter((r[0] for r in seqs), dtype=np.int64, count=len(seqs)))
+        rows, _ = view.rows_of(found, found)
+        return rows
 
     def _allowed_mask(self, user_id: str, view: UserView, filters: Filter | None) -> np.ndarray | None:
         """Which of the view's rows `filters` lets through; None when it restricts nothing."""

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -27,10 +29,13 @@ from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dic
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import UserView, ViewReads, node_type_mask, postings_of, view_row
+from memlane.store.nearest import NearestIndex, index_file
+from memlane.store.view import DENSE_EXACT_BELOW, LeanVectors, UserView, ViewReads, node_type_mask, postings_of, view_row
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
+_MAX_NEAREST = 4  # users whose approximate index stays loaded (each a few hundred MB at a million memories)
+_SAVE_AFTER = 2_000  # rows added to an approximate index before it is written again (also on close)
 _MAX_LEXICONS = _MAX_VIEWS  # users whose own term index is kept (see `_Lexicon`)
 _FOLLOW_AT_MOST = 2_000  # records of a write that cached views take in; a larger write drops them
 # A user holding less than this share of the file's memories gets their own term index; above
@@ -65,11 +70,14 @@ class SQLiteStore(SQLStatements, ViewReads):
     _row = "rowid"
     _chunk = 500  # under SQLite's limit on bound parameters
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, dense_exact_below: int = DENSE_EXACT_BELOW) -> None:
         """Open the store at `path`, creating it when `create` (else a missing file is an error).
         A store the process cannot write (a read-only file or folder) opens read-only: searches
-        work, writes raise StoreError."""
+        work, writes raise StoreError. Users with `dense_exact_below` memories or more get dense
+        candidates from an approximate index kept beside the file (see `memlane.store.nearest`)."""
         self.path = str(path)
+        self.dense_exact_below = dense_exact_below
+        self._nearest: dict[tuple[str, str], NearestIndex] = {}  # (user, vector index): least recently used first
         self.read_only = False
         if self.path != ":memory:":
             resolved = Path(self.path).expanduser()
@@ -245,6 +253,8 @@ class SQLiteStore(SQLStatements, ViewReads):
         forgets the memory's old vector, so the reindex embeds the new text."""
         check_dims(vector, index, rowid)
         conn.execute(f"INSERT OR REPLACE INTO {index.name} (rowid, vec) VALUES (?, ?)", (rowid, to_blob(vector)))
+        owner = conn.execute("SELECT user_id FROM memories WHERE rowid = ?", (rowid,)).fetchone()
+        self._forget_nearest(owner[0] if owner else None, [rowid])
         for (name,) in conn.execute("SELECT name FROM vector_indexes WHERE name != ?", (index.name,)).fetchall():
             conn.execute(f"DELETE FROM {name} WHERE rowid = ?", (rowid,))
 
@@ -268,6 +278,10 @@ class SQLiteStore(SQLStatements, ViewReads):
                 conn.execute(f"DROP TABLE IF EXISTS {name}")
                 conn.execute("DELETE FROM vector_indexes WHERE name = ?", (name,))
             conn.execute("UPDATE vector_indexes SET state = 'active' WHERE name = ?", (index.name,))
+            for (name,) in old:  # the approximate indexes of the old vectors go with them
+                shutil.rmtree(Path(f"{self.path}.nearest") / name, ignore_errors=True)
+                for key in [k for k in self._nearest if k[1] == name]:
+                    del self._nearest[key]
         self._views.clear()
 
     # -- writes -----------------------------------------------------------------------------
@@ -390,7 +404,7 @@ class SQLiteStore(SQLStatements, ViewReads):
             if row is not None:
                 conn.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
                 rows.append(tuple(row))
-        self._delete_vectors(conn, [rowid for rowid, _ in rows])
+        self._delete_vectors(conn, [rowid for rowid, _ in rows], user_id)
         return rows
 
     def _rewrite(self, conn: sqlite3.Connection, index: IndexInfo, rowid: int, record: MemoryRecord,
@@ -411,16 +425,89 @@ class SQLiteStore(SQLStatements, ViewReads):
             conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM expired WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
-            self._delete_vectors(conn, [r[0] for r in rows])
+            self._delete_vectors(conn, [r[0] for r in rows], user_id)
             self._write_events(conn, [HistoryEvent(mid, "DELETE", None, "user deleted", at) for _, mid in rows],
                                user_id=user_id)
         return len(rows)
 
-    def _delete_vectors(self, conn: sqlite3.Connection, rowids: list[int]) -> None:
-        """Drop these rows from every vector index, the one being built by a reindex included."""
+    def _delete_vectors(self, conn: sqlite3.Connection, rowids: list[int], user_id: str) -> None:
+        """Drop these rows of the user from every vector index, the one being built by a reindex
+        included, and from the user's approximate index, in memory and on disk."""
         names = [r[0] for r in conn.execute("SELECT name FROM vector_indexes").fetchall()]
         for name in names:
             conn.executemany(f"DELETE FROM {name} WHERE rowid = ?", [(r,) for r in rowids])
+        self._forget_nearest(user_id, rowids)
+
+    def _forget_nearest(self, user_id: str | None, rowids: Sequence[int]) -> None:
+        """Deleted or rewritten vectors leave the approximate indexes at once: the loaded ones
+        drop the rows (and check themselves in full when next used), and the files are removed
+        until saved again, so no copy of a forgotten vector stays on disk. None: every user."""
+        with self._lock:
+            for (owner, _), index in self._nearest.items():
+                if user_id is None or owner == user_id:
+                    index.forget(rowids)
+        folder = Path(f"{self.path}.nearest")
+        if self.path == ":memory:" or not folder.is_dir():
+            return
+        if user_id is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        for name in os.listdir(folder):
+            target = index_file(self.path, name, user_id)
+            if target is not None:
+                target.unlink(missing_ok=True)
+
+    def _nearest_rows(self, user_id: str, view: "UserView", query: np.ndarray, count: int) -> np.ndarray:
+        """Rows of the user's view drawn from their approximate index, which is loaded (or built)
+        on first use, follows the view, and is saved beside the store as it grows."""
+        key = (user_id, view.index)
+        with self._lock:
+            index = self._nearest.pop(key, None)
+            if index is None:
+                path = index_file(self.path, view.index, user_id)
+                index = NearestIndex.load(view.dims, path) if path is not None else NearestIndex(view.dims)
+            self._nearest[key] = index
+            while len(self._nearest) > _MAX_NEAREST:
+                self._save_nearest(self._nearest.pop(next(iter(self._nearest))))
+        index.follow(view, view.vectors_from or self._lean_vectors(user_id, view.index))
+        if index.unsaved >= max(_SAVE_AFTER, len(index) // 10):
+            self._save_nearest(index)
+        drawn = np.unique(index.nearest(query, count))
+        rows, _ = view.rows_of(drawn, drawn)  # another user's rows cannot be in it; deleted ones are not in the view
+        return rows
+
+    def _lean_vectors(self, user_id: str, index_name: str) -> LeanVectors:
+        return LeanVectors(partial(self._fetch_vectors, index_name), partial(self._stream_vectors, user_id, index_name))
+
+    def _fetch_vectors(self, index_name: str, rowids: np.ndarray) -> list[bytes | None]:
+        """The vectors as written of the given rows of index `index_name` (None where gone)."""
+        found: dict[int, bytes] = {}
+        wanted = [int(r) for r in rowids]
+        for start in range(0, len(wanted), self._chunk):
+            chunk = wanted[start:start + self._chunk]
+            found.update(self._query(f"SELECT rowid, vec FROM {index_name} WHERE rowid IN "
+                                     f"({', '.join('?' * len(chunk))})", tuple(chunk)))
+        return [found.get(r) for r in wanted]
+
+    def _stream_vectors(self, user_id: str, index_name: str, page: int = 20_000) -> Iterator[tuple[np.ndarray, list[bytes]]]:
+        """All of the user's vectors in index `index_name`, in row order, a page at a time."""
+        after = -1
+        while True:
+            rows = self._query(f"SELECT m.rowid, v.vec FROM memories m JOIN {index_name} v ON v.rowid = m.rowid "
+                               "WHERE m.user_id = ? AND m.rowid > ? ORDER BY m.rowid LIMIT ?", (user_id, after, page))
+            if not rows:
+                return
+            yield np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [r[1] for r in rows]
+            after = rows[-1][0]
+
+    def _save_nearest(self, index: NearestIndex) -> None:
+        """Keep an index's work for the next process (not for a read-only store, nor in memory)."""
+        if self.read_only or index.path is None or not index.unsaved:
+            return
+        try:
+            index.save()
+        except OSError:  # derived data: the next process rebuilds what it cannot read
+            pass
 
     def clear(self) -> None:
         """Remove every memory, vector and history event (the vector index keeps its model)."""
@@ -430,6 +517,8 @@ class SQLiteStore(SQLStatements, ViewReads):
             conn.execute("DELETE FROM history")
             for (name,) in conn.execute("SELECT name FROM vector_indexes").fetchall():
                 conn.execute(f"DELETE FROM {name}")
+            self._forget_nearest(None, [])
+            self._nearest.clear()
         self._views.clear()
 
     # -- reads ------------------------------------------------------------------------------
@@ -495,7 +584,7 @@ class SQLiteStore(SQLStatements, ViewReads):
                              (record.id, user_id, json.dumps(record.to_dict(), ensure_ascii=False),
                               index.name if index else None, vec[0] if vec else None, at, rule))
                 conn.execute("DELETE FROM memories WHERE rowid = ?", (row[0],))
-                self._delete_vectors(conn, [row[0]])
+                self._delete_vectors(conn, [row[0]], user_id)
                 self._write_events(conn, [HistoryEvent(record.id, "EXPIRE", record.text, None, at)], user_id=user_id)
                 moved += 1
         return moved
@@ -583,13 +672,17 @@ class SQLiteStore(SQLStatements, ViewReads):
                     cached = cached.merged()
                     self._views[user_id] = cached
                 return cached
+            # A large user's vectors stay in the store (read per candidate; see `UserView.vectors_from`).
+            lean = self._query("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,))[0][0] >= self.dense_exact_below
             rows = self._query(
-                f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, v.vec, "
+                f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vec'}, "
                 f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL "
                 f"FROM memories m JOIN {index.name} v ON v.rowid = m.rowid WHERE m.user_id = ? ORDER BY m.rowid",
                 (user_id,),
             )
             view = UserView.build(generation, index.name, index.dims, rows)
+            if lean:
+                view.vectors_from = self._lean_vectors(user_id, index.name)
             self._keep_view(user_id, view)
             return view
 
@@ -744,6 +837,9 @@ class SQLiteStore(SQLStatements, ViewReads):
 
     def close(self) -> None:
         with self._lock:
+            for index in self._nearest.values():
+                self._save_nearest(index)
+            self._nearest.clear()
             self._conn.close()
 
     # -- export and import --------------------------------------------------------------------
