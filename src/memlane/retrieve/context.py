@@ -85,11 +85,17 @@ class UserContext:
         """Those of `ids` said by one of `names` or whose text mentions one, case-insensitively."""
         view = self.view
         folded = [n.casefold() for n in names]
-        texts = self.store.search_texts(self.user_id) if folded else []
+        if not folded:
+            return set()
+        if view.vectors_from is None:
+            texts = self.store.search_texts(self.user_id)
+            text_of = {mid: texts[view.position[mid]] for mid in ids if mid in view.position}
+        else:  # a large user's texts are not held in memory: read those asked about
+            text_of = {r.id: r.text.casefold() for r in self.store.get_many(self.user_id, list(ids))}
         out = set()
         for mid in ids:
             i = view.position.get(mid)
-            if i is not None and (view.speakers[i].casefold() in folded or any(n in texts[i] for n in folded)):
+            if i is not None and (view.speakers[i].casefold() in folded or any(n in text_of.get(mid, "") for n in folded)):
                 out.add(mid)
         return out
 

@@ -139,8 +139,9 @@ class UserView:
         """From rows of (rowid, id, node_type, speaker, session_id, turn_index, vector BLOB,
         superseded, dated), in rowid order."""
         ids = [r[1] for r in rows]
-        node_types = np.array([r[2] for r in rows], dtype=object)
-        session_ids = [r[4] for r in rows]
+        shared: dict = {}  # one object per distinct value: a million rows repeat few kinds, speakers, sessions
+        node_types = np.array([shared.setdefault(r[2], r[2]) for r in rows], dtype=object)
+        session_ids = [shared.setdefault(r[4], r[4]) for r in rows]
         turn_index = [r[5] for r in rows]
         previous, following = session_links(node_types, session_ids, turn_index)
         if rows and rows[0][6] is None:  # a lean view: vectors stay in the store
@@ -157,7 +158,7 @@ class UserView:
             rowids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
             ids=ids, position={mid: i for i, mid in enumerate(ids)},
             node_types=node_types,
-            speakers=[(r[3] or "").lower() for r in rows],
+            speakers=[shared.setdefault(("speaker", r[3]), (r[3] or "").lower()) for r in rows],
             speaker_names={r[3] for r in rows if r[3]},
             session_ids=session_ids, turn_index=turn_index,
             matrix=matrix,
@@ -298,6 +299,7 @@ def scores_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray) -> np.nd
 # on, from the backend's approximate index, re-scored exactly (measured: benchmarks/results/scale.md).
 DENSE_EXACT_BELOW = 50_000
 NEAREST_AT_LEAST = 100  # vectors an approximate index is asked for, at least (4 per candidate wanted)
+_MOST_DRAWN = 8_000  # past this, a filter's own rows are scored exactly instead
 
 
 def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
@@ -343,33 +345,50 @@ class ViewReads:
 
     def dense_candidates(self, user_id: str, query: np.ndarray, k: int,
                          filters: Filter | None) -> list[tuple[str, float]]:
-        """Top k by cosine: a memory scores the better of its own vector and its best passage."""
+        """Top k by cosine: a memory scores the better of its own vector and its best passage.
+        A large user's candidates are drawn from the approximate index and scored exactly; a
+        filter that lets few rows through has those rows scored exactly instead."""
         view = self._view(user_id)
         if len(view.ids) == 0 or k <= 0:
             return []
         query = np.asarray(query, dtype=np.float32)
         mask = self._allowed_mask(user_id, view, filters)
-        drawn = self.nearest_rows(user_id, query, max(4 * k, NEAREST_AT_LEAST))
-        if drawn is not None:
-            found = top_of_rows(view, drawn, query, k, mask)
-            if found is not None:
-                return found
-            if mask is not None:  # a narrow filter: its rows scored exactly, not the whole view
-                allowed = np.flatnonzero(mask)
-                scores = scores_of_rows(view, allowed, query)
+        if self._approximate(view):
+            allowed = len(view.ids) if mask is None else int(np.count_nonzero(mask))
+            wanted = max(4 * k, NEAREST_AT_LEAST)
+            if allowed > wanted:  # a filter letting a share through needs about 1/share times the draw
+                draw = min(len(view.ids), _MOST_DRAWN, wanted * len(view.ids) // max(allowed, 1))
+                found = top_of_rows(view, self.nearest_rows(user_id, query, draw), query, k, mask)
+                if found is not None:
+                    return found
+            if mask is not None:  # few rows allowed (or too few drawn): those rows, scored exactly
+                rows = np.flatnonzero(mask)
+                scores = scores_of_rows(view, rows, query)
                 top = np.argsort(-scores, kind="stable")[:k]
-                return [(view.ids[allowed[i]], float(scores[i])) for i in top]
+                return [(view.ids[rows[i]], float(scores[i])) for i in top]
         scores = view.scores(query)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
         return top_k(scores, view.ids, k)
 
+    def _approximate(self, view: UserView) -> bool:
+        """Whether the user's dense candidates come from the approximate index."""
+        return view.vectors_from is not None or len(view.ids) >= self.dense_exact_below
+
     def nearest_rows(self, user_id: str, query: np.ndarray, count: int) -> np.ndarray | None:
         """Rows drawn from the backend's approximate index (`_nearest_rows`), None: scan exactly."""
         view = self._view(user_id)
-        if count <= 0 or (view.vectors_from is None and len(view.ids) < self.dense_exact_below):
+        if not self._approximate(view):
             return None
-        return self._nearest_rows(user_id, view, np.asarray(query, dtype=np.float32), count)
+        if count <= 0:
+            return np.zeros(0, np.int64)
+        query = np.asarray(query, dtype=np.float32)
+        last = view.derived.get("last_draw")  # one search draws for the same query several times
+        if last is not None and last[1] >= count and np.array_equal(last[0], query):
+            return last[2]  # a superset: callers score what they get
+        rows = self._nearest_rows(user_id, view, query, count)
+        view.derived["last_draw"] = (query.copy(), count, rows)
+        return rows
 
     def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int,
                            filters: Filter | None) -> list[tuple[str, float]]:
@@ -405,13 +424,16 @@ class ViewReads:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
         case-insensitively, oldest first."""
         view = self._view(user_id)
-        joined, starts = self._joined_texts(user_id, view)
+        lean = view.vectors_from is not None  # a large user: their texts are not held in memory
+        joined, starts = ("", []) if lean else self._joined_texts(user_id, view)
         mask = self._allowed_mask(user_id, view, filters)
         out: list[tuple[str, str]] = []
         for needle in dict.fromkeys(needles):
             folded = needle.casefold()
             rows: list[int] = []
-            if "\x00" not in folded:  # one C-speed scan of all texts instead of a test per memory
+            if lean:
+                rows = self._indexed_matches(user_id, view, needle, k, mask)
+            elif "\x00" not in folded:  # one C-speed scan of all texts instead of a test per memory
                 at = joined.find(folded)
                 while at != -1 and len(rows) < k:
                     row = bisect.bisect_right(starts, at) - 1
@@ -423,6 +445,24 @@ class ViewReads:
                 rows = sorted(rows + [own])[:k]
             out += [(view.ids[row], needle) for row in rows]
         return out
+
+    def _indexed_matches(self, user_id: str, view: UserView, needle: str, k: int,
+                         mask: np.ndarray | None) -> list[int]:
+        """Rows whose text holds `needle`, oldest first, for a user too large to scan: the rows
+        whose indexed words hold the needle's (BM25's postings), each then checked for the needle
+        itself. A needle inside a longer word ("bird" in "bluebird") is not found this way."""
+        folded = needle.casefold()
+        rows = self._postings(user_id, view, needle)[0] if any(c.isalnum() for c in folded) else np.zeros(0, np.int64)
+        if mask is not None:
+            rows = rows[mask[rows]]
+        found: list[int] = []
+        for start in range(0, len(rows), 256):
+            chunk = [int(i) for i in rows[start:start + 256]]
+            texts = {r.id: r.text.casefold() for r in self.get_many(user_id, [view.ids[i] for i in chunk])}
+            found += [i for i in chunk if folded in texts.get(view.ids[i], "")]
+            if len(found) >= k:
+                break
+        return found[:k]
 
     def _joined_texts(self, user_id: str, view: "UserView") -> tuple[str, list[int]]:
         """The user's folded texts joined by NUL (which no text holds), and where each starts; kept with the view."""
