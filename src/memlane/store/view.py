@@ -315,7 +315,7 @@ def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
         return None
     scores = scores_of_rows(view, rows, query)
     top = np.argsort(-scores, kind="stable")[:k]
-    return [(view.ids[rows[i]], float(scores[i])) for i in top]
+    return [(view.ids[rows[i]], float(scores[i])) for i in top if np.isfinite(scores[i])]  # -inf: gone since
 
 
 class ViewReads:
@@ -365,7 +365,7 @@ class ViewReads:
                 rows = np.flatnonzero(mask)
                 scores = scores_of_rows(view, rows, query)
                 top = np.argsort(-scores, kind="stable")[:k]
-                return [(view.ids[rows[i]], float(scores[i])) for i in top]
+                return [(view.ids[rows[i]], float(scores[i])) for i in top if np.isfinite(scores[i])]
         scores = view.scores(query)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -51,7 +52,7 @@ from memlane.store.postgres.vectors import (
 from memlane.store.sql import filter_sql
 from memlane.store.tokens import query_tokens, tokenize_many
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import DENSE_EXACT_BELOW, NEAREST_AT_LEAST, UserView, ViewReads, node_type_mask, scores_of_rows
+from memlane.store.view import DENSE_EXACT_BELOW, NEAREST_AT_LEAST, LeanVectors, UserView, ViewReads, node_type_mask, scores_of_rows
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
@@ -61,6 +62,10 @@ _COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
 _PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMN_NAMES))
 _ASSIGNMENTS = ", ".join(f"{c} = %s" for c in _COLUMN_NAMES)
 _M_COLUMNS = ", ".join("m." + c for c in _COLUMN_NAMES)
+
+
+class _IndexSwapped(Exception):
+    """A vector index table read by a pinned view was dropped by a reindex since."""
 
 
 def _error(action: str, where: str, exc: psycopg.Error) -> Exception:
@@ -160,10 +165,14 @@ class PostgresStore(SQLStatements, ViewReads):
 
     _transaction = atomic
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def _query(self, sql: str, params: Sequence[Any] = (), *, missing_table_ok: bool = False) -> list[tuple]:
         try:
             with self._connection() as conn:
                 return conn.execute(sql, params).fetchall()
+        except psycopg.errors.UndefinedTable:
+            if missing_table_ok:
+                raise _IndexSwapped() from None
+            raise
         except psycopg.Error as exc:
             raise _error("read from", self.where, exc) from None
 
@@ -456,15 +465,22 @@ class PostgresStore(SQLStatements, ViewReads):
             cached = self._views.get(user_id)
             if cached and cached.generation == generation and cached.index == index.name:
                 return cached
+        # A large user's vectors and texts stay in the database (read per candidate; see `UserView.vectors_from`).
+        lean = self._query("SELECT count(*) FROM memories WHERE user_id = %s", (user_id,))[0][0] >= self.dense_exact_below
         rows = self._query(
-            f"SELECT m.seq, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, v.vecs, "
-            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.tokens, m.text "
+            f"SELECT m.seq, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vecs'}, "
+            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.tokens, {'NULL' if lean else 'm.text'} "
             f"FROM memories m JOIN {index.name} v ON v.user_id = m.user_id AND v.seq = m.seq "
             f"WHERE m.user_id = %s ORDER BY m.seq",
             (user_id,))
-        view = UserView.build(generation, index.name, index.dims, [(*r[:6], bytes(r[6]), r[7], r[8]) for r in rows])
+        view = UserView.build(generation, index.name, index.dims,
+                              [(*r[:6], None if lean else bytes(r[6]), r[7], r[8]) for r in rows])
         view.lengths = np.array([r[9] for r in rows], dtype=np.float64)
-        view.folded_texts = [r[10].casefold() for r in rows]
+        if lean:
+            view.vectors_from = LeanVectors(partial(self._fetch_vectors, user_id, index.name),
+                                            partial(self._stream_vectors, user_id, index.name))
+        else:
+            view.folded_texts = [r[10].casefold() for r in rows]
         if not getattr(self._local, "depth", 0):
             with self._lock:
                 if user_id not in self._views and len(self._views) >= _MAX_VIEWS:
@@ -569,9 +585,34 @@ class PostgresStore(SQLStatements, ViewReads):
         view.postings[term] = found
         return found
 
-    @staticmethod
-    def _folded_texts(user_id: str, view: UserView) -> list[str]:
+    def _folded_texts(self, user_id: str, view: UserView) -> list[str]:
+        if view.folded_texts is None:  # a lean view's, read on first need
+            text_of = dict(self._query("SELECT seq, text FROM memories WHERE user_id = %s", (user_id,)))
+            view.folded_texts = [text_of.get(int(r), "").casefold() for r in view.rowids]
         return view.folded_texts  # read with the view (see `_view`)
+
+    def _fetch_vectors(self, user_id: str, index_name: str, seqs: np.ndarray) -> list[bytes | None]:
+        """The user's vectors as written (own, then passages') of the given rows (None where gone)."""
+        try:
+            found = dict(self._query(f"SELECT seq, vecs FROM {index_name} WHERE user_id = %s AND seq = ANY(%s)",
+                                     (user_id, [int(q) for q in seqs]), missing_table_ok=True))
+        except _IndexSwapped:  # a view pinned before a reindex swapped its index out: no vectors to score
+            return [None] * len(seqs)
+        return [bytes(found[int(q)]) if int(q) in found else None for q in seqs]
+
+    def _stream_vectors(self, user_id: str, index_name: str, page: int = 20_000) -> Iterator[tuple[np.ndarray, list[bytes]]]:
+        """All of the user's vectors, in row order, a page at a time."""
+        after = -1
+        while True:
+            try:
+                rows = self._query(f"SELECT seq, vecs FROM {index_name} WHERE user_id = %s AND seq > %s ORDER BY seq "
+                                   "LIMIT %s", (user_id, after, page), missing_table_ok=True)
+            except _IndexSwapped:
+                return
+            if not rows:
+                return
+            yield np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)), [bytes(r[1]) for r in rows]
+            after = rows[-1][0]
 
     @staticmethod
     def _lengths(user_id: str, view: UserView) -> np.ndarray:
