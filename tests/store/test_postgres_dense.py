@@ -71,8 +71,8 @@ def test_the_hnsw_index_answers(filled):
 def test_hnsw_candidates_are_the_exact_top_with_exact_scores(filled, monkeypatch):
     store, queries = filled
     answered = []
-    nearest = store._nearest
-    monkeypatch.setattr(store, "_nearest", lambda *a: answered.append(nearest(*a)) or answered[-1])
+    nearest = store._nearest_rows
+    monkeypatch.setattr(store, "_nearest_rows", lambda *a: answered.append(nearest(*a)) or answered[-1])
     recalls = []
     for query in queries:
         found = store.dense_candidates("ana", query, K, None)
@@ -81,7 +81,7 @@ def test_hnsw_candidates_are_the_exact_top_with_exact_scores(filled, monkeypatch
         assert [s for _, s in found] == pytest.approx([float(scores[position[m]]) for m, _ in found], abs=1e-5)
         assert [s for _, s in found] == sorted((s for _, s in found), reverse=True)
         recalls.append(len({m for m, _ in found} & {m for m, _ in exact(store, "ana", query, K)}) / K)
-    assert all(a is not None for a in answered) and len(answered) == len(queries)  # none fell back
+    assert all(a is not None and len(a) < 300 for a in answered) and len(answered) == len(queries)  # drawn, not scanned
     assert np.mean(recalls) >= 0.95, recalls
 
 

@@ -7,7 +7,8 @@ scores them with `memlane.store.bm25`, so a user's lexical scores never move wit
 users stored and rank as the SQLite store's. Neighbour context, names, neighbours and the dense
 candidates of most users are answered from a `UserView` (the user's memories as arrays): the
 same arrays, and so the same answers, as the SQLite store's. A user with many memories gets
-dense candidates from pgvector's HNSW index instead, re-scored exactly (see `dense_candidates`).
+dense candidates from pgvector's HNSW index instead, re-scored exactly (see `_nearest_rows`),
+and its vectors and texts are read per candidate instead of held (a lean view).
 
 A view is cached per user generation: every write moves the generation of each user whose
 memories it changes, in its transaction, so any process's cached views of those users (and only
@@ -52,7 +53,7 @@ from memlane.store.postgres.vectors import (
 from memlane.store.sql import filter_sql
 from memlane.store.tokens import query_tokens, tokenize_many
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import DENSE_EXACT_BELOW, NEAREST_AT_LEAST, LeanVectors, UserView, ViewReads, node_type_mask, scores_of_rows
+from memlane.store.view import DENSE_EXACT_BELOW, LeanVectors, UserView, ViewReads, node_type_mask
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
@@ -487,44 +488,6 @@ class PostgresStore(SQLStatements, ViewReads):
                     self._views.pop(next(iter(self._views)))
                 self._views[user_id] = view
         return view
-
-    def dense_candidates(self, user_id: str, query: np.ndarray, k: int,
-                         filters: Filter | None) -> list[tuple[str, float]]:
-        """Top k by cosine, as `ViewReads.dense_candidates` ranks them. For a user with
-        `dense_exact_below` memories or more the candidates come from the HNSW index and are
-        re-scored exactly (see `_nearest`); else from a scan of the view."""
-        view = self._view(user_id)
-        if k > 0 and len(view.ids) and len(view.ids) >= self.dense_exact_below:
-            found = self._nearest(user_id, view, np.asarray(query, dtype=np.float32), k, filters)
-            if found is not None:
-                return found
-        return super().dense_candidates(user_id, query, k, filters)
-
-    def _nearest(self, user_id: str, view: UserView, query: np.ndarray, k: int,
-                 filters: Filter | None) -> list[tuple[str, float]] | None:
-        """The user's top k from max(4k, 100) of their nearest vectors (own or passages') in the
-        HNSW index, filtered in the same read, each memory then scored exactly from the view as
-        the exact scan scores it. None where the index gave fewer memories than k (a filter that
-        leaves few): the exact scan answers then."""
-        limit = max(4 * k, NEAREST_AT_LEAST)
-        filters = Filter.parse(filters)
-        clause, params = (None, []) if filters.is_empty else filter_sql(filters, postgres=True)
-        try:
-            # One round trip (a pipeline) for a transaction whose settings last for this read only.
-            with self._connection() as conn, conn.pipeline(), conn.transaction():
-                conn.execute(search_settings_sql(min(2 * limit, _MAX_EF_SEARCH)))
-                seqs = conn.execute(nearest_sql(view.index, clause), (*params, user_id, literal(query), limit)).fetchall()
-        except psycopg.errors.UndefinedTable:  # a pinned view of an index swapped out since
-            return None
-        except psycopg.Error as exc:
-            raise _error("read from", self.where, exc) from None
-        found = np.unique(np.fromiter((r[0] for r in seqs), dtype=np.int64, count=len(seqs)))
-        rows, _ = view.rows_of(found, found)  # memories written after the view are left out
-        if len(rows) < min(k, len(view.ids)):
-            return None
-        scores = scores_of_rows(view, rows, query)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(view.ids[rows[i]], float(scores[i])) for i in top]
 
     def _nearest_rows(self, user_id: str, view: UserView, query: np.ndarray, count: int) -> np.ndarray | None:
         """View rows of the user's `count` nearest vectors in the HNSW index (None: a pinned view

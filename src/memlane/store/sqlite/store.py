@@ -674,10 +674,13 @@ class SQLiteStore(SQLStatements, ViewReads):
                 return cached
             # A large user's vectors stay in the store (read per candidate; see `UserView.vectors_from`).
             lean = self._query("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,))[0][0] >= self.dense_exact_below
+            # (Every memory has a vector in the active index; a lean view does not read them to
+            # know it: a vector gone since is scored as missing.)
             rows = self._query(
                 f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vec'}, "
                 f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL "
-                f"FROM memories m JOIN {index.name} v ON v.rowid = m.rowid WHERE m.user_id = ? ORDER BY m.rowid",
+                f"FROM memories m {'' if lean else f'JOIN {index.name} v ON v.rowid = m.rowid '}"
+                "WHERE m.user_id = ? ORDER BY m.rowid",
                 (user_id,),
             )
             view = UserView.build(generation, index.name, index.dims, rows)
