@@ -299,7 +299,10 @@ def scores_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray) -> np.nd
 # on, from the backend's approximate index, re-scored exactly (measured: benchmarks/results/scale.md).
 DENSE_EXACT_BELOW = 50_000
 NEAREST_AT_LEAST = 100  # vectors an approximate index is asked for, at least (4 per candidate wanted)
-_MOST_DRAWN = 8_000  # past this, a filter's own rows are scored exactly instead
+_MOST_DRAWN = 8_000
+# A large user's BM25 leaves out terms found in more than this share of their memories: reading
+# such a term's postings costs more than the rest of the search, and its weight is near zero.
+LEXICAL_MOST_SHARE = 0.05  # past this, a filter's own rows are scored exactly instead
 
 
 def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
@@ -352,6 +355,16 @@ class ViewReads:
         if len(view.ids) == 0 or k <= 0:
             return []
         query = np.asarray(query, dtype=np.float32)
+        if self._filtered_late(view, filters):  # a large user: the filter checks the drawn rows only
+            draw = min(len(view.ids), _MOST_DRAWN, 4 * max(4 * k, NEAREST_AT_LEAST))
+            while True:
+                rows = self._allowed_rows(user_id, view, Filter.parse(filters), self.nearest_rows(user_id, query, draw))
+                if len(rows) >= k or draw >= min(len(view.ids), _MOST_DRAWN):
+                    break
+                draw = min(len(view.ids), _MOST_DRAWN, 4 * draw)
+            scores = scores_of_rows(view, rows, query)
+            top = np.argsort(-scores, kind="stable")[:k]
+            return [(view.ids[rows[i]], float(scores[i])) for i in top if np.isfinite(scores[i])]
         mask = self._allowed_mask(user_id, view, filters)
         if self._approximate(view):
             allowed = len(view.ids) if mask is None else int(np.count_nonzero(mask))
@@ -370,6 +383,18 @@ class ViewReads:
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
         return top_k(scores, view.ids, k)
+
+    @staticmethod
+    def _filtered_late(view: UserView, filters: Filter | None) -> bool:
+        """Whether a filter is checked on candidates instead of over all the user's memories: for
+        a large user, whose every row a date or category filter would otherwise read (the node
+        type alone is answered from the view, whatever the size)."""
+        f = Filter.parse(filters)
+        return view.vectors_from is not None and not f.is_empty and f.restricted != ("node_type",)
+
+    def _allowed_rows(self, user_id: str, view: UserView, filters: Filter, rows: np.ndarray) -> np.ndarray:
+        """Those of the view's `rows` the filter lets through (the backend reads their fields)."""
+        raise NotImplementedError
 
     def _approximate(self, view: UserView) -> bool:
         """Whether the user's dense candidates come from the approximate index."""
@@ -400,6 +425,10 @@ class ViewReads:
         total = len(view.ids)
         if total == 0:
             return []
+        if view.vectors_from is not None:  # a large user: a term in many memories costs a long read and ranks little
+            terms = [t for t in terms if self._frequency(user_id, view, t) <= LEXICAL_MOST_SHARE * total] or terms[:0]
+            if not terms:
+                return []
         lengths = self._lengths(user_id, view)
         average = float(lengths.mean())
         scores = np.zeros(total)
@@ -407,6 +436,12 @@ class ViewReads:
             rows, counts = self._postings(user_id, view, term)
             if len(rows):
                 scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
+        if self._filtered_late(view, filters):  # the best-scoring rows checked, not every row
+            found = np.flatnonzero(scores > 0)
+            best = found[np.argsort(-scores[found], kind="stable")[:_MOST_DRAWN]]
+            allowed = self._allowed_rows(user_id, view, Filter.parse(filters), best)
+            top = allowed[np.argsort(-scores[allowed], kind="stable")[:k]]
+            return [(view.ids[i], float(scores[i])) for i in top]
         mask = self._allowed_mask(user_id, view, filters)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
@@ -417,7 +452,19 @@ class ViewReads:
     def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many of the user's memories contain each term, and how many memories the user has."""
         view = self._view(user_id)
-        return {term: len(self._postings(user_id, view, term)[0]) for term in dict.fromkeys(terms)}, len(view.ids)
+        return {term: self._frequency(user_id, view, term) for term in dict.fromkeys(terms)}, len(view.ids)
+
+    def _frequency(self, user_id: str, view: UserView, term: str) -> int:
+        """How many of the view's memories hold `term`: counted by the backend for a large user
+        (`_counted_frequency`, None where it cannot), else from the term's postings. Kept with the view."""
+        known = view.derived.setdefault("frequencies", {})
+        if term not in known:
+            counted = self._counted_frequency(user_id, view, term) if view.vectors_from is not None else None
+            known[term] = len(self._postings(user_id, view, term)[0]) if counted is None else counted
+        return known[term]
+
+    def _counted_frequency(self, user_id: str, view: UserView, term: str) -> int | None:
+        return None
 
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
                           filters: Filter | None) -> list[tuple[str, str]]:
@@ -452,7 +499,12 @@ class ViewReads:
         whose indexed words hold the needle's (BM25's postings), each then checked for the needle
         itself. A needle inside a longer word ("bird" in "bluebird") is not found this way."""
         folded = needle.casefold()
-        rows = self._postings(user_id, view, needle)[0] if any(c.isalnum() for c in folded) else np.zeros(0, np.int64)
+        if not any(c.isalnum() for c in folded):
+            rows = np.zeros(0, np.int64)
+        elif hasattr(self, "_phrase_rows"):
+            rows = self._phrase_rows(user_id, view, needle, 50 * k)
+        else:
+            rows = self._postings(user_id, view, needle)[0]
         if mask is not None:
             rows = rows[mask[rows]]
         found: list[int] = []

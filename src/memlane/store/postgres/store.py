@@ -489,6 +489,13 @@ class PostgresStore(SQLStatements, ViewReads):
                 self._views[user_id] = view
         return view
 
+    def _allowed_rows(self, user_id: str, view: UserView, filters: Filter, rows: np.ndarray) -> np.ndarray:
+        clause, params = filter_sql(filters, postgres=True)
+        seqs = [int(r) for r in view.rowids[rows]]
+        passed = {r[0] for r in self._query(f"SELECT m.seq FROM memories m WHERE m.user_id = %s AND m.seq = ANY(%s) "
+                                            f"AND {clause}", (user_id, seqs, *params))}
+        return np.array([r for r, q in zip(rows, seqs) if q in passed], dtype=np.int64)
+
     def _nearest_rows(self, user_id: str, view: UserView, query: np.ndarray, count: int) -> np.ndarray | None:
         """View rows of the user's `count` nearest vectors in the HNSW index (None: a pinned view
         of an index swapped out since; scan it exactly)."""

@@ -737,6 +737,36 @@ class SQLiteStore(SQLStatements, ViewReads):
         view.postings[term] = found
         return found
 
+    def _allowed_rows(self, user_id: str, view: "UserView", filters: Filter, rows: np.ndarray) -> np.ndarray:
+        clause, params = filter_sql(filters)
+        rowids = [int(r) for r in view.rowids[rows]]
+        passed = {r[0] for r in self._query(  # the rows as one JSON parameter: one statement, however many
+            f"SELECT m.rowid FROM memories m WHERE m.rowid IN (SELECT value FROM json_each(?)) "
+            f"AND m.user_id = ? AND {clause}", (json.dumps(rowids), user_id, *params))}
+        return np.array([r for r, rowid in zip(rows, rowids) if rowid in passed], dtype=np.int64)
+
+    def _phrase_rows(self, user_id: str, view: "UserView", text: str, limit: int) -> np.ndarray:
+        """View rows whose indexed text holds `text`'s words as a phrase, oldest first (FTS5's
+        own phrase query: no term's postings cross into Python)."""
+        phrase = '"' + text.replace('"', '""') + '"'
+        try:
+            found = self._query("SELECT f.rowid FROM memories_fts f JOIN memories m ON m.rowid = f.rowid "
+                                "WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY f.rowid LIMIT ?",
+                                (phrase, user_id, limit))
+        except StoreError:  # a phrase FTS5 cannot parse finds nothing
+            return np.zeros(0, np.int64)
+        rowids = np.array([r[0] for r in found], dtype=np.int64)
+        return view.rows_of(rowids, rowids)[0]
+
+    def _counted_frequency(self, user_id: str, view: "UserView", term: str) -> int | None:
+        """A one-word term's memories, counted by FTS5 over the whole file, where the user holds
+        most of it (see `_term_positions`); None otherwise (a phrase, or a user among many)."""
+        tokens = self._tokens(term)
+        if len(tokens) != 1 or self._term_positions(user_id, view)[0] != "temp.memory_terms":
+            return None
+        found = self._query("SELECT doc FROM temp.memory_vocab WHERE term = ?", (tokens[0],))
+        return min(int(found[0][0]), len(view.ids)) if found else 0
+
     def _term_positions(self, user_id: str, view: "UserView") -> tuple[str, str, tuple[int, ...]]:
         """Where to read the user's term positions: (table, extra condition, its parameters).
         FTS5's shared table, bounded by the user's rowid span, where the user holds most of the
