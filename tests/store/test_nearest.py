@@ -229,3 +229,29 @@ def test_a_user_growing_past_the_threshold_switches_to_the_index(tmp_path):
             fresh.close()
     finally:
         store.close()
+
+
+def test_a_large_users_bm25_with_a_filter_checks_its_best_rows(tmp_path):
+    rng = np.random.default_rng(17)
+    records = [MemoryRecord(id=f"a{i}", user_id="ana", text=f"note {i} about {'tea' if i % 4 else 'coffee'} and cake",
+                            embed_text=f"note {i} about {'tea' if i % 4 else 'coffee'} and cake",
+                            recorded_at="2023-01-01T00:00:00Z", node_type="turn",
+                            category=(Category.EPISODIC, Category.SEMANTIC)[i % 3 == 0], session_id=f"s{i % 7}", turn_index=i)
+               for i in range(400)]
+    vectors = list(units(rng, 400))
+    lean, exact_store = SQLiteStore(tmp_path / "lean.db", dense_exact_below=0), SQLiteStore(tmp_path / "exact.db")
+    try:
+        for store in (lean, exact_store):
+            store.create_index("toy", DIMS, active=True)
+            store.write(records, vectors, [])
+        f = Filter.parse({"category": ["semantic"], "session_id": ["s1", "s2", "s3"]})
+        assert lean._view("ana").vectors_from is not None and exact_store._view("ana").vectors_from is None
+        found = lean.lexical_candidates("ana", ["coffee"], 10, f)
+        assert found == exact_store.lexical_candidates("ana", ["coffee"], 10, f) and found
+        allowed = {r.id for r in scan(exact_store, "ana", f)}
+        assert {m for m, _ in found} <= allowed
+        dense = lean.dense_candidates("ana", vectors[9], 5, f)
+        assert {m for m, _ in dense} <= allowed and dense[0][0] == ("a9" if "a9" in allowed else dense[0][0])
+    finally:
+        lean.close()
+        exact_store.close()

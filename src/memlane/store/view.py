@@ -426,9 +426,8 @@ class ViewReads:
         if total == 0:
             return []
         if view.vectors_from is not None:  # a large user: a term in many memories costs a long read and ranks little
-            terms = [t for t in terms if self._frequency(user_id, view, t) <= LEXICAL_MOST_SHARE * total] or terms[:0]
-            if not terms:
-                return []
+            rarest = sorted(terms, key=lambda t: self._frequency(user_id, view, t))[:1]  # all common: the least
+            terms = [t for t in terms if self._frequency(user_id, view, t) <= LEXICAL_MOST_SHARE * total] or rarest
         lengths = self._lengths(user_id, view)
         average = float(lengths.mean())
         scores = np.zeros(total)

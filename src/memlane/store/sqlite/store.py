@@ -362,6 +362,10 @@ class SQLiteStore(SQLStatements, ViewReads):
             if view.generation != before or view.index != index.name:
                 continue
             added = rows.get(user_id)
+            if added and view.vectors_from is None and len(view.ids) + sum(len(p.ids) for p in view.pending) \
+                    + len(added) >= self.dense_exact_below:
+                del self._views[user_id]  # grown large: read again as a lean view, its vectors left in the store
+                continue
             if added:  # joined in when next searched: many small writes cost one merge, not one each
                 part = UserView.build(after, index.name, index.dims, added)
                 if view.folded_texts is not None:
@@ -379,6 +383,8 @@ class SQLiteStore(SQLStatements, ViewReads):
         for user_id in new_users - set(self._views):
             if len(self._views) >= _MAX_VIEWS:  # a view nobody has searched yet never evicts one in use
                 break
+            if len(rows[user_id]) >= self.dense_exact_below:  # read as a lean view when first searched
+                continue
             self._views[user_id] = UserView.build(after, index.name, index.dims, rows[user_id])
 
     def _follow_lexicons(self, before: int, indexed: dict[str, list[tuple[int, str]]]) -> None:
