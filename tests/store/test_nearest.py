@@ -10,7 +10,7 @@ import pytest
 
 from memlane.filters import Filter
 from memlane.records import Category, HistoryEvent, MemoryRecord
-from memlane.store.nearest import NearestIndex, blob_checksum, index_file
+from memlane.store.nearest import NearestIndex, blob_checksum, index_file, rows_file
 from memlane.store import scan
 from memlane.store.sqlite import SQLiteStore
 from memlane.store.view import top_k
@@ -114,7 +114,7 @@ def test_a_deleted_memory_leaves_the_index_and_its_file(filled):
     assert path.exists()
     store.dense_candidates("ana", queries[0], 1, None)  # loaded
     store.delete("ana", [best], [HistoryEvent(best, "DELETE", None, None, "2024-01-01T00:00:00Z")])
-    assert not path.exists()  # no copy of a forgotten vector stays on disk
+    assert not path.exists() and not rows_file(path).exists()  # no copy of a forgotten vector stays on disk
     rowid = store._query("SELECT max(rowid) FROM memories")[0][0]
     assert all(best not in {m for m, _ in store.dense_candidates("ana", q, K, None)} for q in queries)
     index = store._nearest[("ana", store.active_index().name)]
@@ -138,7 +138,8 @@ def test_a_stale_file_is_brought_up_to_date(tmp_path):
     other.delete("ana", ["a7"], [HistoryEvent("a7", "DELETE", None, None, "2024-01-01T00:00:00Z")])
     other.write([memory(f"n{i}", "ana", 1000 + i) for i in range(5)], list(units(rng, 5)), [])
     other.close()
-    path.write_bytes(saved)  # ... and the old file comes back (a copy, a crash between saves)
+    path.write_bytes(saved)  # ... and the old graph comes back (a copy, a crash between saves)
+    assert len(NearestIndex.load(DIMS, path)) == 0  # it does not match its rows file: not trusted
     store = SQLiteStore(tmp_path / "s.db", dense_exact_below=0)
     try:
         assert store.dense_candidates("ana", queries[1], 1, None)[0][0] == "a5"  # its new vector is found

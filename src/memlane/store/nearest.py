@@ -172,54 +172,75 @@ class NearestIndex:
     # -- the file -------------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write the index beside the store (atomically: a crash leaves the old file or none)."""
+        """Write the index beside the store: the graph in usearch's own file, then the rows file
+        (row numbers, checksums, and the graph file's size and CRC), each atomically. A crash
+        between the two leaves a pair that does not match, which `load` refuses: rebuilt, never
+        trusted."""
         if self.path is None:
             return
         with self._lock:
-            payload = [self.keys.tobytes(), self.sums.tobytes(), bytes(self._index.save())]
-            header = json.dumps({"dims": self.dims, "rows": len(self.keys), "sizes": [len(p) for p in payload],
-                                 "crc": zlib.crc32(b"".join(payload))}).encode() + b"\n"
             self.path.parent.mkdir(parents=True, exist_ok=True)
             scratch = self.path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+            self._index.save(str(scratch))
+            with open(scratch, "rb+") as graph:
+                os.fsync(graph.fileno())
+            size, crc = _file_crc(scratch)
+            os.replace(scratch, self.path)
+            header = json.dumps({"dims": self.dims, "rows": len(self.keys), "graph_size": size,
+                                 "graph_crc": crc}).encode() + b"\n"
+            rows = rows_file(self.path)
+            scratch = rows.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             with open(scratch, "wb") as out:
-                out.write(_MAGIC + header)
-                for part in payload:
-                    out.write(part)
+                out.write(_MAGIC + header + self.keys.tobytes() + self.sums.tobytes())
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(scratch, self.path)
+            os.replace(scratch, rows)
             self.unsaved = 0
 
     @classmethod
     def load(cls, dims: int, path: Path) -> "NearestIndex":
-        """The index saved at `path`, or an empty one where there is none, or it is damaged or of
-        other dimensions (it is rebuilt from the store then). Must be `follow`ed before use."""
+        """The index saved at `path`, or an empty one where there is none, or it is damaged, of
+        other dimensions, or its two files do not match (it is rebuilt from the store then).
+        The graph is read by usearch straight from its file. Must be `follow`ed before use."""
         from usearch.index import Index
 
         index = cls(dims, path)
         try:
-            data = path.read_bytes()
-        except OSError:
-            return index
-        try:
+            data = rows_file(path).read_bytes()
             if not data.startswith(_MAGIC):
                 raise ValueError("not an index file")
             end = data.index(b"\n", len(_MAGIC))
             header = json.loads(data[len(_MAGIC):end])
             body = memoryview(data)[end + 1:]
-            if header["dims"] != dims or sum(header["sizes"]) != len(body) or zlib.crc32(body) != header["crc"]:
+            count = header["rows"]
+            if header["dims"] != dims or len(body) != 16 * count:
                 raise ValueError("damaged or of other dimensions")
-            first, second, _ = header["sizes"]
-            keys = np.frombuffer(body[:first], np.uint64).copy()
-            sums = np.frombuffer(body[first:first + second], np.uint64).copy()
-            restored = Index.restore(bytes(body[first + second:]))
-            if restored is None or restored.ndim != dims or len(keys) != header["rows"]:
+            if _file_crc(path) != (header["graph_size"], header["graph_crc"]):
+                raise ValueError("the graph is not the one these rows were saved with")
+            keys = np.frombuffer(body[:8 * count], np.uint64).copy()
+            sums = np.frombuffer(body[8 * count:], np.uint64).copy()
+            restored = Index.restore(str(path))
+            if restored is None or restored.ndim != dims:
                 raise ValueError("unreadable graph")
-        except (ValueError, KeyError, TypeError, RuntimeError):
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError):
             return index
         restored.expansion_add = EXPANSION_ADD
         index._index, index.keys, index.sums = restored, keys, sums
         return index
+
+
+def _file_crc(path: Path) -> tuple[int, int]:
+    """A file's size and CRC-32, read a few megabytes at a time."""
+    crc, size = 0, 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            crc, size = zlib.crc32(chunk, crc), size + len(chunk)
+    return size, crc
+
+
+def rows_file(graph: Path) -> Path:
+    """The file beside a saved graph holding its row numbers and their checksums."""
+    return graph.with_suffix(".rows")
 
 
 def index_file(store_path: str, index_name: str, user_id: str) -> Path | None:

@@ -29,7 +29,7 @@ from memlane.store.codec import COLUMNS, PLACEHOLDERS, own_rows, record_from_dic
 from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.nearest import NearestIndex, index_file
+from memlane.store.nearest import NearestIndex, index_file, rows_file
 from memlane.store.view import DENSE_EXACT_BELOW, LeanVectors, UserView, ViewReads, node_type_mask, postings_of, view_row
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
@@ -462,6 +462,7 @@ class SQLiteStore(SQLStatements, ViewReads):
             target = index_file(self.path, name, user_id)
             if target is not None:
                 target.unlink(missing_ok=True)
+                rows_file(target).unlink(missing_ok=True)
 
     def _nearest_rows(self, user_id: str, view: "UserView", query: np.ndarray, count: int) -> np.ndarray:
         """Rows of the user's view drawn from their approximate index, which is loaded (or built)
