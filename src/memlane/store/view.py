@@ -302,7 +302,8 @@ NEAREST_AT_LEAST = 100  # vectors an approximate index is asked for, at least (4
 _MOST_DRAWN = 8_000
 # A large user's BM25 leaves out terms found in more than this share of their memories: reading
 # such a term's postings costs more than the rest of the search, and its weight is near zero.
-LEXICAL_MOST_SHARE = 0.05  # past this, a filter's own rows are scored exactly instead
+LEXICAL_MOST_SHARE = 0.05
+LEXICAL_MOST_POSTINGS = 20_000  # ... and in more memories than this: below it, a read costs a few ms  # past this, a filter's own rows are scored exactly instead
 
 
 def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
@@ -427,7 +428,8 @@ class ViewReads:
             return []
         if view.vectors_from is not None:  # a large user: a term in many memories costs a long read and ranks little
             rarest = sorted(terms, key=lambda t: self._frequency(user_id, view, t))[:1]  # all common: the least
-            terms = [t for t in terms if self._frequency(user_id, view, t) <= LEXICAL_MOST_SHARE * total] or rarest
+            most = max(LEXICAL_MOST_SHARE * total, LEXICAL_MOST_POSTINGS)
+            terms = [t for t in terms if self._frequency(user_id, view, t) <= most] or rarest
         lengths = self._lengths(user_id, view)
         average = float(lengths.mean())
         scores = np.zeros(total)
