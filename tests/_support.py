@@ -199,3 +199,23 @@ def uvicorn_in_thread(app, *, lifespan: str = "auto") -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+# --- toy vectors and memories for the store's dense tests ---------------------------------------------------------------
+
+
+def unit_vectors(rng, dims: int, *shape: int):
+    """Random unit vectors of `dims` dimensions, float32, in the given shape."""
+    import numpy as np
+
+    v = rng.normal(size=(*shape, dims))
+    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def toy_memory(mid: str, user: str, i: int):
+    """Memory `i` of a toy user: node types, categories and sessions vary with `i`, for filters."""
+    from memlane.records import Category, MemoryRecord
+
+    return MemoryRecord(id=mid, user_id=user, text=f"note {i}", embed_text=f"note {i}", recorded_at="2023-01-01T00:00:00Z",
+                        node_type=("turn", "fact")[i % 2], category=(Category.EPISODIC, Category.SEMANTIC)[i % 3 == 0],
+                        session_id=f"s{i % 7}", turn_index=i)

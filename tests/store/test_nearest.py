@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _support import toy_memory, unit_vectors
 
 from memlane.filters import Filter
 from memlane.records import Category, HistoryEvent, MemoryRecord
@@ -20,14 +21,10 @@ K = 10
 
 
 def units(rng: np.random.Generator, *shape: int) -> np.ndarray:
-    v = rng.normal(size=(*shape, DIMS))
-    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+    return unit_vectors(rng, DIMS, *shape)
 
 
-def memory(mid: str, user: str, i: int) -> MemoryRecord:
-    return MemoryRecord(id=mid, user_id=user, text=f"note {i}", embed_text=f"note {i}", recorded_at="2023-01-01T00:00:00Z",
-                        node_type=("turn", "fact")[i % 2], category=(Category.EPISODIC, Category.SEMANTIC)[i % 3 == 0],
-                        session_id=f"s{i % 7}", turn_index=i)
+memory = toy_memory
 
 
 def exact(store, user, query, k, filters=None):
@@ -256,3 +253,14 @@ def test_a_large_users_bm25_with_a_filter_checks_its_best_rows(tmp_path):
     finally:
         lean.close()
         exact_store.close()
+
+
+def test_the_index_library_loaded_first_leaves_the_model_runtime_loadable():
+    """A search of a large user can load usearch before the embedding model's runtime: that order
+    must not crash the process (usearch 2.26 with onnxruntime 1.32 did)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import usearch.index, onnxruntime, torch; print('loaded')"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "loaded" in done.stdout, done.stderr[-500:]

