@@ -29,7 +29,7 @@ from memlane.store.view import LeanVectors, UserView
 
 CONNECTIVITY = 16  # graph edges per vector
 EXPANSION_ADD = 128  # candidates examined when linking a new vector
-EXPANSION_SEARCH = 512  # candidates examined per search (at least the count asked for)
+EXPANSION_SEARCH = 1024  # candidates examined per search (at least the count asked for)
 _MAGIC = b"memlane-nearest-v1\n"
 _SERIALS = iter(range(1, 1 << 62))  # the view each index last matched (see `NearestIndex.follow`)
 

@@ -298,24 +298,26 @@ def scores_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray) -> np.nd
 # Below this many memories a user's dense candidates come from an exact scan of the view; from it
 # on, from the backend's approximate index, re-scored exactly (measured: benchmarks/results/scale.md).
 DENSE_EXACT_BELOW = 50_000
-NEAREST_AT_LEAST = 100  # vectors an approximate index is asked for, at least (4 per candidate wanted)
-_MOST_DRAWN = 8_000
+NEAREST_AT_LEAST = 100  # candidates wanted from an approximate index, at least (4 per candidate asked for) ...
+NEAREST_DRAW = 400  # ... and the vectors drawn for them, at least: at a million memories, 100 missed a tenth of the top 10
+_MOST_DRAWN = 8_000  # past this, a filter's own rows are scored exactly instead ...
+_EXACT_AT_MOST = 20_000  # ... where they are this few; more: the candidates the draw found
 # A large user's BM25 leaves out terms found in more than this share of their memories: reading
 # such a term's postings costs more than the rest of the search, and its weight is near zero.
 LEXICAL_MOST_SHARE = 0.05
-LEXICAL_MOST_POSTINGS = 20_000  # ... and in more memories than this: below it, a read costs a few ms  # past this, a filter's own rows are scored exactly instead
+LEXICAL_MOST_POSTINGS = 20_000  # ... and in more memories than this: below it, a read costs a few ms
 
 
 def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
-                mask: np.ndarray | None) -> list[tuple[str, float]] | None:
+                mask: np.ndarray | None, *, short: bool = False) -> list[tuple[str, float]] | None:
     """The top k of some view rows (as an approximate index drew them) that `mask` lets
     through, scored exactly; None where fewer than k (or all allowed) remain, so the caller
-    scans exactly instead: a narrow filter is never answered with a short list."""
+    scans exactly instead: a narrow filter is never answered with a short list, unless `short`."""
     rows = np.unique(rows)
     if mask is not None:
         rows = rows[mask[rows]]
     wanted = min(k, len(view.ids) if mask is None else int(np.count_nonzero(mask)))
-    if len(rows) < wanted:
+    if len(rows) < wanted and not short:
         return None
     scores = scores_of_rows(view, rows, query)
     top = np.argsort(-scores, kind="stable")[:k]
@@ -371,10 +373,13 @@ class ViewReads:
             allowed = len(view.ids) if mask is None else int(np.count_nonzero(mask))
             wanted = max(4 * k, NEAREST_AT_LEAST)
             if allowed > wanted:  # a filter letting a share through needs about 1/share times the draw
-                draw = min(len(view.ids), _MOST_DRAWN, wanted * len(view.ids) // max(allowed, 1))
-                found = top_of_rows(view, self.nearest_rows(user_id, query, draw), query, k, mask)
+                draw = min(len(view.ids), _MOST_DRAWN, max(NEAREST_DRAW, wanted * len(view.ids) // max(allowed, 1)))
+                drawn = self.nearest_rows(user_id, query, draw)
+                found = top_of_rows(view, drawn, query, k, mask)
                 if found is not None:
                     return found
+                if mask is None or allowed > _EXACT_AT_MOST:  # too many to score one by one: what was drawn
+                    return top_of_rows(view, drawn, query, k, mask, short=True)
             if mask is not None:  # few rows allowed (or too few drawn): those rows, scored exactly
                 rows = np.flatnonzero(mask)
                 scores = scores_of_rows(view, rows, query)
