@@ -46,12 +46,33 @@ def fill(store: SQLiteStore, rng, count: int = 600) -> np.ndarray:
     return queries
 
 
-@pytest.fixture
-def filled(tmp_path):
+def sqlite_filled(tmp_path):
     store = SQLiteStore(tmp_path / "s.db", dense_exact_below=0)
     queries = fill(store, np.random.default_rng(7))
     yield store, queries
     store.close()
+
+
+@pytest.fixture
+def filled(tmp_path):
+    yield from sqlite_filled(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def either(request, tmp_path):
+    """`filled`, on each backend: the index is usearch's on SQLite, pgvector's HNSW on PostgreSQL."""
+    if request.param == "sqlite":
+        yield from sqlite_filled(tmp_path)
+        return
+    from _postgres import postgres_schema
+    from memlane.store.postgres import PostgresStore
+
+    with postgres_schema(request.getfixturevalue("postgres_url")) as url:
+        store = PostgresStore(url, dense_exact_below=0)
+        try:
+            yield store, fill(store, np.random.default_rng(7))
+        finally:
+            store.close()
 
 
 def recall(store, user, queries, filters=None) -> float:
@@ -74,8 +95,8 @@ def test_candidates_come_from_the_index_with_exact_scores(filled, monkeypatch):
     assert index_file(store.path, view.index, "ana") is not None
 
 
-def test_another_users_nearer_vectors_never_appear(filled):
-    store, queries = filled
+def test_another_users_nearer_vectors_never_appear(either):
+    store, queries = either
     for query in queries:
         assert all(m.startswith("a") for m, _ in store.dense_candidates("ana", query, K, None))
     assert store.dense_candidates("bo", queries[3], 1, None) == [("b3", pytest.approx(1.0, abs=1e-5))]
@@ -83,8 +104,8 @@ def test_another_users_nearer_vectors_never_appear(filled):
 
 @pytest.mark.parametrize("filters", [{"node_type": ["fact"]}, {"category": ["semantic"]},
                                      {"session_id": ["s1", "s2"], "node_type": ["turn"]}])
-def test_filters_apply_to_drawn_candidates(filled, filters):
-    store, queries = filled
+def test_filters_apply_to_drawn_candidates(either, filters):
+    store, queries = either
     f = Filter.parse(filters)
     allowed = {r.id for r in scan(store, "ana", f)}
     for query in queries[:8]:

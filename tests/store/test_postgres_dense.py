@@ -82,27 +82,6 @@ def test_hnsw_candidates_are_the_exact_top_with_exact_scores(filled, monkeypatch
     assert np.mean(recalls) >= 0.95, recalls
 
 
-def test_another_users_nearer_vectors_never_appear(filled):
-    store, queries = filled
-    for query in queries:
-        assert all(m.startswith("a") for m, _ in store.dense_candidates("ana", query, K, None))
-    assert store.dense_candidates("bo", queries[3], 1, None) == [("b3", pytest.approx(1.0, abs=1e-5))]
-
-
-@pytest.mark.parametrize("filters", [{"node_type": ["fact"]}, {"category": ["semantic"]},
-                                     {"session_id": ["s1", "s2"], "node_type": ["turn"]}])
-def test_filters_apply_to_hnsw_candidates(filled, filters):
-    store, queries = filled
-    f = Filter.parse(filters)
-    allowed = {r.id for r in store.list_all("ana", f)}
-    recalls = []
-    for query in queries[:8]:
-        found = store.dense_candidates("ana", query, K, f)
-        assert len(found) == K and {m for m, _ in found} <= allowed
-        recalls.append(len({m for m, _ in found} & {m for m, _ in exact(store, "ana", query, K, f)}) / K)
-    assert np.mean(recalls) >= 0.95, recalls
-
-
 def test_a_filter_leaving_fewer_than_k_falls_back_to_the_exact_scan(filled):
     store, queries = filled
     f = Filter.parse({"session_id": ["s3"], "node_type": ["turn"], "category": ["semantic"]})
