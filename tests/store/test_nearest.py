@@ -114,8 +114,8 @@ def test_filters_apply_to_drawn_candidates(either, filters):
     assert recall(store, "ana", queries[:8], f) >= 0.95
 
 
-def test_a_narrow_filter_is_answered_exactly(filled):
-    store, queries = filled
+def test_a_narrow_filter_is_answered_exactly(either):
+    store, queries = either
     f = Filter.parse({"session_id": ["s3"], "node_type": ["turn"], "category": ["semantic"]})
     found = store.dense_candidates("ana", queries[0], 100, f)
     expected = exact(store, "ana", queries[0], 100, f)

@@ -82,15 +82,6 @@ def test_hnsw_candidates_are_the_exact_top_with_exact_scores(filled, monkeypatch
     assert np.mean(recalls) >= 0.95, recalls
 
 
-def test_a_filter_leaving_fewer_than_k_falls_back_to_the_exact_scan(filled):
-    store, queries = filled
-    f = Filter.parse({"session_id": ["s3"], "node_type": ["turn"], "category": ["semantic"]})
-    found = store.dense_candidates("ana", queries[0], 100, f)
-    expected = exact(store, "ana", queries[0], 100, f)
-    assert [m for m, _ in found] == [m for m, _ in expected] and 0 < len(found) < 100
-    assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-6)
-
-
 def test_points_hold_each_vector_exactly(filled):
     store, _ = filled
     name = store.active_index().name
