@@ -379,9 +379,9 @@ def postgres_server(url: str | None = None) -> Iterator[str]:
     if url:
         yield url
         return
-    from memlane.store.postgres.scratch import temporary_server
+    from memlane.store import temporary_postgres
 
-    with temporary_server("memlane-scale-pg-") as started:
+    with temporary_postgres("memlane-scale-pg-") as started:
         yield started
 
 

