@@ -40,6 +40,10 @@ def blob_checksum(blob: bytes) -> int:
     return (len(blob) << 32) | zlib.crc32(blob)
 
 
+def _checksums(blobs: list[bytes]) -> np.ndarray:
+    return np.fromiter((blob_checksum(b) for b in blobs), dtype=np.uint64, count=len(blobs))
+
+
 def lineage(view: UserView) -> int:
     """A serial for the view as read from the store, kept by the views merged from it (they only
     add rows): an index that matched an ancestor needs only the rows added since."""
@@ -100,7 +104,7 @@ class NearestIndex:
         for rowids, blobs in reads.stream():
             keep = np.isin(rowids, view.rowids)  # rows written after the view wait for the next one
             rowids, blobs = rowids[keep], [b for b, k in zip(blobs, keep) if k]
-            sums = np.fromiter((blob_checksum(b) for b in blobs), dtype=np.uint64, count=len(blobs))
+            sums = _checksums(blobs)
             if len(self.keys):
                 at = np.minimum(np.searchsorted(self.keys, rowids.astype(np.uint64)), len(self.keys) - 1)
                 same = (self.keys[at] == rowids.astype(np.uint64)) & (self.sums[at] == sums)
@@ -114,7 +118,9 @@ class NearestIndex:
                 stale = held[np.isin(held, self.keys)]
                 if len(stale):
                     self._index.remove(stale)
-                self._add_unsorted(rowids[changed], [blobs[i] for i in changed], sums[changed], seen_keys, seen_sums)
+                self._insert(rowids[changed], [blobs[i] for i in changed])
+                seen_keys.append(held)
+                seen_sums.append(sums[changed])
         keys = np.concatenate(seen_keys) if seen_keys else np.zeros(0, np.uint64)
         sums = np.concatenate(seen_sums) if seen_sums else np.zeros(0, np.uint64)
         order = np.argsort(keys, kind="stable")
@@ -125,24 +131,19 @@ class NearestIndex:
             self.unsaved += len(gone)
         self.keys, self.sums = keys, sums
 
-    def _add_unsorted(self, rowids: np.ndarray, blobs: list[bytes], sums: np.ndarray,
-                      seen_keys: list, seen_sums: list) -> None:
+    def _insert(self, rowids: np.ndarray, blobs: list[bytes]) -> None:
+        """Every vector of these rows into the graph (their keys and checksums are the caller's)."""
         keys, vectors = _vectors(rowids, blobs, self.dims)
         self._index.add(keys, vectors, threads=os.cpu_count() or 1)
-        seen_keys.append(rowids.astype(np.uint64))
-        seen_sums.append(sums)
         self.unsaved += len(rowids)
 
     def _add(self, rowids: np.ndarray, blobs: list[bytes]) -> None:
         """Rows newer than every row held."""
         if not len(rowids):
             return
-        keys, vectors = _vectors(rowids, blobs, self.dims)
-        self._index.add(keys, vectors, threads=os.cpu_count() or 1)
-        sums = np.fromiter((blob_checksum(b) for b in blobs), dtype=np.uint64, count=len(blobs))
+        self._insert(rowids, blobs)
         self.keys = np.concatenate([self.keys, rowids.astype(np.uint64)])
-        self.sums = np.concatenate([self.sums, sums])
-        self.unsaved += len(rowids)
+        self.sums = np.concatenate([self.sums, _checksums(blobs)])
 
     def forget(self, rowids) -> None:
         """Drop deleted rows now (a search must not meet them, and neither may the file): the

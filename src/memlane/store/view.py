@@ -365,9 +365,7 @@ class ViewReads:
                 if len(rows) >= k or draw >= min(len(view.ids), _MOST_DRAWN):
                     break
                 draw = min(len(view.ids), _MOST_DRAWN, 4 * draw)
-            scores = scores_of_rows(view, rows, query)
-            top = np.argsort(-scores, kind="stable")[:k]
-            return [(view.ids[rows[i]], float(scores[i])) for i in top if np.isfinite(scores[i])]
+            return top_of_rows(view, rows, query, k, None, short=True)
         mask = self._allowed_mask(user_id, view, filters)
         if self._approximate(view):
             allowed = len(view.ids) if mask is None else int(np.count_nonzero(mask))
@@ -381,10 +379,7 @@ class ViewReads:
                 if mask is None or allowed > _EXACT_AT_MOST:  # too many to score one by one: what was drawn
                     return top_of_rows(view, drawn, query, k, mask, short=True)
             if mask is not None:  # few rows allowed (or too few drawn): those rows, scored exactly
-                rows = np.flatnonzero(mask)
-                scores = scores_of_rows(view, rows, query)
-                top = np.argsort(-scores, kind="stable")[:k]
-                return [(view.ids[rows[i]], float(scores[i])) for i in top if np.isfinite(scores[i])]
+                return top_of_rows(view, np.flatnonzero(mask), query, k, None, short=True)
         scores = view.scores(query)
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
@@ -505,12 +500,8 @@ class ViewReads:
         whose indexed words hold the needle's (BM25's postings), each then checked for the needle
         itself. A needle inside a longer word ("bird" in "bluebird") is not found this way."""
         folded = needle.casefold()
-        if not any(c.isalnum() for c in folded):
-            rows = np.zeros(0, np.int64)
-        elif hasattr(self, "_phrase_rows"):
-            rows = self._phrase_rows(user_id, view, needle, 50 * k)
-        else:
-            rows = self._postings(user_id, view, needle)[0]
+        rows = (self._phrase_rows(user_id, view, needle, 50 * k) if any(c.isalnum() for c in folded)
+                else np.zeros(0, np.int64))
         if mask is not None:
             rows = rows[mask[rows]]
         found: list[int] = []
@@ -521,6 +512,11 @@ class ViewReads:
             if len(found) >= k:
                 break
         return found[:k]
+
+    def _phrase_rows(self, user_id: str, view: UserView, text: str, limit: int) -> np.ndarray:
+        """View rows whose indexed text holds `text`'s words as a phrase, oldest first: from its
+        postings here; a backend with a phrase query of its own answers it there (at most `limit`)."""
+        return self._postings(user_id, view, text)[0]
 
     def _joined_texts(self, user_id: str, view: "UserView") -> tuple[str, list[int]]:
         """The user's folded texts joined by NUL (which no text holds), and where each starts; kept with the view."""

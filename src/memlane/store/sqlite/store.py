@@ -490,10 +490,9 @@ class SQLiteStore(SQLStatements, ViewReads):
         """The vectors as written of the given rows of index `index_name` (None where gone)."""
         found: dict[int, bytes] = {}
         wanted = [int(r) for r in rowids]
-        for start in range(0, len(wanted), self._chunk):
-            chunk = wanted[start:start + self._chunk]
-            found.update(self._query(f"SELECT rowid, vec FROM {index_name} WHERE rowid IN "
-                                     f"({', '.join('?' * len(chunk))})", tuple(chunk)))
+        for chunk in self._chunks(wanted):
+            among, params = self._in("rowid", chunk)
+            found.update(self._query(f"SELECT rowid, vec FROM {index_name} WHERE {among}", params))
         return [found.get(r) for r in wanted]
 
     def _stream_vectors(self, user_id: str, index_name: str, page: int = 20_000) -> Iterator[tuple[np.ndarray, list[bytes]]]:
