@@ -242,3 +242,15 @@ def test_updating_a_turn_rebuilds_its_passages(memory):
     expected = memory.embedder.encode(["user: We adopted a beagle puppy last week.",
                                        "user: His name is Biscuit and he loves parks."])
     assert np.allclose(view.passages[start:start + 2], expected, atol=1e-6)
+
+
+@pytest.mark.model
+def test_a_store_embedded_in_float32_refuses_the_int8_copy_of_the_same_model(tmp_path):
+    from memlane.config import MemoryConfig
+
+    full = MemoryConfig.model_validate({"embedder": {"cache_path": "off"}})
+    small = MemoryConfig.model_validate({"embedder": {"cache_path": "off", "precision": "int8"}})
+    with Memory(tmp_path / "m.db", full) as m:
+        m.add("hello there", user_id="ana")
+    with pytest.raises(ModelMismatchError, match=r"\+int8.*memlane reindex"):
+        Memory(tmp_path / "m.db", small)

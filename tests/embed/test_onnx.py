@@ -61,7 +61,8 @@ def test_onnx_runtime_gives_torchs_vectors_for_questions_batches_and_prefixes():
     fast = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx", query_prefix="query: ")
     slow = SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="torch", query_prefix="query: ")
     assert fast.onnx_encoder() is not None and slow.onnx_encoder() is None
-    for texts, purpose in ((TEXTS[:1], "query"), (TEXTS[1:2], "document"), (TEXTS, "document"), (TEXTS[:5], "query")):
+    for texts, purpose in ((TEXTS[:1], "query"), (TEXTS[1:2], "document"), (TEXTS, "document"), (TEXTS[:5], "query"),
+                           (TEXTS[::-1], "document")):  # bulk: texts run one by one, unpadded, on threads
         a, b = fast.encode(texts, purpose=purpose), slow.encode(texts, purpose=purpose)
         assert a.shape == b.shape == (len(texts), 384) and a.dtype == np.float32
         assert np.abs(a - b).max() < 1e-5
@@ -150,3 +151,45 @@ def test_an_export_that_fails_leaves_no_file_and_the_model_on_torch(monkeypatch,
     monkeypatch.setattr(local, "_ONNX", {})
     with pytest.raises(ConfigError, match="export failed: TypeError: cannot trace"):
         SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="onnx", onnx_dir=tmp_path).encode(["hello"])
+
+
+def test_int8_precision_on_torch_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="precision 'int8'.*runtime is 'torch'.*Fix"):
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", runtime="torch", precision="int8")
+    with pytest.raises(ConfigError, match="float32, int8"):
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision="int4")
+
+
+@pytest.mark.model
+def test_int8_precision_is_another_model_with_close_vectors_and_a_damaged_copy_is_made_again(monkeypatch, tmp_path):
+    monkeypatch.setattr(local, "_ONNX", {})
+    full = SentenceTransformerEmbedder("all-MiniLM-L6-v2", onnx_dir=tmp_path)
+    small = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision="int8", onnx_dir=tmp_path)
+    # Stores and vector caches key on these: int8 vectors never mix with float32 ones.
+    assert small.name == full.name + "+int8" and small.fingerprint == full.fingerprint + "+int8"
+    a, b = full.encode(TEXTS), small.encode(TEXTS)
+    cosine = (a * b).sum(axis=1)
+    assert cosine.min() >= onnx.INT8_MIN_COSINE and cosine.mean() > 0.985
+    assert np.abs(a - b).max() > 1e-3  # really other weights, not the float32 graph again
+    assert b.dtype == np.float32 and np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    quantized = small.onnx_encoder().path
+    assert quantized.stat().st_size < 0.7 * full.onnx_encoder().path.stat().st_size  # the layers, not the token table
+    assert local.runtimes_in_use()[small.fingerprint] == "onnx"
+
+    # Each text runs alone: its vector is the same in any batch, a question's the same as a document's.
+    assert np.array_equal(small.encode(TEXTS[5:9]), b[5:9]) and np.array_equal(small.encode([TEXTS[1]], purpose="query")[0], b[1])
+
+    quantized.write_bytes(b"not an onnx graph")
+    monkeypatch.setattr(local, "_ONNX", {})
+    again = SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision="int8", onnx_dir=tmp_path)
+    assert np.abs(again.encode(TEXTS[:3]) - b[:3]).max() < 1e-5
+    assert again.onnx_encoder().path == quantized and not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.model
+def test_an_int8_copy_that_strays_from_the_model_is_refused_and_not_kept(monkeypatch, tmp_path):
+    monkeypatch.setattr(local, "_ONNX", {})
+    monkeypatch.setattr(onnx, "INT8_MIN_COSINE", 0.99999)
+    with pytest.raises(ConfigError, match="precision is 'int8'.*cosine to torch.*Fix: set embedder.precision"):
+        SentenceTransformerEmbedder("all-MiniLM-L6-v2", precision="int8", onnx_dir=tmp_path).encode(["hello"])
+    assert len(list(tmp_path.glob("*.onnx"))) == 1  # the float32 export only

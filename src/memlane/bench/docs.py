@@ -18,7 +18,7 @@ from memlane.bench.metrics import (
     ndcg_at_k,
     recall_any_at_k,
 )
-from memlane.bench.report import run_fields
+from memlane.bench.report import model_label, run_fields
 from memlane.config import MemoryConfig
 from memlane.errors import InputError
 
@@ -355,7 +355,7 @@ def docs_markdown(result: dict, command: str) -> str:
         f"Command: `{command}`",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}{runtime}",
-        (f"Embedding model: `{result['config']['embedder']['model']}`. Data: {', '.join(result['data'])} "
+        (f"Embedding model: {model_label(result)}. Data: {', '.join(result['data'])} "
          f"({result['documents']} documents, {result['chunks']} chunks{skipped}). "
          f"Questions: {result['questions']}{source}. Store: {result['store']}."),
         "",

@@ -20,6 +20,13 @@ def run_fields(dataset: str, per_question: list[dict], latencies: list[float], i
             "per_question": per_question}
 
 
+def model_label(result: dict) -> str:
+    """The embedding model of a report's configuration, with its precision where not float32."""
+    embedder = result["config"]["embedder"]
+    precision = embedder.get("precision", "float32")
+    return f"`{embedder['model']}`" + ("" if precision == "float32" else f" ({precision})")
+
+
 def headline(result: dict) -> dict[str, float]:
     """The metrics a report leads with, flattened to 'name@k' keys."""
     if result["dataset"] == "locomo-qa":
@@ -88,7 +95,7 @@ def markdown(result: dict, command: str, plots: list[str]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}, torch {m.get('torch', '?')}"
         + (f", ONNX Runtime {m['onnxruntime']}" if m.get("onnxruntime") else "") + "."
         + (f" Models ran on: {m['embedding_runtime']}." if m.get("embedding_runtime") else ""),
-        f"Embedding model: `{result['config']['embedder']['model']}`. Questions: {result['questions']}"
+        f"Embedding model: {model_label(result)}. Questions: {result['questions']}"
         + (f" (split {result['split']})" if result.get("split") else "") + "."
         + (f" Store: {result['store']}." if result.get("store") else ""),
         "",

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from memlane.bench.machine import describe_machine
 from memlane.bench.metrics import percentiles
+from memlane.bench.report import model_label
 from memlane.config import MemoryConfig
 from memlane.errors import InputError, StoreError
 from memlane.ingest.formats import Conversation
@@ -345,7 +346,7 @@ def serve_markdown(result: dict, command: str) -> str:
         f"Command: `{command}`",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}; Python {m['python']}. "
-        f"Store: {result['store']}. Embedding model: `{result['config']['embedder']['model']}`.",
+        f"Store: {result['store']}. Embedding model: {model_label(result)}.",
         f"{result['users']} users (one LoCoMo conversation each, a tenant key each), "
         f"{result['memories_before']:,} memories before the load; {int(result['search_share'] * 100)}% searches, "
         f"the rest adds.",

@@ -85,6 +85,7 @@ def make_embedder(config: EmbedderConfig) -> Embedder:
             query_prefix=config.query_prefix,
             document_prefix=config.document_prefix,
             runtime=config.runtime,
+            precision=config.precision,
         )
         known = local.known_dims
         if config.dims is not None and known is not None and config.dims != known:

@@ -26,6 +26,7 @@ from memlane.errors import ConfigError
 
 log = logging.getLogger("memlane")
 RUNTIMES = ("auto", "onnx", "torch")
+PRECISIONS = ("float32", "int8")
 
 BUNDLED_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -47,7 +48,8 @@ _ONNX: dict[str, tuple[Any, str | None]] = {}
 
 def runtimes_in_use() -> dict[str, str]:
     """What each model loaded in this process runs on, 'onnx' or 'torch', by fingerprint (for reports)."""
-    return {fingerprint: "onnx" if _ONNX.get(fingerprint, (None,))[0] is not None else "torch" for fingerprint in _LOADED}
+    used = {fingerprint: "onnx" if encoder is not None else "torch" for fingerprint, (encoder, _) in _ONNX.items()}
+    return used | {w: "torch" for w in _LOADED if not any(f.split("+")[0] == w for f in used)}
 
 
 def _offline_env() -> None:
@@ -199,13 +201,22 @@ class SentenceTransformerEmbedder:
     """
 
     def __init__(self, model: str, batch_size: int = 64, query_prefix: str = "", document_prefix: str = "",
-                 runtime: str = "auto", onnx_dir: str | Path | None = None) -> None:
+                 runtime: str = "auto", onnx_dir: str | Path | None = None, precision: str = "float32") -> None:
         if runtime not in RUNTIMES:
             raise ConfigError(f"unknown embedder runtime {runtime!r}. Fix: use one of {', '.join(RUNTIMES)}.")
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown embedder precision {precision!r}. Fix: use one of {', '.join(PRECISIONS)}.")
+        if precision == "int8" and runtime == "torch":
+            raise ConfigError("embedder.precision 'int8' runs on ONNX Runtime, but embedder.runtime is 'torch'. "
+                              "Fix: set embedder.runtime = 'auto' or 'onnx', or embedder.precision = 'float32'.")
         self.model_ref = model
-        self.path, self.name = resolve_model(model)
+        self.precision = precision
+        self.path, name = resolve_model(model)
         # The weights, not their place: a checkpoint moved by the fine-tuning gate keeps its cached vectors.
-        self.fingerprint = self.name if self.name == BUNDLED_NAME else f"weights#{weights_digest(self.path)}"
+        self.weights = name if name == BUNDLED_NAME else f"weights#{weights_digest(self.path)}"
+        # 8-bit weights give other vectors: to stores and caches they are another model.
+        suffix = "" if precision == "float32" else f"+{precision}"
+        self.name, self.fingerprint = name + suffix, self.weights + suffix
         self.batch_size = batch_size
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
@@ -275,6 +286,11 @@ class SentenceTransformerEmbedder:
                     if self.fingerprint not in _ONNX:
                         _ONNX[self.fingerprint] = self._load_onnx(model)
                     encoder, reason = _ONNX[self.fingerprint]
+                    if encoder is None and self.precision != "float32":
+                        raise ConfigError(
+                            f"embedder.precision is '{self.precision}' but model '{self.name}' cannot run on ONNX "
+                            f"Runtime: {reason}. Fix: set embedder.precision = 'float32'."
+                        )
                     if encoder is None and self.runtime == "onnx":
                         raise ConfigError(
                             f"embedder.runtime is 'onnx' but model '{self.name}' cannot run on ONNX Runtime: "
@@ -290,7 +306,8 @@ class SentenceTransformerEmbedder:
         try:
             from memlane.embed.onnx import load_encoder
 
-            return load_encoder(model, self.fingerprint, self.onnx_dir, self._features, self._encode_torch), None
+            return load_encoder(model, self.weights, self.onnx_dir, self._features, self._encode_torch,
+                                precision=self.precision), None
         except (ImportError, RuntimeError, OSError) as exc:
             log.info("embedding model %s runs on torch: %s", self.name, exc)
             return None, str(exc)
@@ -301,18 +318,23 @@ class SentenceTransformerEmbedder:
         return model.preprocess(list(texts)) if hasattr(model, "preprocess") else model.tokenize(list(texts))
 
     def _encode_onnx(self, onnx: Any, texts: list[str]) -> np.ndarray:
+        if self.precision != "float32":  # each text alone: its vector must not depend on the batch
+            return self._encode_each(onnx, texts)
         if len(texts) == 1:  # a question: batched with the questions of concurrent searches
             if self._singles is None:
                 self._singles = Combiner(lambda batch: onnx.encode(self._features(batch), shared=len(batch) > 1))
             return self._singles.call(texts[0])[None, :]
         if len(texts) <= _DIRECT_MAX:
             return onnx.encode(self._features(texts))
-        # Longest first, as sentence-transformers batches: texts of like length pad little.
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        return self._encode_each(onnx, texts)
+
+    def _encode_each(self, onnx: Any, texts: list[str]) -> np.ndarray:
+        """Tokenized in batches (one fast call each), run text by text (`OnnxEncoder.encode_each`)."""
         out = np.empty((len(texts), self.dims), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            out[chunk] = onnx.encode(self._features([texts[i] for i in chunk]))
+        step = max(self.batch_size, 256)
+        for start in range(0, len(texts), step):
+            features = self._features(texts[start:start + step])
+            out[start:start + step] = onnx.encode_each(_one_by_one(features))
         return out
 
     def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:
@@ -353,9 +375,9 @@ class SentenceTransformerEmbedder:
                 # Stores opened one after another (a server, a benchmark) share one loaded copy of
                 # the same weights: loading costs ~0.1 s and ~90 MB each time. The fingerprint
                 # changes with the weight files, so a retrained checkpoint is loaded afresh.
-                model = _LOADED.get(self.fingerprint)
+                model = _LOADED.get(self.weights)
                 if model is None:
-                    model = _LOADED[self.fingerprint] = self._load_model()
+                    model = _LOADED[self.weights] = self._load_model()
                 else:
                     self.known_dims = int(self.known_dims or model.get_embedding_dimension())
                 self._model = model
@@ -389,6 +411,14 @@ class SentenceTransformerEmbedder:
 # Up to this many texts per call take the direct path (see `_encode_direct`); bulk encoding keeps
 # sentence-transformers' batching, which sorts texts by length to pad less.
 _DIRECT_MAX = 4
+
+
+def _one_by_one(features: dict[str, Any]) -> list[dict[str, np.ndarray]]:
+    """A padded batch of model inputs as one input per text, each without its padding."""
+    arrays = {name: np.asarray(value.numpy() if hasattr(value, "numpy") else value) for name, value in features.items()
+              if name in ("input_ids", "attention_mask", "token_type_ids")}
+    kept = arrays["attention_mask"].astype(bool)
+    return [{name: array[row][kept[row]][None, :] for name, array in arrays.items()} for row in range(len(kept))]
 
 
 class _quiet_transformers:
