@@ -129,6 +129,7 @@ class UserView:
     # where gone), `stream` for all of them in row order, page by page. See `LeanVectors`.
     vectors_from: "LeanVectors | None" = None
     _last_scores: tuple[np.ndarray, np.ndarray] | None = None  # (query, scores)
+    _last_own: tuple[np.ndarray, np.ndarray] | None = None  # (query, own-vector scores)
 
     @property
     def dims(self) -> int:
@@ -236,12 +237,24 @@ class UserView:
             scores.flags.writeable = False
             self._last_scores = (query.copy(), scores)
             return scores
-        scores = self.matrix @ query
+        scores = self.own_scores(query)
         if len(self.passage_owners):
+            scores = scores.copy()
             best = np.maximum.reduceat(self.passages @ query, self.passage_starts)
             scores[self.passage_owners] = np.maximum(scores[self.passage_owners], best)
-        scores.flags.writeable = False
+            scores.flags.writeable = False
         self._last_scores = (query.copy(), scores)
+        return scores
+
+    def own_scores(self, query: np.ndarray) -> np.ndarray:
+        """Each memory's own vector's cosine to the query (no passages), for a view that holds its
+        matrix; the last query's are kept, as for `scores`. Read-only."""
+        last = self._last_own
+        if last is not None and np.array_equal(last[0], query):
+            return last[1]
+        scores = self.matrix @ query
+        scores.flags.writeable = False
+        self._last_own = (query.copy(), scores)
         return scores
 
 
