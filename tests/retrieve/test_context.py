@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from memlane.records import MemoryRecord
-from memlane.retrieve.context import UserContext, context_matrix
+from memlane.retrieve.context import UserContext, context_cosines, context_norms
 from memlane.store import open_store
 
 AT = "2023-01-01T00:00:00Z"
@@ -68,12 +68,16 @@ def test_context_vectors_mix_in_the_neighbours(store):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     store.write([turn(1, 1), turn(2, 2), turn(3, 3), note("m4")], vectors, [])
     view = UserContext(store, "ana").view
-    context = context_matrix(view, 0.5)
+    query = np.array([0.6, 0.8], np.float32)
+    cosines = context_cosines(view, 0.5, query)
     middle = view.position["t2"]
     expected = vectors[1] + 0.5 * (vectors[0] + vectors[2])
-    assert np.allclose(context[middle], expected / np.linalg.norm(expected), atol=1e-6)
-    assert np.allclose(context[view.position["m4"]], vectors[3])  # not a turn: its own vector
-    assert context_matrix(view, 0.5) is context  # kept with the view
+    assert cosines[middle] == pytest.approx(float(expected @ query) / np.linalg.norm(expected), abs=1e-6)
+    assert cosines[view.position["m4"]] == pytest.approx(float(vectors[3] @ query), abs=1e-6)  # not a turn: its own
+    first = view.position["t1"]  # one neighbour only
+    expected = vectors[0] + 0.5 * vectors[1]
+    assert cosines[first] == pytest.approx(float(expected @ query) / np.linalg.norm(expected), abs=1e-6)
+    assert context_norms(view, 0.5) is context_norms(view, 0.5)  # kept with the view
 
 
 def test_context_candidates_rank_by_context_and_keep_to_the_filter(store):

@@ -569,3 +569,18 @@ def test_recent_history_is_newest_first_without_texts_and_keeps_to_the_users_ask
     assert [m for _, m, _, _ in store.recent_history(10, users=["bo"])] == ["b1"]
     assert store.recent_history(1) == [("ana", "m1", "DELETE", "2023-01-02T00:00:00Z")]
     assert store.recent_history(10, users=[]) == []
+
+
+def test_a_users_verbatim_lookup_through_the_word_index_finds_what_the_scan_finds_in_whole_words(store, monkeypatch):
+    from memlane.store import view as view_module
+
+    put(store, rec("m1", text="Ana flew to Lisbon on the 3rd"), rec("m2", text="a bluebird sang at the window"),
+        rec("m3", text="Lisbon again, then PORTO"), rec("b1", user="bo", text="Lisbon trip"))
+    needles = ["lisbon", "Porto", "flew to lisbon", "bird", "m2"]
+    scanned = store.substring_matches("ana", needles, 10, None)
+    monkeypatch.setattr(view_module, "SCAN_TEXTS_BELOW", 1)
+    indexed = store.substring_matches("ana", needles, 10, None)
+    assert ("m2", "bird") in scanned and ("m2", "bird") not in indexed  # inside a longer word: the scan only
+    assert [m for m in scanned if m[1] != "bird"] == indexed
+    assert ("m1", "flew to lisbon") in indexed and ("m3", "Porto") in indexed and ("m2", "m2") in indexed
+    assert all(mid != "b1" for mid, _ in indexed)

@@ -319,6 +319,11 @@ _EXACT_AT_MOST = 20_000  # ... where they are this few; more: the candidates the
 # such a term's postings costs more than the rest of the search, and its weight is near zero.
 LEXICAL_MOST_SHARE = 0.05
 LEXICAL_MOST_POSTINGS = 20_000  # ... and in more memories than this: below it, a read costs a few ms
+# From this many memories, a verbatim lookup (a quoted string, an id, a name) starts from the word
+# index instead of scanning every text: a scan of 22,000 document chunks (14 MB) costs about 7 ms a
+# needle. Either way a memory is returned only if its text holds the needle; through the index, a
+# needle inside a longer word ("bird" in "bluebird") is not found.
+SCAN_TEXTS_BELOW = 10_000
 
 
 def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
@@ -485,7 +490,7 @@ class ViewReads:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
         case-insensitively, oldest first."""
         view = self._view(user_id)
-        lean = view.vectors_from is not None  # a large user: their texts are not held in memory
+        lean = view.vectors_from is not None or len(view.ids) >= SCAN_TEXTS_BELOW  # see SCAN_TEXTS_BELOW
         joined, starts = ("", []) if lean else self._joined_texts(user_id, view)
         mask = self._allowed_mask(user_id, view, filters)
         out: list[tuple[str, str]] = []
@@ -517,6 +522,9 @@ class ViewReads:
                 else np.zeros(0, np.int64))
         if mask is not None:
             rows = rows[mask[rows]]
+        if view.vectors_from is None:  # the texts are held with the view
+            texts = self._folded_texts(user_id, view)
+            return [int(i) for i in rows if folded in texts[i]][:k]
         found: list[int] = []
         for start in range(0, len(rows), 256):
             chunk = [int(i) for i in rows[start:start + 256]]
