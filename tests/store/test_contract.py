@@ -578,7 +578,7 @@ def test_a_users_verbatim_lookup_through_the_word_index_finds_what_the_scan_find
         rec("m3", text="Lisbon again, then PORTO"), rec("b1", user="bo", text="Lisbon trip"))
     needles = ["lisbon", "Porto", "flew to lisbon", "bird", "m2"]
     scanned = store.substring_matches("ana", needles, 10, None)
-    monkeypatch.setattr(view_module, "SCAN_TEXTS_BELOW", 1)
+    monkeypatch.setattr(view_module, "SCAN_TEXTS_BELOW", 10)  # characters: every store here is past it
     indexed = store.substring_matches("ana", needles, 10, None)
     assert ("m2", "bird") in scanned and ("m2", "bird") not in indexed  # inside a longer word: the scan only
     assert [m for m in scanned if m[1] != "bird"] == indexed

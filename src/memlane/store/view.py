@@ -319,11 +319,11 @@ _EXACT_AT_MOST = 20_000  # ... where they are this few; more: the candidates the
 # such a term's postings costs more than the rest of the search, and its weight is near zero.
 LEXICAL_MOST_SHARE = 0.05
 LEXICAL_MOST_POSTINGS = 20_000  # ... and in more memories than this: below it, a read costs a few ms
-# From this many memories, a verbatim lookup (a quoted string, an id, a name) starts from the word
-# index instead of scanning every text: a scan of 22,000 document chunks (14 MB) costs about 7 ms a
-# needle. Either way a memory is returned only if its text holds the needle; through the index, a
-# needle inside a longer word ("bird" in "bluebird") is not found.
-SCAN_TEXTS_BELOW = 10_000
+# From this many characters of text, a user's verbatim lookups (a quoted string, an id, a name)
+# start from the word index instead of scanning every text: a scan of the 22,000 PEP chunks (14
+# MB) costs about 7 ms a needle. Either way a memory is returned only if its text holds the
+# needle; through the index, a needle inside a longer word ("bird" in "bluebird") is not found.
+SCAN_TEXTS_BELOW = 4_000_000
 
 
 def top_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray, k: int,
@@ -490,14 +490,15 @@ class ViewReads:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
         case-insensitively, oldest first."""
         view = self._view(user_id)
-        lean = view.vectors_from is not None or len(view.ids) >= SCAN_TEXTS_BELOW  # see SCAN_TEXTS_BELOW
+        lean = view.vectors_from is not None  # a large user: their texts are not held in memory
         joined, starts = ("", []) if lean else self._joined_texts(user_id, view)
+        indexed = lean or len(joined) >= SCAN_TEXTS_BELOW
         mask = self._allowed_mask(user_id, view, filters)
         out: list[tuple[str, str]] = []
         for needle in dict.fromkeys(needles):
             folded = needle.casefold()
             rows: list[int] = []
-            if lean:
+            if indexed:
                 rows = self._indexed_matches(user_id, view, needle, k, mask)
             elif "\x00" not in folded:  # one C-speed scan of all texts instead of a test per memory
                 at = joined.find(folded)
