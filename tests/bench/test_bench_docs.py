@@ -191,6 +191,7 @@ def test_a_run_over_a_folder_finds_each_document_first(folder, bm25_config, tmp_
     assert not (tmp_path / "vectors.sqlite").exists()  # a cold import writes no vector cache
     assert seen[-1] == (3, 3)
     assert set(report["latency_ms"]) == {"p50", "p95", "p99"}
+    assert report["first_search_ms"] > 0 and len(report["per_question"]) == 3  # timed apart, not a question
     rows = {q["id"]: q for q in report["per_question"]}
     assert [rows[i]["rank"] for i in ("kettle", "expenses", "passwords")] == [1, 1, 1]
     assert rows["kettle"]["ranked"][0] == "handbook/kitchen.md"
@@ -215,4 +216,5 @@ def test_the_report_renders_as_markdown_with_a_plot(folder, bm25_config, tmp_pat
     assert (out.parent / "docs-recall.png").stat().st_size > 1000
     text = docs_markdown(report, "memlane bench docs --out docs.json")
     assert "| recall@5 | 1.000 |" in text and "docs-recall.png" in text
+    assert f"| first search (loads the model, reads the store) | {report['first_search_ms']:.0f} ms |" in text
     json.dumps(report)  # the report is plain JSON
