@@ -4,6 +4,7 @@ which dense search, neighbour context, name checks and BM25 postings read withou
 from __future__ import annotations
 
 import bisect
+import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -525,7 +526,7 @@ class ViewReads:
             rows = rows[mask[rows]]
         if view.vectors_from is None:  # the texts are held with the view
             texts = self._folded_texts(user_id, view)
-            return [int(i) for i in rows if folded in texts[i]][:k]
+            return list(itertools.islice((int(i) for i in rows if folded in texts[i]), k))
         found: list[int] = []
         for start in range(0, len(rows), 256):
             chunk = [int(i) for i in rows[start:start + 256]]

@@ -753,11 +753,19 @@ class SQLiteStore(SQLStatements, ViewReads):
     def _phrase_rows(self, user_id: str, view: "UserView", text: str, limit: int) -> np.ndarray:
         """View rows whose indexed text holds `text`'s words as a phrase, oldest first (FTS5's
         own phrase query: no term's postings cross into Python)."""
+        if len(view.rowids) == 0:
+            return np.zeros(0, np.int64)
         phrase = '"' + text.replace('"', '""') + '"'
         try:
-            found = self._query("SELECT f.rowid FROM memories_fts f JOIN memories m ON m.rowid = f.rowid "
-                                "WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY f.rowid LIMIT ?",
-                                (phrase, user_id, limit))
+            if self._term_positions(user_id, view)[0] == "temp.memory_terms":  # the user holds most of the file
+                # Their rowid span, no join: the few other users' rows in it are dropped below.
+                found = self._query("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
+                                    "AND rowid BETWEEN ? AND ? ORDER BY rowid LIMIT ?",
+                                    (phrase, int(view.rowids[0]), int(view.rowids[-1]), limit))
+            else:
+                found = self._query("SELECT f.rowid FROM memories_fts f JOIN memories m ON m.rowid = f.rowid "
+                                    "WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY f.rowid LIMIT ?",
+                                    (phrase, user_id, limit))
         except StoreError:  # a phrase FTS5 cannot parse finds nothing
             return np.zeros(0, np.int64)
         rowids = np.array([r[0] for r in found], dtype=np.int64)
