@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -253,10 +255,39 @@ class UserView:
         last = self._last_own
         if last is not None and np.array_equal(last[0], query):
             return last[1]
-        scores = self.matrix @ query
+        scores = _matrix_times(self.matrix, query)
         scores.flags.writeable = False
         self._last_own = (query.copy(), scores)
         return scores
+
+
+# From this many rows a view's own-vector scan is split in two halves run at once: numpy releases
+# the interpreter lock in BLAS, and the scan is bound by memory reads (22,000 x 384 floats: 2.9 ms
+# on one core, 1.8 on two). Searches run BLAS on one thread each (`_single_threaded_blas`).
+SPLIT_SCAN_FROM = 8_192
+_HALVES: ThreadPoolExecutor | None = None
+
+
+def _forget_halves() -> None:  # a forked child has no copy of the pool's thread
+    global _HALVES
+    _HALVES = None
+
+
+os.register_at_fork(after_in_child=_forget_halves)
+
+
+def _matrix_times(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    global _HALVES
+    if len(matrix) < SPLIT_SCAN_FROM or (os.cpu_count() or 1) < 2:
+        return matrix @ query
+    if _HALVES is None:
+        _HALVES = ThreadPoolExecutor(1, thread_name_prefix="memlane-scan")
+    middle = len(matrix) // 2
+    out = np.empty(len(matrix), dtype=np.result_type(matrix, query))
+    other = _HALVES.submit(np.matmul, matrix[middle:], query, out=out[middle:])
+    np.matmul(matrix[:middle], query, out=out[:middle])
+    other.result()
+    return out
 
 
 class LeanVectors:

@@ -1,0 +1,36 @@
+import os
+import select
+
+import numpy as np
+
+from memlane.store import view as view_module
+
+
+def test_a_large_scan_split_in_halves_gives_the_whole_products():
+    rng = np.random.default_rng(3)
+    matrix = rng.standard_normal((view_module.SPLIT_SCAN_FROM + 11, 16)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    query = matrix[5]
+    split = view_module._matrix_times(matrix, query)
+    assert split.shape == (len(matrix),) and split.dtype == np.float32
+    assert np.allclose(split, matrix @ query, atol=1e-6) and int(np.argmax(split)) == 5
+    small = matrix[:100]
+    assert np.array_equal(view_module._matrix_times(small, query), small @ query)  # below the size: one product
+
+
+def test_a_forked_child_makes_its_own_scan_pool():
+    matrix = np.ones((view_module.SPLIT_SCAN_FROM, 4), np.float32)
+    view_module._matrix_times(matrix, np.ones(4, np.float32))  # the parent's pool exists now
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the parent's pool thread is not in the child: a fresh pool must answer
+        ok = float(view_module._matrix_times(matrix, np.ones(4, np.float32)).sum()) == 4.0 * len(matrix)
+        os.write(writer, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(writer)
+    ready, _, _ = select.select([reader], [], [], 30)  # a child stuck on the parent's pool never answers
+    answer = os.read(reader, 1) if ready else b""
+    if not ready:
+        os.kill(child, 9)
+    os.waitpid(child, 0)
+    assert answer == b"1"
