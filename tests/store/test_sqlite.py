@@ -408,3 +408,70 @@ def test_a_bulk_write_drops_its_users_views_and_keeps_the_others(store):
     last = f"ma{_FOLLOW_AT_MOST + 1}"
     assert store.lexical_candidates("ana", [str(_FOLLOW_AT_MOST + 1)], 5, None)[0][0] == last
     assert store.dense_candidates("bo", np.ones(2, np.float32), 10, None)[0][0] == "mb0"
+
+
+def _two_processes(tmp_path):
+    """Two stores on one file: each its own connection and caches, as two processes have."""
+    writer = SQLiteStore(tmp_path / "shared.db")
+    writer.create_index("toy", 2, active=True)
+    return writer, SQLiteStore(tmp_path / "shared.db")
+
+
+def test_another_process_adding_memories_is_followed_not_read_again(tmp_path):
+    writer, reader = _two_processes(tmp_path)
+    try:
+        writer.write([_record(1, text="we went hiking"), _record(2, text="a quiet day")],
+                     np.array([[1, 0], [0, 1]], np.float32), [])
+        view = reader._view("ana")
+        assert [m for m, _ in reader.lexical_candidates("ana", ["hiking"], 5, None)] == ["m1"]  # a term's postings held
+        writer.write([_record(3, text="hiking again, in the rain"), _record(4, user="bo", text="hiking")],
+                     np.array([[0.6, 0.8], [1, 0]], np.float32), [])
+        followed = reader._view("ana")
+        # Brought up to date, not read again: the postings of the term searched before carry the new row.
+        assert followed.ids == ["m1", "m2", "m3"] and followed.generation == reader._generation()
+        assert followed.postings["hiking"][0].tolist() == [0, 2] and followed.derived is not view.derived
+        writer.write([_record(5, user="bo")], np.array([[1, 0]], np.float32), [])  # another user only
+        assert reader._view("ana") is followed and followed.generation == reader._generation()
+        assert [m for m, _ in reader.lexical_candidates("ana", ["hiking"], 5, None)] == ["m1", "m3"]
+        assert [m for m, _ in reader.dense_candidates("ana", np.array([0.6, 0.8], np.float32), 1, None)] == ["m3"]
+        assert [m for m, _ in reader.lexical_candidates("bo", ["hiking"], 5, None)] == ["m4"]  # never ana's
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_another_process_deleting_or_amending_makes_the_view_read_again(tmp_path):
+    writer, reader = _two_processes(tmp_path)
+    try:
+        writer.write([_record(1, text="hiking"), _record(2, text="hiking home")], np.ones((2, 2), np.float32), [])
+        view = reader._view("ana")
+        assert writer.delete("ana", ["m1"], []) == 1
+        again = reader._view("ana")
+        assert again is not view and again.ids == ["m2"]
+        assert [m for m, _ in reader.lexical_candidates("ana", ["hiking"], 5, None)] == ["m2"]
+        # A writer that leaves no note (an older memlane): every view is read again.
+        writer._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+        assert reader._view("ana") is not again
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_every_write_notes_what_it_changed_and_old_notes_are_dropped(tmp_path, monkeypatch):
+    from memlane.store.sqlite import store as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "CHANGES_KEPT", 3)
+    writer, reader = _two_processes(tmp_path)
+    try:
+        for i in range(1, 300):
+            writer.write([_record(i)], np.ones((1, 2), np.float32), [])
+        notes = writer._query("SELECT generation, user_id, first_rowid FROM changes ORDER BY generation")
+        generation = writer._generation()
+        assert notes[-1] == (generation, "ana", 299) and len(notes) < 300  # pruned every 256 generations
+        view = reader._view("ana")
+        for i in range(300, 305):  # further behind than the notes kept: read again, not followed
+            writer.write([_record(i)], np.ones((1, 2), np.float32), [])
+        assert reader._view("ana") is not view and len(reader._view("ana").ids) == 304
+    finally:
+        writer.close()
+        reader.close()

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS memories (
     superseded_by TEXT
 );
 CREATE INDEX IF NOT EXISTS memories_by_user ON memories (user_id, rowid);
+-- What each write changed, by generation: a user whose only changes since a process read them are
+-- inserts (first_rowid set) is brought up to date from the new rows, not read again. user_id NULL:
+-- anything may have changed for anyone. Kept for the last CHANGES_KEPT generations.
+CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, user_id TEXT, first_rowid INTEGER);
+CREATE INDEX IF NOT EXISTS changes_by_generation ON changes (generation);
 CREATE INDEX IF NOT EXISTS memories_by_session ON memories (user_id, session_id, turn_index);
 CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5 (
     embed_text, content='memories', content_rowid='rowid', tokenize='{tokenizer}'

@@ -37,6 +37,7 @@ _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
 _MAX_NEAREST = 4  # users whose approximate index stays loaded (each a few hundred MB at a million memories)
 _SAVE_AFTER = 2_000  # rows added to an approximate index before it is written again (also on close)
 _MAX_LEXICONS = _MAX_VIEWS  # users whose own term index is kept (see `_Lexicon`)
+CHANGES_KEPT = 4_096  # generations whose changes are kept: a process further behind reads its views again
 _FOLLOW_AT_MOST = 2_000  # records of a write that cached views take in; a larger write drops them
 # A user holding less than this share of the file's memories gets their own term index; above
 # it, FTS5's shared one costs about the same.
@@ -99,6 +100,7 @@ class SQLiteStore(SQLStatements, ViewReads):
             raise StoreError(f"cannot open store {self.path}: {_reason(exc)}.{hint}") from None
         self._lock = threading.RLock()
         self._depth = 0  # nesting of `atomic` blocks on this connection (under the lock)
+        self._changed: dict[str | None, int | None] = {}  # the open transaction's changes (see `_note`)
         self._pins = threading.local()  # per thread: user views a search holds (see `snapshot`)
         self._views: dict[str, UserView] = {}
         self._term_tokens: dict[str, tuple[str, ...]] = {}
@@ -149,12 +151,14 @@ class SQLiteStore(SQLStatements, ViewReads):
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot start a write to {self.path}: {_reason(exc)}") from None
             self._depth = 1
+            self._changed = {}
             try:
                 yield self._conn
                 self._conn.execute(
                     "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) "
                     "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
                 )
+                self._note_changes(self._conn)
                 self._conn.execute("COMMIT")
             except BaseException as exc:
                 self._rollback()
@@ -165,6 +169,25 @@ class SQLiteStore(SQLStatements, ViewReads):
                 self._depth = 0
 
     _transaction = atomic
+
+    def _note_changes(self, conn: sqlite3.Connection) -> None:
+        """Record what this transaction changed under its generation (see the `changes` table):
+        the users it inserted for, and from which rowid; any other write, or one that said
+        nothing, as a change of anything for anyone."""
+        generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+        notes = [(generation, user, first) for user, first in self._changed.items()] or [(generation, None, None)]
+        if any(user is None for _, user, _ in notes):
+            notes = [(generation, None, None)]
+        conn.executemany("INSERT INTO changes (generation, user_id, first_rowid) VALUES (?, ?, ?)", notes)
+        if generation % 256 == 0:
+            conn.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
+
+    def _note(self, user_id: str | None, first_rowid: int | None) -> None:
+        """Note, in the open transaction, an insert for `user_id` from `first_rowid` on (None: any change)."""
+        if user_id in self._changed:
+            known = self._changed[user_id]
+            first_rowid = None if known is None or first_rowid is None else min(known, first_rowid)
+        self._changed[user_id] = first_rowid
 
     def _rollback(self) -> None:
         """Undo the open transaction, if SQLite has not already (it does itself on a full disk or
@@ -313,7 +336,10 @@ class SQLiteStore(SQLStatements, ViewReads):
                                  ((rowid, *record_params(r)) for rowid, r in zip(rowids, records)))
                 conn.executemany(f"INSERT INTO {index.name} (rowid, vec) VALUES (?, ?)",
                                  ((rowid, to_blob(v)) for rowid, v in zip(rowids, vectors)))
+                for rowid, record in zip(rowids, records):
+                    self._note(record.user_id, rowid)
                 for record in amended:
+                    self._note(record.user_id, None)
                     conn.execute(
                         "UPDATE memories SET metadata = ?, valid_from = ?, valid_until = ?, superseded_by = ? "
                         "WHERE id = ? AND user_id = ?",
@@ -367,18 +393,7 @@ class SQLiteStore(SQLStatements, ViewReads):
                 del self._views[user_id]  # grown large: read again as a lean view, its vectors left in the store
                 continue
             if added:  # joined in when next searched: many small writes cost one merge, not one each
-                part = UserView.build(after, index.name, index.dims, added)
-                if view.folded_texts is not None:
-                    part.folded_texts = [text.casefold() for text in texts[user_id]]
-                if view.lengths is not None:
-                    part.lengths = self._read_lengths(user_id, part.rowids)
-                if view.postings:  # the terms searched so far follow too: no re-read of each after a write
-                    known = {t: self._term_tokens[t] for t in list(view.postings) if t in self._term_tokens}
-                    try:
-                        part.postings = postings_of(self._index_tokens(indexed[user_id]), known)
-                    except sqlite3.Error:  # the write is committed; these terms are read again when next searched
-                        part.postings = {}
-                view.pending.append(part)
+                self._append_part(view, user_id, after, index, added, texts[user_id], indexed[user_id])
             view.generation = after
         for user_id in new_users - set(self._views):
             if len(self._views) >= _MAX_VIEWS:  # a view nobody has searched yet never evicts one in use
@@ -386,6 +401,24 @@ class SQLiteStore(SQLStatements, ViewReads):
             if len(rows[user_id]) >= self.dense_exact_below:  # read as a lean view when first searched
                 continue
             self._views[user_id] = UserView.build(after, index.name, index.dims, rows[user_id])
+
+    def _append_part(self, view: "UserView", user_id: str, generation: int, index: IndexInfo, rows: list[tuple],
+                     texts: list[str], indexed: list[tuple[int, str]]) -> None:
+        """New rows of the user (as `UserView.build` takes them, with their texts and indexed
+        texts) as a pending part of `view`, carrying what the view holds already: folded texts,
+        lengths, and the postings of the terms searched so far (no re-read of each after a write)."""
+        part = UserView.build(generation, index.name, index.dims, rows)
+        if view.folded_texts is not None:
+            part.folded_texts = [text.casefold() for text in texts]
+        if view.lengths is not None:
+            part.lengths = self._read_lengths(user_id, part.rowids)
+        if view.postings:
+            known = {t: self._term_tokens[t] for t in list(view.postings) if t in self._term_tokens}
+            try:
+                part.postings = postings_of(self._index_tokens(indexed), known)
+            except sqlite3.Error:  # these terms are read again when next searched
+                part.postings = {}
+        view.pending.append(part)
 
     def _follow_lexicons(self, before: int, indexed: dict[str, list[tuple[int, str]]]) -> None:
         """Add a write's new (rowid, indexed text) rows to the term indexes of their users that
@@ -419,9 +452,10 @@ class SQLiteStore(SQLStatements, ViewReads):
         conn.execute(f"UPDATE memories SET {_ASSIGNMENTS} WHERE rowid = ?", (*record_params(record), rowid))
         self._put_vector(conn, index, rowid, vector)
 
-    @staticmethod
-    def _touch(conn: sqlite3.Connection, users: Sequence[str]) -> None:
-        """Nothing to note: the store's one generation moves on with every write (see `atomic`)."""
+    def _touch(self, conn: sqlite3.Connection, users: Sequence[str]) -> None:
+        """These users' memories changed in other ways than inserts (see `_note_changes`)."""
+        for user_id in users:
+            self._note(user_id, None)
 
     def delete_user(self, user_id: str, at: str) -> int:
         """Forget a user entirely: memories, expired ones, vectors, and the words in their history
@@ -673,6 +707,8 @@ class SQLiteStore(SQLStatements, ViewReads):
             index = self._require_index()
             generation = self._generation()
             cached = self._views.get(user_id)
+            if cached and cached.index == index.name and cached.generation != generation:
+                self._catch_up(user_id, cached, index, generation)
             if cached and cached.generation == generation and cached.index == index.name:
                 if cached.pending:
                     cached = cached.merged()
@@ -694,6 +730,46 @@ class SQLiteStore(SQLStatements, ViewReads):
                 view.vectors_from = self._lean_vectors(user_id, index.name)
             self._keep_view(user_id, view)
             return view
+
+    def _catch_up(self, user_id: str, view: "UserView", index: IndexInfo, generation: int) -> None:
+        """Bring a view taken at an older generation up to `generation` where the `changes` table
+        shows every write since then and, for this user, inserts only (other processes' adds):
+        the new rows join it as a pending part, as this process's own inserts do. Otherwise the
+        view stays behind and is read again. Rows written after `generation` may come in too;
+        the next catch-up starts past them (new rows are those past the view's last rowid)."""
+        behind = generation - view.generation
+        if self._depth > 0 or not 0 < behind <= CHANGES_KEPT:
+            return
+        try:
+            notes = self._query("SELECT generation, user_id, first_rowid FROM changes "
+                                "WHERE generation > ? AND generation <= ?", (view.generation, generation))
+        except StoreError:  # a file from before the table, opened read-only
+            return
+        if len({g for g, _, _ in notes}) != behind:  # a write left no note (an older memlane wrote it)
+            return
+        if any(user is None or (user == user_id and first is None) for _, user, first in notes):
+            return
+        if any(user == user_id for _, user, _ in notes):
+            held_parts = [part for part in (view, *view.pending) if len(part.rowids)]
+            last = max(int(part.rowids[-1]) for part in held_parts) if held_parts else 0
+            lean = view.vectors_from is not None
+            found = self._query(
+                f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vec'}, "
+                f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.text, m.embed_text "
+                f"FROM memories m {'' if lean else f'JOIN {index.name} v ON v.rowid = m.rowid '}"
+                "WHERE m.user_id = ? AND m.rowid > ? ORDER BY m.rowid", (user_id, last))
+            held = len(view.ids) + sum(len(p.ids) for p in view.pending)
+            if not lean and held + len(found) >= self.dense_exact_below:
+                return  # grown large: read again as a lean view
+            if found:
+                self._append_part(view, user_id, generation, index, [row[:9] for row in found],
+                                  [row[9] for row in found], [(row[0], row[10]) for row in found])
+        lexicon = self._lexicons.get(user_id)
+        if lexicon is not None and any(user == user_id for _, user, _ in notes):
+            self._drop_lexicon(self._lexicons.pop(user_id))
+        elif lexicon is not None and lexicon.generation == view.generation:
+            lexicon.generation = generation
+        view.generation = generation
 
     def _keep_view(self, user_id: str, view: "UserView") -> None:
         if user_id not in self._views and len(self._views) >= _MAX_VIEWS:
