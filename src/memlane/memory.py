@@ -847,6 +847,11 @@ class Memory:
         deletion). `admin=True` without `user_id` looks across every user."""
         return self._store.history(_scope(user_id, admin), _check_id(memory_id, "memory_id"))
 
+    def warm_up(self) -> None:
+        """Load now what the first search would load (the embedding model and its ONNX export,
+        seconds on a CPU): a server calls this before taking requests, so none waits for it."""
+        self._embedder.encode(["warm up"], purpose="query")
+
     def stats(self) -> StoreStats:
         return self._store.stats()
 

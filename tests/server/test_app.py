@@ -6,6 +6,7 @@ import threading
 import time
 
 import anyio.to_thread
+import pytest
 from fastapi.testclient import TestClient
 
 from memlane.server.app import create_app
@@ -39,3 +40,34 @@ def test_requests_run_at_most_server_threads_at_once_and_the_rest_wait_their_tur
         for t in askers:
             t.join()
     assert answers == [200] * 6 and most[0] == 2
+
+
+class _CountingEmbedder:
+    """A hashing embedder that counts its calls, or fails each one when `broken`."""
+
+    def __init__(self, broken: bool = False) -> None:
+        from memlane.embed import HashEmbedder
+
+        self.inner, self.broken, self.calls = HashEmbedder(dims=64), broken, []
+        self.name, self.dims, self.fingerprint = self.inner.name, self.inner.dims, self.inner.fingerprint
+
+    def encode(self, texts, purpose="document"):
+        self.calls.append(purpose)
+        if self.broken:
+            raise RuntimeError("model files unreadable")
+        return self.inner.encode(texts, purpose)
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_the_server_loads_the_model_before_its_first_request_and_starts_even_if_it_cannot(tmp_path, config, ring,
+                                                                                           broken, caplog):
+    from memlane import Memory
+
+    embedder = _CountingEmbedder(broken)
+    with Memory(tmp_path / "s.db", config, embedder=embedder) as memory:
+        app = create_app(memory, ring.authenticate)
+        assert embedder.calls == []
+        with caplog.at_level("WARNING", logger="memlane.server"), TestClient(app) as client:
+            assert embedder.calls == ["query"]  # during start-up, before any request
+            assert client.get("/healthz").status_code == 200
+        assert ("did not load at start (RuntimeError: model files unreadable)" in caplog.text) == broken

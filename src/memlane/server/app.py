@@ -142,6 +142,11 @@ def create_app(memory: Memory, authenticate: Authenticate | None = None, *, reco
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Sync routes run in anyio's thread pool; its limiter queues the rest in arrival order.
         anyio.to_thread.current_default_thread_limiter().total_tokens = memory.config.server.threads
+        try:  # before the first request, not in it: the first searches of a new worker waited 8 s
+            await anyio.to_thread.run_sync(memory.warm_up)
+        except Exception as exc:  # noqa: BLE001 - searches will try again and report it themselves
+            LOG.warning("the embedding model did not load at start (%s: %s); searches will try again",
+                        type(exc).__name__, exc)
         yield
         for close in on_shutdown:
             close()
