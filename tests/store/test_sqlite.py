@@ -449,9 +449,12 @@ def test_another_process_deleting_or_amending_makes_the_view_read_again(tmp_path
         again = reader._view("ana")
         assert again is not view and again.ids == ["m2"]
         assert [m for m, _ in reader.lexical_candidates("ana", ["hiking"], 5, None)] == ["m2"]
+        writer.delete_user("ana", "2023-01-02T00:00:00Z")  # forgotten: their change notes too
+        assert writer._query("SELECT count(*) FROM changes WHERE user_id = 'ana'") == [(0,)]
+        assert reader._view("ana").ids == []
         # A writer that leaves no note (an older memlane): every view is read again.
         writer._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-        assert reader._view("ana") is not again
+        assert reader._view("ana") is not again and reader._view("ana").ids == []
     finally:
         writer.close()
         reader.close()

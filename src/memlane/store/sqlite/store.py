@@ -465,6 +465,8 @@ class SQLiteStore(SQLStatements, ViewReads):
             conn.execute("DELETE FROM memories WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM expired WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM history WHERE user_id = ?", (user_id,))
+            # Their notes too (a generation left without one makes other processes read views again).
+            conn.execute("DELETE FROM changes WHERE user_id = ?", (user_id,))
             self._delete_vectors(conn, [r[0] for r in rows], user_id)
             self._write_events(conn, [HistoryEvent(mid, "DELETE", None, "user deleted", at) for _, mid in rows],
                                user_id=user_id)
