@@ -285,3 +285,20 @@ def test_the_index_library_loaded_first_leaves_the_model_runtime_loadable():
     done = subprocess.run([sys.executable, "-c", "import usearch.index, onnxruntime, torch; print('loaded')"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "loaded" in done.stdout, done.stderr[-500:]
+
+
+def test_another_processs_adds_join_a_large_users_index_without_a_full_check(filled, tmp_path, monkeypatch):
+    writer, queries = filled
+    reader = SQLiteStore(tmp_path / "s.db", dense_exact_below=0)
+    try:
+        rng = np.random.default_rng(11)
+        assert reader.dense_candidates("ana", queries[0], K, None)  # the reader's index is built and matched
+        checks = []
+        monkeypatch.setattr(NearestIndex, "_reconcile", lambda self, view, reads: checks.append(view))
+        near = queries[1] * 0.999 + units(rng, 1)[0] * 0.001
+        writer.write([memory("new", "ana", 9_999)], [near / np.linalg.norm(near)], [])  # another process adds
+        found = reader.dense_candidates("ana", queries[1], K, None)
+        assert found[0][0] == "new" and checks == []  # followed from the new row alone
+        assert all(mid.startswith("a") or mid == "new" for mid, _ in found)  # never bo's
+    finally:
+        reader.close()
