@@ -333,8 +333,7 @@ class SentenceTransformerEmbedder:
         out = np.empty((len(texts), self.dims), dtype=np.float32)
         step = max(self.batch_size, 256)
         for start in range(0, len(texts), step):
-            features = self._features(texts[start:start + step])
-            out[start:start + step] = onnx.encode_each(_one_by_one(features))
+            out[start:start + step] = onnx.encode_each(self._features(texts[start:start + step]))
         return out
 
     def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:
@@ -411,14 +410,6 @@ class SentenceTransformerEmbedder:
 # Up to this many texts per call take the direct path (see `_encode_direct`); bulk encoding keeps
 # sentence-transformers' batching, which sorts texts by length to pad less.
 _DIRECT_MAX = 4
-
-
-def _one_by_one(features: dict[str, Any]) -> list[dict[str, np.ndarray]]:
-    """A padded batch of model inputs as one input per text, each without its padding."""
-    arrays = {name: np.asarray(value.numpy() if hasattr(value, "numpy") else value) for name, value in features.items()
-              if name in ("input_ids", "attention_mask", "token_type_ids")}
-    kept = arrays["attention_mask"].astype(bool)
-    return [{name: array[row][kept[row]][None, :] for name, array in arrays.items()} for row in range(len(kept))]
 
 
 class _quiet_transformers:

@@ -523,8 +523,8 @@ class ViewReads:
         case-insensitively, oldest first."""
         view = self._view(user_id)
         lean = view.vectors_from is not None  # a large user: their texts are not held in memory
-        joined, starts = ("", []) if lean else self._joined_texts(user_id, view)
-        indexed = lean or len(joined) >= SCAN_TEXTS_BELOW
+        indexed = lean or self._scanned_chars(user_id, view) >= SCAN_TEXTS_BELOW
+        joined, starts = ("", []) if indexed else self._joined_texts(user_id, view)
         mask = self._allowed_mask(user_id, view, filters)
         out: list[tuple[str, str]] = []
         for needle in dict.fromkeys(needles):
@@ -571,6 +571,15 @@ class ViewReads:
         """View rows whose indexed text holds `text`'s words as a phrase, oldest first: from its
         postings here; a backend with a phrase query of its own answers it there (at most `limit`)."""
         return self._postings(user_id, view, text)[0]
+
+    def _scanned_chars(self, user_id: str, view: "UserView") -> int:
+        """How long the joined texts a scan reads are (see `_joined_texts`), without joining
+        them: a user past SCAN_TEXTS_BELOW never needs the joined copy. Kept with the view."""
+        known = view.derived.get("scanned_chars")
+        if known is None:
+            texts = self._folded_texts(user_id, view)
+            known = view.derived["scanned_chars"] = sum(map(len, texts)) + max(len(texts) - 1, 0)
+        return known
 
     def _joined_texts(self, user_id: str, view: "UserView") -> tuple[str, list[int]]:
         """The user's folded texts joined by NUL (which no text holds), and where each starts; kept with the view."""

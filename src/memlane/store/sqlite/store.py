@@ -100,7 +100,7 @@ class SQLiteStore(SQLStatements, ViewReads):
             raise StoreError(f"cannot open store {self.path}: {_reason(exc)}.{hint}") from None
         self._lock = threading.RLock()
         self._depth = 0  # nesting of `atomic` blocks on this connection (under the lock)
-        self._changed: dict[str | None, int | None] = {}  # the open transaction's changes (see `_note`)
+        self._changed: dict[str, int | None] = {}  # the open transaction's changes (see `_note`)
         self._pins = threading.local()  # per thread: user views a search holds (see `snapshot`)
         self._views: dict[str, UserView] = {}
         self._term_tokens: dict[str, tuple[str, ...]] = {}
@@ -176,13 +176,11 @@ class SQLiteStore(SQLStatements, ViewReads):
         nothing, as a change of anything for anyone."""
         generation = int(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
         notes = [(generation, user, first) for user, first in self._changed.items()] or [(generation, None, None)]
-        if any(user is None for _, user, _ in notes):
-            notes = [(generation, None, None)]
         conn.executemany("INSERT INTO changes (generation, user_id, first_rowid) VALUES (?, ?, ?)", notes)
         if generation % 256 == 0:
             conn.execute("DELETE FROM changes WHERE generation <= ?", (generation - CHANGES_KEPT,))
 
-    def _note(self, user_id: str | None, first_rowid: int | None) -> None:
+    def _note(self, user_id: str, first_rowid: int | None) -> None:
         """Note, in the open transaction, an insert for `user_id` from `first_rowid` on (None: any change)."""
         if user_id in self._changed:
             known = self._changed[user_id]
@@ -720,13 +718,7 @@ class SQLiteStore(SQLStatements, ViewReads):
             lean = self._query("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,))[0][0] >= self.dense_exact_below
             # (Every memory has a vector in the active index; a lean view does not read them to
             # know it: a vector gone since is scored as missing.)
-            rows = self._query(
-                f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vec'}, "
-                f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL "
-                f"FROM memories m {'' if lean else f'JOIN {index.name} v ON v.rowid = m.rowid '}"
-                "WHERE m.user_id = ? ORDER BY m.rowid",
-                (user_id,),
-            )
+            rows = self._query(_view_rows_sql(index.name, lean), (user_id,))
             view = UserView.build(generation, index.name, index.dims, rows)
             if lean:
                 view.vectors_from = self._lean_vectors(user_id, index.name)
@@ -751,15 +743,12 @@ class SQLiteStore(SQLStatements, ViewReads):
             return
         if any(user is None or (user == user_id and first is None) for _, user, first in notes):
             return
-        if any(user == user_id for _, user, _ in notes):
+        mine = any(user == user_id for _, user, _ in notes)
+        if mine:
             held_parts = [part for part in (view, *view.pending) if len(part.rowids)]
             last = max(int(part.rowids[-1]) for part in held_parts) if held_parts else 0
             lean = view.vectors_from is not None
-            found = self._query(
-                f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vec'}, "
-                f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.text, m.embed_text "
-                f"FROM memories m {'' if lean else f'JOIN {index.name} v ON v.rowid = m.rowid '}"
-                "WHERE m.user_id = ? AND m.rowid > ? ORDER BY m.rowid", (user_id, last))
+            found = self._query(_view_rows_sql(index.name, lean, newer=True), (user_id, last))
             held = len(view.ids) + sum(len(p.ids) for p in view.pending)
             if not lean and held + len(found) >= self.dense_exact_below:
                 return  # grown large: read again as a lean view
@@ -767,7 +756,7 @@ class SQLiteStore(SQLStatements, ViewReads):
                 self._append_part(view, user_id, generation, index, [row[:9] for row in found],
                                   [row[9] for row in found], [(row[0], row[10]) for row in found])
         lexicon = self._lexicons.get(user_id)
-        if lexicon is not None and any(user == user_id for _, user, _ in notes):
+        if lexicon is not None and mine:
             self._drop_lexicon(self._lexicons.pop(user_id))
         elif lexicon is not None and lexicon.generation == view.generation:
             lexicon.generation = generation
@@ -807,14 +796,14 @@ class SQLiteStore(SQLStatements, ViewReads):
                                              (tokens[0], *bounds))[0][0])
                 found = view.rows_of(*_counted(docs))
             else:  # a phrase: its tokens at consecutive offsets of one memory
-                starts: np.ndarray | None = None
+                starts = None
                 for shift, token in enumerate(tokens):
                     docs, offsets = (_int_list(v) for v in self._query(
                         f"SELECT group_concat(doc), group_concat(offset) FROM {terms} WHERE term = ?{where}",
                         (token, *bounds))[0])
                     here = docs * _OFFSETS + (offsets - shift)  # one key per (memory, start)
                     starts = here if starts is None else np.intersect1d(starts, here)
-                found = view.rows_of(*_counted(np.sort(starts // _OFFSETS) if starts is not None else starts))
+                found = view.rows_of(*_counted(starts // _OFFSETS))
         if len(view.postings) >= _MAX_CACHED_TERMS:
             view.postings.clear()
         view.postings[term] = found
@@ -995,9 +984,9 @@ def _int_list(text: str | None) -> np.ndarray:
     return np.fromstring(text, dtype=np.int64, sep=",")
 
 
-def _counted(values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct values, ascending, and how often each occurs."""
-    if values is None or len(values) == 0:
+    if len(values) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     if len(values) > 1 and (np.diff(values) < 0).any():  # FTS5 gives a term's matches in row order; checked, not assumed
         values = np.sort(values)
@@ -1005,3 +994,12 @@ def _counted(values: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     starts = np.concatenate(([0], edges))
     return values[starts], np.diff(np.concatenate((starts, [len(values)])))
 
+
+def _view_rows_sql(index_name: str, lean: bool, *, newer: bool = False) -> str:
+    """A user's rows (parameter: the user) as `UserView.build` takes them, a lean view's without
+    their vectors. With `newer`, only those past a rowid (a second parameter), each followed by
+    its text and indexed text (what a view's pending part carries)."""
+    return (f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vec'}, "
+            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL{', m.text, m.embed_text' if newer else ''} "
+            f"FROM memories m {'' if lean else f'JOIN {index_name} v ON v.rowid = m.rowid '}"
+            f"WHERE m.user_id = ?{' AND m.rowid > ?' if newer else ''} ORDER BY m.rowid")
