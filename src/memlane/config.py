@@ -216,9 +216,14 @@ class LimitsConfig(_Strict):
 class ServerConfig(_Strict):
     """How `memlane serve` runs requests."""
 
-    threads: int = Field(8, ge=1, le=1024, description="Requests each worker process works on at once; the others "
-                         "wait their turn, first come first served. Searches are CPU work: a few per core keep the "
-                         "cores busy, and more only make every request wait longer (measured by `memlane bench serve`).")
+    threads: int = Field(8, ge=1, le=1024, description="Requests other than searches each worker process works on "
+                         "at once (an add may wait seconds on an LLM); the others wait their turn, first come first "
+                         "served.")
+    search_threads: int | None = Field(None, ge=1, le=1024, description="Searches each worker process runs at once; "
+                                       "the others wait their turn, first come first served. Searches are CPU work: "
+                                       "more than the worker's share of the cores only makes every search wait longer "
+                                       "(measured by `memlane bench serve`). Default: the machine's cores divided by "
+                                       "the workers, at least 1.")
 
 
 class MemoryConfig(_Strict):

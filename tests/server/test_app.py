@@ -2,44 +2,81 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
-import anyio.to_thread
 import pytest
 from fastapi.testclient import TestClient
 
 from memlane.server.app import create_app
 
 
-def test_requests_run_at_most_server_threads_at_once_and_the_rest_wait_their_turn(memory):
-    memory.config.server.threads = 2
+def _most_at_once(memory, method: str, request, calls: int = 6) -> int:
+    """How many calls of `memory.<method>` ran at once while `calls` requests came together."""
     running, most, lock = [0], [0], threading.Lock()
-    search = memory.search
+    original = getattr(memory, method)
 
-    def slow_search(*args, **kwargs):
+    def slow(*args, **kwargs):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
         time.sleep(0.05)
         with lock:
             running[0] -= 1
-        return search(*args, **kwargs)
+        return original(*args, **kwargs)
 
-    memory.search = slow_search
+    setattr(memory, method, slow)
     with TestClient(create_app(memory)) as client:
-        assert client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) == 2
         answers = []
 
         def ask():
-            answers.append(client.post("/v1/memories/search", json={"query": "cats", "user_id": "ana"}).status_code)
+            answers.append(request(client).status_code)
 
-        askers = [threading.Thread(target=ask) for _ in range(6)]
+        askers = [threading.Thread(target=ask) for _ in range(calls)]
         for t in askers:
             t.start()
         for t in askers:
             t.join()
-    assert answers == [200] * 6 and most[0] == 2
+    assert answers and all(status < 300 for status in answers) and len(answers) == calls
+    return most[0]
+
+
+def test_searches_run_at_most_search_threads_at_once_and_the_rest_wait_their_turn(memory):
+    memory.config.server.search_threads, memory.config.server.threads = 2, 8
+    assert _most_at_once(memory, "search", lambda c: c.post("/v1/memories/search",
+                                                            json={"query": "cats", "user_id": "ana"})) == 2
+
+
+def test_other_requests_run_at_most_server_threads_at_once_whatever_the_searches_take(memory):
+    memory.config.server.search_threads, memory.config.server.threads = 1, 3
+    assert _most_at_once(memory, "add", lambda c: c.post("/v1/memories",
+                                                         json={"messages": "I like cats", "user_id": "ana"})) == 3
+
+
+def test_searches_get_the_workers_share_of_the_cores_unless_told(memory):
+    from memlane.config import ServerConfig
+    from memlane.server.app import search_threads
+
+    cores = len(os.sched_getaffinity(0))
+    assert search_threads(ServerConfig(), 1) == cores
+    assert search_threads(ServerConfig(), cores * 4) == 1  # never none
+    assert search_threads(ServerConfig(search_threads=5), 2) == 5
+    with pytest.raises(ValueError):
+        ServerConfig(search_threads=0)
+
+
+def test_a_server_that_owns_its_process_freezes_what_it_loaded_out_of_the_collector(memory):
+    import gc
+
+    before = gc.get_freeze_count()
+    try:
+        with TestClient(create_app(memory)):
+            assert gc.get_freeze_count() == before  # a library user's process is left alone
+        with TestClient(create_app(memory, owns_process=True)):
+            assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
 
 
 class _CountingEmbedder:

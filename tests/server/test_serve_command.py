@@ -201,6 +201,26 @@ def test_a_real_server_serves_keys_and_finishes_writes_in_flight_on_shutdown(ser
     assert any(line["status"] == 401 and line["key_id"] is None for line in lines)
 
 
+def test_workers_publish_their_load_on_one_board_that_goes_with_the_server(served_store, start, tmp_path, monkeypatch):
+    import struct
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # where `serve` makes the board's folder
+    server = start("--no-auth", "--workers", "2")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        assert http.get("/v1/memories", params={"user_id": "ana"}).status_code == 200
+    [folder] = scratch.glob("memlane-board-*")
+    board = (folder / "board").read_bytes()
+    slots = [struct.unpack_from("<qq", board, i * 16) for i in range(len(board) // 16)]
+    pids = {pid for pid, _ in slots if pid}
+    assert len(pids) == 2 and server.process.pid not in pids  # one slot per worker process
+    for pid in pids:
+        assert Path(f"/proc/{pid}").exists()
+    assert server.stop(), server.output()
+    assert not folder.exists()
+
+
 def test_no_auth_on_loopback_warns_and_serves_every_request_with_metrics_from_all_workers(served_store, start):
     server = start("--no-auth", "--workers", "2")
     assert "WARNING --no-auth" in server.output() and "127.0.0.1 only" in server.output()

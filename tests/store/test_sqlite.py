@@ -440,6 +440,26 @@ def test_another_process_adding_memories_is_followed_not_read_again(tmp_path):
         reader.close()
 
 
+def test_a_users_own_term_index_follows_another_process_adds_without_a_rebuild(tmp_path):
+    writer, reader = _two_processes(tmp_path)
+    try:
+        others = [_record(f"b{i}", user="bo", text=f"bo's note {i}") for i in range(10)]  # ana holds a small share
+        writer.write([_record(1, text="we went hiking"), *others], np.ones((11, 2), np.float32), [])
+        assert [m for m, _ in reader.lexical_candidates("ana", ["hiking"], 5, None)] == ["m1"]
+        lexicon = reader._lexicons["ana"]  # her own term index, not the file's
+        writer.write([_record(2, text="kayaking at the lake")], np.ones((1, 2), np.float32), [])
+        # A term first searched after the add is read from the same index, which now holds the new row.
+        assert [m for m, _ in reader.lexical_candidates("ana", ["kayaking"], 5, None)] == ["m2"]
+        assert reader._lexicons["ana"] is lexicon and lexicon.generation == reader._generation()
+        assert reader.lexical_candidates("bo", ["kayaking"], 5, None) == []  # never ana's
+        writer.delete("ana", ["m2"], [])  # anything but an add: the index is made again
+        assert reader.lexical_candidates("ana", ["kayaking"], 5, None) == []
+        assert reader._lexicons["ana"] is not lexicon
+    finally:
+        writer.close()
+        reader.close()
+
+
 def test_another_process_deleting_or_amending_makes_the_view_read_again(tmp_path):
     writer, reader = _two_processes(tmp_path)
     try:

@@ -31,6 +31,7 @@ from memlane.ingest.formats import Conversation
 Status = Callable[[str], None]
 SEARCH_SHARE = 0.9
 SEED = 42
+RAMP_S = 3.0  # untimed load before each timed phase
 
 
 @dataclass
@@ -43,16 +44,22 @@ class Tally:
     adds: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     acknowledged: list[tuple[str, str]] = field(default_factory=list)  # (user, memory id) of each 201
+    by_client: dict[int, list[float]] = field(default_factory=dict)  # ms of each client's requests
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def error(self, what: str) -> None:
         with self.lock:
             self.errors[what] = self.errors.get(what, 0) + 1
 
-    def record(self, ms: float, user: str, added_ids: list[str] | None) -> None:
-        """One answered request: a search (`added_ids` None) or an add and the ids it stored."""
+    def record(self, ms: float, user: str, added_ids: list[str] | None, client: int = 0, timed: bool = True) -> None:
+        """One answered request of a client: a search (`added_ids` None) or an add and the ids it
+        stored. An untimed one (the ramp before timing) only counts its acknowledged adds."""
         with self.lock:
+            if not timed:
+                self.acknowledged.extend((user, mid) for mid in added_ids or ())
+                return
             self.latencies.append(ms)
+            self.by_client.setdefault(client, []).append(ms)
             if added_ids is None:
                 self.searches += 1
                 self.search_latencies.append(ms)
@@ -143,8 +150,9 @@ class ServerProcess:
 
 def warm_up(url: str, tokens: dict[str, str], questions: dict[str, list[str]], now: dict[str, str],
             rounds: int = 4) -> None:
-    """A few untimed searches per user, so each worker has built its users' search arrays and
-    loaded the model before timing starts (a cold start is not what a steady load measures)."""
+    """A few untimed searches per user on one connection, so the server has loaded the model and
+    built its users' search arrays; each phase's ramp then warms every worker under load (a cold
+    start is not what a steady load measures)."""
     import httpx
 
     with httpx.Client(base_url=url, timeout=120) as http:
@@ -187,11 +195,15 @@ class LoadConnection:
 
 
 def http_phase(url: str, tokens: dict[str, str], questions: dict[str, list[str]], clients: int, seconds: float,
-               now: dict[str, str]) -> Tally:
-    """`clients` threads, each with its own connection, for `seconds`: 90% searches, 10% adds."""
+               now: dict[str, str], ramp: float = 0.0) -> Tally:
+    """`clients` threads, each with its own connection, for `ramp` seconds untimed (connections
+    settle over the workers, caches fill), then `seconds` timed: 90% searches, 10% adds."""
     tally = Tally()
     users = sorted(tokens)
-    stop = time.monotonic() + seconds
+    timed_from = time.monotonic() + ramp
+    stop = timed_from + seconds
+
+    timed_from_perf = time.perf_counter() + (timed_from - time.monotonic())
 
     def client(number: int) -> None:
         rng = random.Random(SEED + number)
@@ -215,7 +227,8 @@ def http_phase(url: str, tokens: dict[str, str], questions: dict[str, list[str]]
                 if status >= 300:
                     tally.error(f"HTTP {status}")
                     continue
-                tally.record(ms, user, None if searching else [r["id"] for r in body["results"]])
+                tally.record(ms, user, None if searching else [r["id"] for r in body["results"]], number,
+                             timed=started >= timed_from_perf)
         finally:
             connection.close()
 
@@ -224,10 +237,12 @@ def http_phase(url: str, tokens: dict[str, str], questions: dict[str, list[str]]
 
 
 def in_process_phase(memory, users: list[str], questions: dict[str, list[str]], threads: int, seconds: float,
-                     now: dict[str, str]) -> Tally:
-    """The same mix on `Memory` itself, from `threads` threads: the ceiling without HTTP."""
+                     now: dict[str, str], ramp: float = 0.0) -> Tally:
+    """The same mix on `Memory` itself, from `threads` threads (after the same untimed ramp): the
+    ceiling without HTTP."""
     tally = Tally()
-    stop = time.monotonic() + seconds
+    timed_from = time.perf_counter() + ramp
+    stop = time.monotonic() + ramp + seconds
 
     def worker(number: int) -> None:
         rng = random.Random(SEED + 1000 + number)
@@ -240,7 +255,7 @@ def in_process_phase(memory, users: list[str], questions: dict[str, list[str]], 
                 memory.search(rng.choice(questions[user]), user_id=user, limit=10, now=now[user])
             else:
                 added = [r.id for r in memory.add(NOTE.format(uuid.uuid4().hex), user_id=user)]
-            tally.record((time.perf_counter() - started) * 1000, user, added)
+            tally.record((time.perf_counter() - started) * 1000, user, added, number, timed=started >= timed_from)
 
     run_threads(threads, worker)
     return tally
@@ -251,7 +266,16 @@ def summary(tally: Tally, seconds: float, clients: int, where: str) -> dict:
             "requests": len(tally.latencies), "searches": tally.searches, "adds": tally.adds,
             "throughput_rps": len(tally.latencies) / seconds, "searches_per_s": tally.searches / seconds,
             "latency_ms": percentiles(tally.latencies), "search_latency_ms": percentiles(tally.search_latencies),
-            "errors": dict(tally.errors), "error_count": sum(tally.errors.values())}
+            "errors": dict(tally.errors), "error_count": sum(tally.errors.values()),
+            "acknowledged_memories": len(tally.acknowledged),  # the untimed ramp's adds too
+            "client_mean_ms": _client_means(tally)}
+
+
+def _client_means(tally: Tally) -> dict[str, float]:
+    """The fastest and the slowest client's mean latency: far apart when some clients' connections
+    sit on a busier worker than others'."""
+    means = [sum(v) / len(v) for v in tally.by_client.values() if v]
+    return {"fastest": min(means), "slowest": max(means)} if means else {"fastest": 0.0, "slowest": 0.0}
 
 
 def missing_writes(store_location: str, config: MemoryConfig, acknowledged: list[tuple[str, str]]) -> int:
@@ -277,6 +301,7 @@ def run_serve_benchmark(
     seconds: float = 20.0,
     store: str | None = None,
     two_workers: bool = True,
+    ramp: float = RAMP_S,
     status: Status = lambda _: None,
 ) -> dict:
     """Ingest each conversation as one user of a scratch store (`store`: a postgresql:// URL
@@ -310,15 +335,15 @@ def run_serve_benchmark(
             warm_up(server.url, tokens, questions, now)
             for count in clients:
                 status(f"{count} clients for {seconds:.0f} s")
-                tally = http_phase(server.url, tokens, questions, count, seconds, now)
+                tally = http_phase(server.url, tokens, questions, count, seconds, now, ramp=ramp)
                 acknowledged += tally.acknowledged
                 phases.append(summary(tally, seconds, count, "server, 1 worker"))
         if two_workers:
             count = 32 if 32 in clients else clients[0]
             status(f"two worker processes, {count} clients")
             with ServerProcess(location, config_path, workers=2) as server:
-                warm_up(server.url, tokens, questions, now, rounds=8)  # requests spread over both workers
-                tally = http_phase(server.url, tokens, questions, count, seconds, now)
+                warm_up(server.url, tokens, questions, now)
+                tally = http_phase(server.url, tokens, questions, count, seconds, now, ramp=ramp)
             acknowledged += tally.acknowledged
             phases.append(summary(tally, seconds, count, "server, 2 workers"))
         lost = missing_writes(location, config, acknowledged)
@@ -327,14 +352,14 @@ def run_serve_benchmark(
             for user in questions:  # untimed, as for the server
                 memory.search(questions[user][0], user_id=user, limit=10, now=now[user])
             for count in sorted({min(clients), 32} & set(clients) or {min(clients)}):
-                tally = in_process_phase(memory, sorted(questions), questions, count, seconds, now)
+                tally = in_process_phase(memory, sorted(questions), questions, count, seconds, now, ramp=ramp)
                 phases.append(summary(tally, seconds, count, "in-process Memory"))
             memories_after = memory.stats().memories
     adds = sum(p["adds"] for p in phases if p["where"].startswith("server"))
     return {"dataset": "serve", "store": backend_name(store), "users": len(questions),
             "memories_before": memories_before, "memories_after": memories_after, "ingest_seconds": ingest_seconds,
             "acknowledged_adds": len(acknowledged), "server_add_calls": adds, "lost_writes": lost,
-            "search_share": SEARCH_SHARE, "phases": phases, "machine": describe_machine(),
+            "search_share": SEARCH_SHARE, "ramp_s": ramp, "seconds": seconds, "phases": phases, "machine": describe_machine(),
             "config": config.model_dump(mode="json", exclude={"llm": {"api_key"}, "embedder": {"api_key"}})}
 
 
@@ -351,14 +376,18 @@ def serve_markdown(result: dict, command: str) -> str:
         f"{result['memories_before']:,} memories before the load; {int(result['search_share'] * 100)}% searches, "
         f"the rest adds.",
         "",
-        "| where | clients | requests/s | searches/s | search p50 / p95 / p99 ms | all p99 ms | errors |",
-        "|---|---|---|---|---|---|---|",
+        f"Each phase runs {result.get('ramp_s', 0):g} s untimed at its load, then {result.get('seconds', 0):g} s timed.",
+        "",
+        "| where | clients | requests/s | searches/s | search p50 / p95 / p99 ms | all p99 ms | "
+        "client mean ms, fastest / slowest | errors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in result["phases"]:
         s = p["search_latency_ms"]
+        spread = p.get("client_mean_ms") or {"fastest": 0.0, "slowest": 0.0}
         lines.append(f"| {p['where']} | {p['clients']} | {p['throughput_rps']:.1f} | {p['searches_per_s']:.1f} | "
                      f"{s['p50']:.1f} / {s['p95']:.1f} / {s['p99']:.1f} | {p['latency_ms']['p99']:.1f} | "
-                     f"{p['error_count']} |")
+                     f"{spread['fastest']:.0f} / {spread['slowest']:.0f} | {p['error_count']} |")
     lines += ["", f"Acknowledged adds: {result['acknowledged_adds']:,} memories; missing from the store after the "
                   f"servers stopped: {result['lost_writes']}.", ""]
     return "\n".join(lines)

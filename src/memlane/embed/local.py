@@ -226,6 +226,7 @@ class SentenceTransformerEmbedder:
         self._model: Any = None
         self._onnx_checked = False
         self._onnx_encoder: Any = None
+        self._onnx_tokenize: Any = None  # the ONNX path's tokenizer (see `memlane.embed.tokens`)
         self._lock = threading.Lock()
         self._singles: Combiner[str, np.ndarray] | None = None
 
@@ -297,6 +298,10 @@ class SentenceTransformerEmbedder:
                             f"{reason}. Fix: set embedder.runtime = 'auto' (ONNX where it reproduces the model, "
                             "torch otherwise) or 'torch'."
                         )
+                    if encoder is not None:
+                        from memlane.embed.tokens import direct_tokenizer
+
+                        self._onnx_tokenize = direct_tokenizer(model, self._features) or self._features
                     self._onnx_encoder = encoder
                 self._onnx_checked = True
         return self._onnx_encoder
@@ -322,10 +327,10 @@ class SentenceTransformerEmbedder:
             return self._encode_each(onnx, texts)
         if len(texts) == 1:  # a question: batched with the questions of concurrent searches
             if self._singles is None:
-                self._singles = Combiner(lambda batch: onnx.encode(self._features(batch), shared=len(batch) > 1))
+                self._singles = Combiner(lambda batch: onnx.encode(self._onnx_tokenize(batch), shared=len(batch) > 1))
             return self._singles.call(texts[0])[None, :]
         if len(texts) <= _DIRECT_MAX:
-            return onnx.encode(self._features(texts))
+            return onnx.encode(self._onnx_tokenize(texts))
         return self._encode_each(onnx, texts)
 
     def _encode_each(self, onnx: Any, texts: list[str]) -> np.ndarray:
@@ -333,7 +338,7 @@ class SentenceTransformerEmbedder:
         out = np.empty((len(texts), self.dims), dtype=np.float32)
         step = max(self.batch_size, 256)
         for start in range(0, len(texts), step):
-            out[start:start + step] = onnx.encode_each(self._features(texts[start:start + step]))
+            out[start:start + step] = onnx.encode_each(self._onnx_tokenize(texts[start:start + step]))
         return out
 
     def _encode_direct(self, texts: Sequence[str]) -> np.ndarray:

@@ -64,10 +64,14 @@ OPEN = Principal(key_id=None, role="admin")  # every request under --no-auth (lo
 Authenticate = Callable[[str | None], Principal]  # a bearer token (or None) -> the caller, or Unauthorized
 
 
-def caller(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
     """The authenticated caller of a request: its bearer token's `Principal` (every request is
     `OPEN` when the app has no `authenticate`), after one token of its key's rate limit. The key
-    id, never the token, is left in the request state for the access log."""
+    id, never the token, is left in the request state for the access log.
+
+    It runs on the event loop, not in the thread pool: a key ring answers from its cache (a store
+    read at most once per key every few seconds), and a trip through the pool for it cost each
+    request a thread hand-off under load."""
     authenticate: Authenticate | None = request.app.state.authenticate
     if authenticate is None:
         return OPEN

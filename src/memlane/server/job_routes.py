@@ -46,7 +46,7 @@ def install_jobs(app: FastAPI, memory: Memory | LiveMemory, work_dir: str | Path
     return manager
 
 
-def jobs_of(request: Request) -> JobManager:
+async def jobs_of(request: Request) -> JobManager:
     return request.app.state.jobs
 
 

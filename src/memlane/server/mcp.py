@@ -24,7 +24,6 @@ import re
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, AsyncIterator, Callable, Iterator, Literal
 
-import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
@@ -422,7 +421,7 @@ class _Endpoint:
 
         scope["route"] = self.route
         try:
-            scope[PRINCIPAL] = await anyio.to_thread.run_sync(caller, Request(scope))
+            scope[PRINCIPAL] = await caller(Request(scope))
         except MemlaneError as exc:
             await _refusal(exc)(scope, receive, send)
             return

@@ -19,22 +19,28 @@ from fastapi import FastAPI
 
 from memlane.config import MemoryConfig
 from memlane.errors import ConfigError
+from memlane.server.balance import SLOTS
 from memlane.server.ops import log_json_lines
 
 ENV_STORE = "MEMLANE_SERVE_STORE"
 ENV_CONFIG = "MEMLANE_SERVE_CONFIG"
 ENV_NO_AUTH = "MEMLANE_SERVE_NO_AUTH"
 ENV_WORKERS = "MEMLANE_SERVE_WORKERS"
+ENV_BOARD = "MEMLANE_SERVE_BOARD"  # the folder of the workers' load board (several workers only)
 
 
 def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_path: str | Path | None = None,
-              work_dir: str | Path | None = None, workers: int = 1) -> FastAPI:
+              work_dir: str | Path | None = None, workers: int = 1, board: str | Path | None = None,
+              owns_process: bool = False) -> FastAPI:
     """The server over the store at `store` (created if missing), with its jobs. With `auth`,
     requests need an API key of the store's key ring; without, every request is an admin.
     `config_path` is where a deployed fine-tune is recorded; `work_dir` holds the jobs' scratch
-    folders and checkpoints (default: beside a SQLite store, else ~/.cache/memlane/jobs)."""
+    folders and checkpoints (default: beside a SQLite store, else ~/.cache/memlane/jobs). `board`,
+    the folder of the workers' load board, spreads keep-alive connections over several workers;
+    `owns_process`: the app is the process's (a worker of `memlane serve`; see `create_app`)."""
     from memlane.memory import Memory
     from memlane.server.app import create_app
+    from memlane.server.balance import LoadBoard, Rebalance
     from memlane.server.console import install_console
     from memlane.server.job_routes import install_jobs
     from memlane.server.jobs import LiveMemory, default_work_dir
@@ -42,6 +48,7 @@ def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_pat
     from memlane.server.mcp import install_mcp
     from memlane.store import open_store
 
+    load_board = LoadBoard(board) if board is not None else None  # first: a full board stops the worker here
     memory = LiveMemory(Memory(store, config, create=True))  # a model swap replaces what it wraps, at once
     try:
         records = open_store(store, create=True)  # the keys and jobs, beside the memories
@@ -49,11 +56,16 @@ def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_pat
         memory.close()
         raise
     authenticate = KeyRing(records).authenticate if auth else None
-    app = create_app(memory, authenticate, records=records,
-                     on_shutdown=(lambda: app.state.jobs.close(), memory.close, records.close))
+    closing: list = [lambda: app.state.jobs.close(), memory.close, records.close]
+    if load_board is not None:
+        closing.append(load_board.close)
+    app = create_app(memory, authenticate, records=records, on_shutdown=closing, workers=workers,
+                     owns_process=owns_process)
     install_jobs(app, memory, work_dir or default_work_dir(store), config_path=config_path, workers=workers)
     install_console(app, records)  # the web console at /console, signed in with the same keys
     install_mcp(app)  # the MCP tools at /mcp, behind the same keys
+    if load_board is not None:
+        app.add_middleware(Rebalance, board=load_board)  # outermost: it counts every request
     return app
 
 
@@ -65,7 +77,8 @@ def app_factory() -> FastAPI:
     config_path = os.environ.get(ENV_CONFIG) or None
     log_json_lines()
     return build_app(store, MemoryConfig.load(config_path), auth=os.environ.get(ENV_NO_AUTH) != "1",
-                     config_path=config_path, workers=int(os.environ.get(ENV_WORKERS) or 1))
+                     config_path=config_path, workers=int(os.environ.get(ENV_WORKERS) or 1),
+                     board=os.environ.get(ENV_BOARD) or None, owns_process=True)
 
 
 def is_loopback(host: str) -> bool:
@@ -94,8 +107,8 @@ def serve(store: str, config_path: str | Path | None = None, *, host: str = "127
 
     if no_auth:
         check_no_auth(host)
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if not 1 <= workers <= SLOTS:
+        raise ConfigError(f"--workers must be from 1 to {SLOTS}, got {workers}")
     MemoryConfig.load(config_path)  # a bad config or store stops here, once, not in every worker
     open_store(store, create=True).close()
     os.environ[ENV_STORE] = store
@@ -103,6 +116,7 @@ def serve(store: str, config_path: str | Path | None = None, *, host: str = "127
     os.environ[ENV_NO_AUTH] = "1" if no_auth else "0"
     os.environ[ENV_WORKERS] = str(workers)
     metrics_dir = None
+    board_dir = os.environ[ENV_BOARD] = tempfile.mkdtemp(prefix="memlane-board-") if workers > 1 else ""
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker counts its requests in files here; /metrics in any worker reports the sum.
         metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="memlane-metrics-")
@@ -113,6 +127,8 @@ def serve(store: str, config_path: str | Path | None = None, *, host: str = "127
         uvicorn.run("memlane.server.run:app_factory", factory=True, host=host, port=port, workers=workers,
                     access_log=False, timeout_graceful_shutdown=shutdown_timeout, log_level="info")
     finally:
+        if board_dir:
+            shutil.rmtree(board_dir, ignore_errors=True)
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]

@@ -744,6 +744,7 @@ class SQLiteStore(SQLStatements, ViewReads):
         if any(user is None or (user == user_id and first is None) for _, user, first in notes):
             return
         mine = any(user == user_id for _, user, _ in notes)
+        found: list[tuple] = []
         if mine:
             held_parts = [part for part in (view, *view.pending) if len(part.rowids)]
             last = max(int(part.rowids[-1]) for part in held_parts) if held_parts else 0
@@ -755,12 +756,25 @@ class SQLiteStore(SQLStatements, ViewReads):
             if found:
                 self._append_part(view, user_id, generation, index, [row[:9] for row in found],
                                   [row[9] for row in found], [(row[0], row[10]) for row in found])
-        lexicon = self._lexicons.get(user_id)
-        if lexicon is not None and mine:
-            self._drop_lexicon(self._lexicons.pop(user_id))
-        elif lexicon is not None and lexicon.generation == view.generation:
-            lexicon.generation = generation
+        self._catch_up_lexicon(user_id, view.generation, generation, [(row[0], row[10]) for row in found])
         view.generation = generation
+
+    def _catch_up_lexicon(self, user_id: str, before: int, generation: int, indexed: list[tuple[int, str]]) -> None:
+        """The user's term index follows its view from `before` to `generation` with the view's
+        new (rowid, indexed text) rows, as this process's own writes do (`_follow_lexicons`): a
+        rebuild would re-index every memory of the user after each add of another process."""
+        lexicon = self._lexicons.get(user_id)
+        if lexicon is None:
+            return
+        if lexicon.generation != before:  # behind its view: rebuilt when next used
+            self._drop_lexicon(self._lexicons.pop(user_id))
+            return
+        try:
+            if indexed:
+                self._conn.executemany(f"INSERT INTO temp.{lexicon.table} (rowid, embed_text) VALUES (?, ?)", indexed)
+            lexicon.generation = generation
+        except sqlite3.Error:  # rebuilt when next used
+            self._drop_lexicon(self._lexicons.pop(user_id))
 
     def _keep_view(self, user_id: str, view: "UserView") -> None:
         if user_id not in self._views and len(self._views) >= _MAX_VIEWS:
