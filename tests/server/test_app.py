@@ -108,3 +108,27 @@ def test_the_server_loads_the_model_before_its_first_request_and_starts_even_if_
             assert embedder.calls == ["query"]  # during start-up, before any request
             assert client.get("/healthz").status_code == 200
         assert ("did not load at start (RuntimeError: model files unreadable)" in caplog.text) == broken
+
+
+def test_a_key_known_in_memory_is_checked_on_the_event_loop_and_any_other_in_the_pool(memory):
+    from memlane.server.auth import Principal
+
+    ana = Principal(key_id="k1", role="tenant", users=("ana",))
+    checked_in: list[str] = []
+
+    def authenticate(token):  # may read the store: must not run on the event loop
+        checked_in.append(threading.current_thread().name)
+        return ana
+
+    def known(token):
+        return ana if token == "mlk_cached" else None
+
+    app = create_app(memory, authenticate, authenticate_cached=known)
+    with TestClient(app) as client:
+        loop_thread = client.portal.call(lambda: threading.current_thread().name)
+        headers = {"Authorization": "Bearer mlk_cached"}
+        assert client.get("/v1/memories", params={"user_id": "ana"}, headers=headers).status_code == 200
+        assert checked_in == []  # answered from memory
+        headers = {"Authorization": "Bearer mlk_other"}
+        assert client.get("/v1/memories", params={"user_id": "ana"}, headers=headers).status_code == 200
+        assert len(checked_in) == 1 and checked_in[0] != loop_thread

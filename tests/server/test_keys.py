@@ -90,6 +90,24 @@ def test_another_process_sees_a_revocation_within_the_cache_time(memory, records
         server.authenticate(token)
 
 
+def test_the_cached_check_answers_from_memory_or_says_it_must_read(memory, records):
+    now = [0.0]
+    ring = KeyRing(records, cache_s=5.0, clock=lambda: now[0])
+    key_id, token = ring.create("tenant", users=["ana"])
+    assert ring.authenticate_cached(token) is None  # never read: the store must be asked
+    assert ring.authenticate(token).users == ("ana",)
+    assert ring.authenticate_cached(token) == ring.authenticate(token)  # now from memory
+    with pytest.raises(Unauthorized, match="unknown"):  # a wrong secret is refused from memory too
+        ring.authenticate_cached(token[:-4] + "AAAA")
+    with pytest.raises(Unauthorized, match="malformed"):
+        ring.authenticate_cached("mlk_nonsense")
+    ring.revoke(key_id)
+    with pytest.raises(Unauthorized, match="revoked"):
+        ring.authenticate_cached(token)
+    now[0] = 5.0
+    assert ring.authenticate_cached(token) is None  # stale: read again, off the event loop
+
+
 def test_revoking_an_unknown_key_names_the_command_that_lists_them(ring):
     with pytest.raises(NotFoundError, match="keys list"):
         ring.revoke("0123456789ab")

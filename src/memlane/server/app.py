@@ -39,6 +39,7 @@ from memlane.memory import Memory
 from memlane.server import ops
 from memlane.server.auth import (
     Authenticate,
+    AuthenticateCached,
     Caller,
     Forbidden,
     Principal,
@@ -137,14 +138,16 @@ class BodyLimit:
 
 def create_app(memory: Memory, authenticate: Authenticate | None = None, *, records: Any = None,
                on_shutdown: Sequence[Callable[[], None]] = (), workers: int = 1,
-               owns_process: bool = False) -> FastAPI:
+               owns_process: bool = False, authenticate_cached: AuthenticateCached | None = None) -> FastAPI:
     """The server over an open `Memory`. `authenticate` maps a request's bearer token to its
     caller (`KeyRing.authenticate`); None serves every request as an admin (only for --no-auth
     on loopback). `records`, a store with the "service" capability, feeds the jobs metric.
     `on_shutdown` runs when the server stops, after the requests in flight have finished.
     `workers`, the server processes sharing this machine, sizes the searches run at once. With
     `owns_process` (`memlane serve`), what is loaded at start-up is frozen out of the garbage
-    collector's full passes (`gc.freeze`), a choice for the whole process."""
+    collector's full passes (`gc.freeze`), a choice for the whole process. `authenticate_cached`
+    (`KeyRing.authenticate_cached`) answers known keys on the event loop; others, or all without
+    it, are checked in the thread pool."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -171,6 +174,7 @@ def create_app(memory: Memory, authenticate: Authenticate | None = None, *, reco
     app.state.memory = memory
     app.state.search_threads = search_threads(memory.config.server, workers)
     app.state.authenticate = authenticate
+    app.state.authenticate_cached = authenticate_cached if authenticate is not None else None
     app.state.limiter = RateLimiter()
 
     @app.exception_handler(MemlaneError)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Callable, Literal
 
+import anyio.to_thread
 from fastapi import Depends, Request
 
 from memlane.errors import AccessError
@@ -62,6 +63,8 @@ OPEN = Principal(key_id=None, role="admin")  # every request under --no-auth (lo
 
 
 Authenticate = Callable[[str | None], Principal]  # a bearer token (or None) -> the caller, or Unauthorized
+# The same from memory alone: None where it would have to read the store (`KeyRing.authenticate_cached`).
+AuthenticateCached = Callable[[str | None], "Principal | None"]
 
 
 async def caller(request: Request) -> Principal:
@@ -69,15 +72,19 @@ async def caller(request: Request) -> Principal:
     `OPEN` when the app has no `authenticate`), after one token of its key's rate limit. The key
     id, never the token, is left in the request state for the access log.
 
-    It runs on the event loop, not in the thread pool: a key ring answers from its cache (a store
-    read at most once per key every few seconds), and a trip through the pool for it cost each
-    request a thread hand-off under load."""
+    It runs on the event loop: a key the app's `authenticate_cached` knows is answered there (a
+    trip through the thread pool cost each request a hand-off under load); any other key is
+    checked in the pool, since that may read the store, and a slow store must not stop the loop."""
     authenticate: Authenticate | None = request.app.state.authenticate
     if authenticate is None:
         return OPEN
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    who = authenticate(token.strip() if scheme.lower() == "bearer" and token.strip() else None)
+    bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    known: AuthenticateCached | None = getattr(request.app.state, "authenticate_cached", None)
+    who = known(bearer) if known is not None else None
+    if who is None:
+        who = await anyio.to_thread.run_sync(authenticate, bearer)
     request.state.key_id = who.key_id
     if who.key_id is not None:
         request.app.state.limiter.check(who.key_id, who.rate)

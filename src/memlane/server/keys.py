@@ -31,6 +31,7 @@ MAX_NAME = 512
 MAX_CACHED = 10_000
 _TOKEN = re.compile(r"^mlk_([0-9a-f]{12})_([A-Za-z0-9_-]{16,256})$")
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")
+_NOT_READ = object()  # what `_cached` gives instead of reading the store
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,16 @@ class KeyRing:
     def authenticate(self, token: str | None) -> Principal:
         """The caller a bearer token stands for; Unauthorized when it is missing, malformed,
         unknown, wrong or revoked. No message repeats the token."""
+        who = self._authenticate(token, read=True)
+        assert who is not None
+        return who
+
+    def authenticate_cached(self, token: str | None) -> Principal | None:
+        """As `authenticate`, from what this ring holds alone: None where the key must be read
+        from the store first (a caller on an event loop then does that read in a thread)."""
+        return self._authenticate(token, read=False)
+
+    def _authenticate(self, token: str | None, *, read: bool) -> Principal | None:
         if not token:
             raise Unauthorized("this request has no API key: send the header 'Authorization: Bearer <key>' "
                                "(make a key with `memlane keys create`)")
@@ -110,7 +121,9 @@ class KeyRing:
             raise Unauthorized("malformed API key: memlane keys read mlk_<id>_<secret>, as `memlane keys create` "
                                "printed it")
         key_id, secret = match.groups()
-        body = self._cached(key_id)
+        body = self._cached(key_id, read=read)
+        if body is _NOT_READ:
+            return None
         if body is None or not hmac.compare_digest(body["secret_sha256"], _digest(secret)):
             raise Unauthorized("unknown API key: check the key, or make one with `memlane keys create`")
         if body.get("revoked_at") is not None:
@@ -119,12 +132,16 @@ class KeyRing:
         return Principal(key_id=key_id, role=body["role"], users=tuple(body.get("users") or ()),
                          user_prefix=body.get("user_prefix"), rate=rate)
 
-    def _cached(self, key_id: str) -> dict[str, Any] | None:
+    def _cached(self, key_id: str, *, read: bool = True) -> Any:
+        """The key's record (None: no such key), from the cache while fresh, else read from the
+        store; `_NOT_READ` instead of reading when `read` is false."""
         now = self._clock()
         with self._lock:
             hit = self._cache.get(key_id)
         if hit is not None and now - hit[0] < self._cache_s:
             return hit[1]
+        if not read:
+            return _NOT_READ
         body = self._store.service_record(KIND, key_id)
         with self._lock:
             if len(self._cache) >= MAX_CACHED:  # unknown ids are cached too: keep the cache bounded

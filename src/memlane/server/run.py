@@ -55,12 +55,13 @@ def build_app(store: str, config: MemoryConfig, *, auth: bool = True, config_pat
     except Exception:
         memory.close()
         raise
-    authenticate = KeyRing(records).authenticate if auth else None
+    ring = KeyRing(records) if auth else None
     closing: list = [lambda: app.state.jobs.close(), memory.close, records.close]
     if load_board is not None:
         closing.append(load_board.close)
-    app = create_app(memory, authenticate, records=records, on_shutdown=closing, workers=workers,
-                     owns_process=owns_process)
+    app = create_app(memory, ring.authenticate if ring else None, records=records, on_shutdown=closing,
+                     workers=workers, owns_process=owns_process,
+                     authenticate_cached=ring.authenticate_cached if ring else None)
     install_jobs(app, memory, work_dir or default_work_dir(store), config_path=config_path, workers=workers)
     install_console(app, records)  # the web console at /console, signed in with the same keys
     install_mcp(app)  # the MCP tools at /mcp, behind the same keys
