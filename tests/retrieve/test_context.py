@@ -43,6 +43,18 @@ def test_turns_around_walks_a_session_in_order_up_to_the_reach(store):
     assert user.session_ids(["t1", "t9", "unknown"]) == {"t1": "s1", "t9": "s2"}
 
 
+def test_turns_around_are_kept_with_the_view_and_follow_a_write(store):
+    store.write([turn(1, 1), turn(2, 2)], np.ones((2, 2), np.float32), [])
+    first = UserContext(store, "ana").turns_around(["t2"], 2)
+    assert first == {"t2": [("t1", 1)]}
+    assert UserContext(store, "ana").turns_around(["t2"], 2)["t2"] is first["t2"]  # the next search's, kept
+    store.write([turn(3, 3)], np.ones((1, 2), np.float32), [])  # a new turn after t2: a new view
+    assert sorted(UserContext(store, "ana").turns_around(["t2"], 2)["t2"]) == [("t1", 1), ("t3", 1)]
+    user = UserContext(store, "ana")
+    assert user.turns_around(["t1"], 1)["t1"] == [("t2", 1)]
+    assert user.turns_around(["t1"], 2)["t1"] == [("t2", 1), ("t3", 2)]  # kept per reach
+
+
 def test_mentioning_checks_speaker_and_text_of_the_given_ids_only(store):
     store.write([note("m1", text="I met zoë today"), note("m2", text="nothing here"),
                  note("m9", text="hello", speaker="Zoë"), note("m4", text="ZOË again")],

@@ -112,19 +112,24 @@ class UserContext:
         """For each turn id: the turns at most `reach` before or after it in its session, each
         with its distance (1 = adjacent)."""
         view = self.view
+        # Kept with the view: a user's searches ask about the same turns again and again (read-only).
+        known: dict[str, list[tuple[str, int]]] = view.derived.setdefault(("turns_around", reach), {})
         out: dict[str, list[tuple[str, int]]] = {}
         for mid in ids:
-            i = view.position.get(mid)
-            if i is None:
-                continue
-            nearby = []
-            for steps in (view.previous, view.following):
-                j = i
-                for distance in range(1, reach + 1):
-                    j = steps[j]
-                    if j < 0:
-                        break
-                    nearby.append((view.ids[j], distance))
+            nearby = known.get(mid)
+            if nearby is None:
+                i = view.position.get(mid)
+                if i is None:
+                    continue
+                nearby = []
+                for steps in (view.previous, view.following):
+                    j = i
+                    for distance in range(1, reach + 1):
+                        j = steps[j]
+                        if j < 0:
+                            break
+                        nearby.append((view.ids[j], distance))
+                known[mid] = nearby
             out[mid] = nearby
         return out
 
