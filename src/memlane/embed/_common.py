@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,6 +15,11 @@ PURPOSES: tuple[Purpose, ...] = ("query", "document")
 def check_purpose(purpose: str) -> None:
     if purpose not in PURPOSES:
         raise InputError(f"unknown embedding purpose {purpose!r}", fix=f"use one of {', '.join(PURPOSES)}")
+
+
+def as_int64(value: Any) -> np.ndarray:
+    """Model inputs (a torch tensor, a numpy array or nested lists) as an int64 numpy array."""
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.int64)
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:

@@ -24,6 +24,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from memlane.embed._common import as_int64
+
 log = logging.getLogger("memlane")
 
 # Short, long (truncated at the model's limit) and non-ASCII: exported graphs that disagree with
@@ -78,7 +80,7 @@ class OnnxEncoder:
 
     def encode(self, features: dict[str, Any], *, shared: bool = False) -> np.ndarray:
         """Unit vectors for one tokenized batch (`features` as the model's `preprocess` returns them)."""
-        feeds = {name: _as_int64(features[name]) for name in self.input_names}
+        feeds = {name: as_int64(features[name]) for name in self.input_names}
         session = self._one_thread_session() if shared and self._threads > 1 else self._session
         return session.run(None, feeds)[0].astype(np.float32, copy=False)
 
@@ -88,8 +90,8 @@ class OnnxEncoder:
         1.5x the tokens per second of the padded batch split across both cores. With 8-bit weights
         it is also what keeps a text's vector its own: activations are quantized per run, so in a
         batch they would depend on the batch's other texts."""
-        arrays = {name: _as_int64(features[name]) for name in self.input_names}
-        kept = _as_int64(features["attention_mask"]).astype(bool)
+        arrays = {name: as_int64(features[name]) for name in self.input_names}
+        kept = as_int64(features["attention_mask"]).astype(bool)
         feeds = [{name: array[row][kept[row]][None, :] for name, array in arrays.items()} for row in range(len(kept))]
         session = self._one_thread_session() if self._threads > 1 else self._session
 
@@ -209,7 +211,7 @@ def _export(model: Any, probe: dict[str, Any], names: list[str], path: Path) -> 
     import torch
 
     graph = _pooled_module(model[0].auto_model, model[1].pooling_mode, names).eval()
-    example = tuple(torch.as_tensor(_as_int64(probe[n])) for n in names)
+    example = tuple(torch.as_tensor(as_int64(probe[n])) for n in names)
     axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
     with _EXPORT_LOCK, _part_file(path) as temporary, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -255,10 +257,6 @@ def _pooled_module(transformer: Any, mode: str, names: list[str]) -> Any:
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
     return Pooled()
-
-
-def _as_int64(value: Any) -> np.ndarray:
-    return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.int64)
 
 
 def _file_key(fingerprint: str, names: list[str]) -> str:

@@ -13,6 +13,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from memlane.embed._common import as_int64
+
 Tokenize = Callable[[Sequence[str]], dict[str, np.ndarray]]
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -70,8 +72,7 @@ def _same(ours: dict[str, np.ndarray], theirs: dict[str, Any]) -> bool:
     if set(ours) != {name for name in theirs if name in INPUTS}:
         return False
     for name, array in ours.items():
-        value = theirs[name]
-        other = np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.int64)
+        other = as_int64(theirs[name])
         if other.shape != array.shape or not np.array_equal(other, array):
             return False
     return True

@@ -269,8 +269,8 @@ def _search_slots(app: FastAPI) -> anyio.CapacityLimiter:
     return slots
 
 
-async def _memory_dependency(request: Request) -> Memory:
-    return request.app.state.memory
+async def _memory_dependency(request: Request) -> Memory:  # async: no trip through the thread pool
+    return memory_of(request)
 
 
 Mem = Annotated[Memory, Depends(_memory_dependency)]

@@ -81,7 +81,7 @@ async def caller(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     bearer = token.strip() if scheme.lower() == "bearer" and token.strip() else None
-    known: AuthenticateCached | None = getattr(request.app.state, "authenticate_cached", None)
+    known: AuthenticateCached | None = request.app.state.authenticate_cached
     who = known(bearer) if known is not None else None
     if who is None:
         who = await anyio.to_thread.run_sync(authenticate, bearer)

@@ -423,15 +423,18 @@ class SQLiteStore(SQLStatements, ViewReads):
         were current before it (a write that only amends other fields leaves texts as they were);
         the others are rebuilt when next used."""
         for user_id, lexicon in list(self._lexicons.items()):
-            if lexicon.generation != before:
-                continue
-            try:
-                if user_id in indexed:
-                    self._conn.executemany(f"INSERT INTO temp.{lexicon.table} (rowid, embed_text) VALUES (?, ?)",
-                                           indexed[user_id])
-                lexicon.generation = before + 1
-            except sqlite3.Error:  # the write itself is committed; this index is rebuilt when next used
-                self._drop_lexicon(self._lexicons.pop(user_id))
+            if lexicon.generation == before:
+                self._extend_lexicon(user_id, lexicon, indexed.get(user_id, []), before + 1)
+
+    def _extend_lexicon(self, user_id: str, lexicon: Lexicon, indexed: list[tuple[int, str]], generation: int) -> None:
+        """Add (rowid, indexed text) rows to the user's term index and move it to `generation`;
+        if that fails (the write itself is committed), the index is dropped and rebuilt when next used."""
+        try:
+            if indexed:
+                self._conn.executemany(f"INSERT INTO temp.{lexicon.table} (rowid, embed_text) VALUES (?, ?)", indexed)
+            lexicon.generation = generation
+        except sqlite3.Error:
+            self._drop_lexicon(self._lexicons.pop(user_id))
 
     def _delete_rows(self, conn: sqlite3.Connection, user_id: str, ids: Sequence[str]) -> list[tuple[int, str]]:
         """Delete the user's memories among `ids` and their vectors; (rowid, id) of each."""
@@ -762,19 +765,11 @@ class SQLiteStore(SQLStatements, ViewReads):
     def _catch_up_lexicon(self, user_id: str, before: int, generation: int, indexed: list[tuple[int, str]]) -> None:
         """The user's term index follows its view from `before` to `generation` with the view's
         new (rowid, indexed text) rows, as this process's own writes do (`_follow_lexicons`): a
-        rebuild would re-index every memory of the user after each add of another process."""
+        rebuild would re-index every memory of the user after each add of another process. One
+        behind its view is left, as there: `_lexicon` rebuilds it when next used."""
         lexicon = self._lexicons.get(user_id)
-        if lexicon is None:
-            return
-        if lexicon.generation != before:  # behind its view: rebuilt when next used
-            self._drop_lexicon(self._lexicons.pop(user_id))
-            return
-        try:
-            if indexed:
-                self._conn.executemany(f"INSERT INTO temp.{lexicon.table} (rowid, embed_text) VALUES (?, ?)", indexed)
-            lexicon.generation = generation
-        except sqlite3.Error:  # rebuilt when next used
-            self._drop_lexicon(self._lexicons.pop(user_id))
+        if lexicon is not None and lexicon.generation == before:
+            self._extend_lexicon(user_id, lexicon, indexed, generation)
 
     def _keep_view(self, user_id: str, view: "UserView") -> None:
         if user_id not in self._views and len(self._views) >= _MAX_VIEWS:
