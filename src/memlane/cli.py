@@ -346,6 +346,7 @@ def bench_serve(
     from memlane.bench.datasets import locomo_paths
     from memlane.bench.locomo import load_locomo
     from memlane.bench.serve import run_serve_benchmark, serve_markdown
+    from memlane.errors import InputError
 
     with _errors():
         counts = tuple(int(c) for c in (_split_list(clients) or []) if c.strip().isdigit())

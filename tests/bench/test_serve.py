@@ -20,3 +20,13 @@ def test_the_load_benchmark_counts_requests_and_finds_every_acknowledged_write()
         p["acknowledged_memories"] for p in result["phases"] if p["where"] == "in-process Memory")
     assert all(0 < p["client_mean_ms"]["fastest"] <= p["client_mean_ms"]["slowest"] for p in result["phases"])
     assert "| server, 2 workers | 3 |" in serve_markdown(result, "memlane bench serve")
+
+
+def test_bench_serve_refuses_client_counts_that_name_no_number_plainly(tmp_path):
+    from typer.testing import CliRunner
+
+    from memlane.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "serve", "--clients", "lots", "--out", str(tmp_path / "s.json")])
+    assert result.exit_code == 2 and "names no client count" in " ".join(result.output.split())
+    assert "Traceback" not in result.output and not (tmp_path / "s.json").exists()
