@@ -211,9 +211,15 @@ def test_workers_publish_their_load_on_one_board_that_goes_with_the_server(serve
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/v1/memories", params={"user_id": "ana"}).status_code == 200
     [folder] = scratch.glob("memlane-board-*")
-    board = (folder / "board").read_bytes()
-    slots = [struct.unpack_from("<qq", board, i * 16) for i in range(len(board) // 16)]
-    pids = {pid for pid, _ in slots if pid}
+
+    def published() -> set[int]:
+        board = (folder / "board").read_bytes()
+        return {pid for pid, _ in (struct.unpack_from("<qq", board, i * 16) for i in range(len(board) // 16)) if pid}
+
+    deadline = time.monotonic() + 60  # the server answers once one worker is up; the other may still be starting
+    while len(published()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = published()
     assert len(pids) == 2 and server.process.pid not in pids  # one slot per worker process
     for pid in pids:
         assert Path(f"/proc/{pid}").exists()
