@@ -9,6 +9,7 @@ import pytest
 from memlane.records import MemoryRecord
 from memlane.retrieve.context import UserContext, context_cosines, context_norms
 from memlane.store import open_store
+from memlane.store import view as view_module
 
 AT = "2023-01-01T00:00:00Z"
 
@@ -90,6 +91,37 @@ def test_context_vectors_mix_in_the_neighbours(store):
     expected = vectors[0] + 0.5 * vectors[1]
     assert cosines[first] == pytest.approx(float(expected @ query) / np.linalg.norm(expected), abs=1e-6)
     assert context_norms(view, 0.5) is context_norms(view, 0.5)  # kept with the view
+
+
+def _fresh(store, user="ana"):
+    store._views.clear()
+    return UserContext(store, user).view
+
+
+@pytest.mark.parametrize("later_session", ["s2", "s1"])
+def test_what_a_view_derived_is_carried_over_a_write_only_while_its_rows_keep_their_links(store, later_session):
+    rng = np.random.default_rng(5)
+    store.write([turn(1, 1), turn(2, 2), note("m3")], rng.normal(size=(3, 2)).astype(np.float32), [])
+    user = UserContext(store, "ana")
+    before = user.view
+    norms = context_norms(before, 0.5)
+    around = user.turns_around(["t2"], 1)
+    mask = view_module.node_type_mask(before, ["turn"])
+    # A new session only appends rows; a turn continuing s1 changes t2's link (t2 -> t4).
+    store.write([turn(4, 3, later_session), note("m5")], rng.normal(size=(2, 2)).astype(np.float32), [])
+    after = UserContext(store, "ana").view
+    carried = ("context_norms", 0.5) in after.derived
+    assert carried == (later_session == "s2")
+    merged_norms, merged_around = context_norms(after, 0.5), UserContext(store, "ana").turns_around(["t2"], 1)
+    merged_mask = view_module.node_type_mask(after, ["turn"])
+    if carried:  # the old rows' answers are the very ones computed before, extended over the new rows
+        assert np.array_equal(merged_norms[:3], norms) and merged_around["t2"] is around["t2"]
+    fresh = _fresh(store)
+    assert np.array_equal(after.previous, fresh.previous) and np.array_equal(after.following, fresh.following)
+    assert np.allclose(merged_norms, context_norms(fresh, 0.5), atol=1e-6)
+    assert merged_around == UserContext(store, "ana").turns_around(["t2"], 1)
+    assert np.array_equal(merged_mask, view_module.node_type_mask(fresh, ["turn"])) and len(mask) == 3
+    assert sorted(merged_around["t2"]) == ([("t1", 1)] if later_session == "s2" else [("t1", 1), ("t4", 1)])
 
 
 def test_context_candidates_rank_by_context_and_keep_to_the_filter(store):

@@ -19,11 +19,18 @@ def context_norms(view: UserView, neighbour_weight: float) -> np.ndarray:
     plain cosines, so a search scans the user's vectors once, not twice. Kept with the view."""
     key = ("context_norms", neighbour_weight)
     cached = view.derived.get(key)
-    if cached is None:
-        padded = np.vstack([view.matrix, np.zeros((1, view.matrix.shape[1]), np.float32)])
-        summed = view.matrix + neighbour_weight * (padded[view.previous] + padded[view.following])
+    if cached is None or len(cached) < len(view.ids):  # rows appended since: only theirs are computed
+        known = np.zeros(0, np.float32) if cached is None else cached
+        rows = slice(len(known), len(view.ids))
+
+        def linked(links: np.ndarray) -> np.ndarray:  # -1 (no neighbour) gives a zero vector
+            vectors = view.matrix[np.maximum(links, 0)]
+            vectors[links < 0] = 0.0
+            return vectors
+
+        summed = view.matrix[rows] + neighbour_weight * (linked(view.previous[rows]) + linked(view.following[rows]))
         norms = np.linalg.norm(summed, axis=1)
-        cached = view.derived[key] = 1.0 / np.where(norms > 0, norms, 1.0)
+        cached = view.derived[key] = np.concatenate([known, 1.0 / np.where(norms > 0, norms, 1.0)])
     return cached
 
 

@@ -48,12 +48,13 @@ def merged_postings(own: dict[str, tuple[np.ndarray, np.ndarray]],
                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """A view's cached postings joined with those of its pending parts (their rows start at
     `offsets`): the terms every part has, so no term's rows are missing a part."""
-    out = {}
-    for term, (rows, counts) in own.items():
-        extra = [part.get(term) for part in pending]
-        if all(e is not None for e in extra):
-            out[term] = (np.concatenate([rows, *(e[0] + o for e, o in zip(extra, offsets))]),
-                         np.concatenate([counts, *(e[1] for e in extra)]))
+    kept = set(own).intersection(*pending)
+    out = {term: own[term] for term in kept}
+    for term in set().union(*({t for t, (rows, _) in part.items() if len(rows)} for part in pending)) & kept:
+        rows, counts = own[term]
+        extra = [part[term] for part in pending]
+        out[term] = (np.concatenate([rows, *(e[0] + o for e, o in zip(extra, offsets))]),
+                     np.concatenate([counts, *(e[1] for e in extra)]))
     return out
 
 
@@ -65,10 +66,34 @@ def node_type_mask(view: "UserView", kinds: Sequence[str]) -> np.ndarray:
     and kept with it (a grouped search asks for it several times)."""
     key = ("node_type_mask", tuple(kinds))
     mask = view.derived.get(key)
-    if mask is None:
-        mask = view.derived[key] = np.isin(view.node_types, list(kinds))
+    if mask is None or len(mask) < len(view.ids):  # rows appended since (see `UserView.merged`)
+        known = np.zeros(0, bool) if mask is None else mask
+        mask = view.derived[key] = np.concatenate([known, np.isin(view.node_types[len(known):], list(kinds))])
         mask.flags.writeable = False
     return mask
+
+
+def _extended_position(position: dict[str, int], ids: list[str]) -> dict[str, int]:
+    """Row of each of `ids`, given the rows of its first `len(position)` (a copy in C, not a rebuild)."""
+    out = dict(position)
+    out.update(zip(ids[len(position):], range(len(position), len(ids))))
+    return out
+
+
+def appended_links(view: "UserView", pending: Sequence["UserView"]) -> tuple[np.ndarray, np.ndarray] | None:
+    """`view`'s turn links extended over its pending parts when those parts' turns are all in
+    sessions `view` does not hold (a new conversation, a note): its own rows' links stay as they
+    are. None when a part continues one of `view`'s sessions; its links are then recomputed."""
+    ordered = {sid for p in pending for kind, sid in zip(p.node_types, p.session_ids)
+               if kind in _ORDERED_KINDS and sid is not None}
+    if ordered and not ordered.isdisjoint(view.session_ids):
+        return None
+    previous, following = session_links(np.concatenate([p.node_types for p in pending]),
+                                        [sid for p in pending for sid in p.session_ids],
+                                        [t for p in pending for t in p.turn_index])
+    start = len(view.ids)
+    return (np.concatenate([view.previous, np.where(previous >= 0, previous + start, -1)]),
+            np.concatenate([view.following, np.where(following >= 0, following + start, -1)]))
 
 
 def session_links(node_types: np.ndarray, session_ids: list[str | None],
@@ -126,7 +151,11 @@ class UserView:
     lengths: np.ndarray | None = None  # tokens in each memory's indexed text, read on first lexical search
     postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term: (rows, counts)
     pending: list["UserView"] = field(default_factory=list)  # written since, merged on next use
-    derived: dict = field(default_factory=dict)  # arrays computed from this view by its readers, kept with it
+    # What readers computed from this view, kept with it. Tuple keys hold arrays by row (a reader
+    # extends one shorter than the view over the rows appended since) or answers by memory id:
+    # `merged` carries them over when the old rows keep their turn links. Other keys are answers
+    # about the whole view, computed again for each new view.
+    derived: dict = field(default_factory=dict)
     # A large user's view holds no vectors (`matrix` and `passages` are empty): they are read from
     # the store when needed, `fetch` for given row numbers (each row's vectors as written, None
     # where gone), `stream` for all of them in row order, page by page. See `LeanVectors`.
@@ -184,11 +213,21 @@ class UserView:
         node_types = np.concatenate([p.node_types for p in parts])
         session_ids = [sid for p in parts for sid in p.session_ids]
         turn_index = [t for p in parts for t in p.turn_index]
-        previous, following = session_links(node_types, session_ids, turn_index)
+        appended = appended_links(self, self.pending)
+        previous, following = appended or session_links(node_types, session_ids, turn_index)
+        # Where every old row keeps its links, what readers derived row by row stays true of the
+        # old rows: arrays are carried over and extended by their readers over the new rows, and
+        # per-id answers kept. Otherwise only the index's lineage is (see below).
+        carried = ({key: value for key, value in self.derived.items() if isinstance(key, tuple)}
+                   if appended is not None else {})
+        if "lineage" in self.derived:
+            # what was read from the store stays the same rows, more appended: an approximate index
+            # that matched this view takes only the new rows (see `memlane.store.nearest.lineage`)
+            carried["lineage"] = self.derived["lineage"]
         return UserView(
             generation=self.generation, index=self.index,
             rowids=np.concatenate([p.rowids for p in parts]),
-            ids=ids, position={mid: i for i, mid in enumerate(ids)},
+            ids=ids, position=_extended_position(self.position, ids),
             node_types=node_types,
             speakers=[sp for p in parts for sp in p.speakers],
             speaker_names=set().union(*(p.speaker_names for p in parts)),
@@ -208,9 +247,7 @@ class UserView:
             lengths=(np.concatenate([p.lengths for p in parts])
                      if all(p.lengths is not None for p in parts) else None),
             postings=merged_postings(self.postings, [p.postings for p in self.pending], offsets[1:-1]),
-            # what was read from the store stays the same rows, more appended: an approximate index
-            # that matched this view takes only the new rows (see `memlane.store.nearest.lineage`)
-            derived={"lineage": self.derived["lineage"]} if "lineage" in self.derived else {},
+            derived=carried,
         )
 
     def rows_of(self, rowids: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
