@@ -498,3 +498,22 @@ def test_every_write_notes_what_it_changed_and_old_notes_are_dropped(tmp_path, m
     finally:
         writer.close()
         reader.close()
+
+
+@pytest.mark.parametrize("phrase", ["ha ha", "e-mail", "new york", "a b a", "not there"])
+def test_a_phrase_counted_from_fts5_highlights_equals_its_count_from_token_positions(store, monkeypatch, phrase):
+    from memlane.store.sqlite import store as sqlite_module
+
+    texts = ["ha ha ha, said Ana", "e-mail after e-mail, e-mail", "New York new-york", "the New-York times",
+             "nothing", "ha ha", "a b a b a", "york new"]
+    store.write([MemoryRecord(id=f"m{i}", user_id="ana", text=t, embed_text=t, node_type="fact",
+                              recorded_at="2023-01-01T00:00:00Z") for i, t in enumerate(texts)],
+                np.ones((len(texts), 2), np.float32), [])
+    view = store._view("ana")
+    fast = store._postings("ana", view, phrase)  # the user holds the file: FTS5's phrase match
+    monkeypatch.setattr(sqlite_module, "_PHRASE_COUNTED_AT_MOST", -1)  # too many: every token position
+    view.postings.clear()
+    slow = store._postings("ana", view, phrase)
+    assert [list(a) for a in fast] == [list(a) for a in slow]
+    expected = {"ha ha": {0: 2, 5: 1}, "e-mail": {1: 3}, "new york": {2: 2, 3: 1}, "a b a": {6: 2}, "not there": {}}
+    assert dict(zip(fast[0].tolist(), fast[1].tolist())) == expected[phrase]
