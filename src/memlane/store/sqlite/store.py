@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -43,9 +42,6 @@ _FOLLOW_AT_MOST = 2_000  # records of a write that cached views take in; a large
 # A user holding less than this share of the file's memories gets their own term index; above
 # it, FTS5's shared one costs about the same.
 _OWN_LEXICON_BELOW = 0.5
-_PHRASE_COUNTED_AT_MOST = 5_000  # a phrase in more memories is counted from its tokens' positions
-_HIGHLIGHTED = re.compile("\x01(.*?)\x02", re.S)  # a stretch FTS5 highlighted
-_WORDS = re.compile(r"[^\W_]+")  # runs of letters and digits: a stretch's tokens, nearly always
 # The file's first and last rowid in two subqueries: SQLite answers a lone min() or max() with one
 # seek, but both in one SELECT with a scan of every memory (80 ms at 181,000 memories).
 _ROWID_BOUNDS = "SELECT (SELECT min(rowid) FROM memories), (SELECT max(rowid) FROM memories)"
@@ -808,43 +804,19 @@ class SQLiteStore(SQLStatements, ViewReads):
                 docs = _int_list(self._query(f"SELECT group_concat(doc) FROM {terms} WHERE term = ?{where}",
                                              (tokens[0], *bounds))[0][0])
                 found = view.rows_of(*_counted(docs))
-            elif terms == "temp.memory_terms" and (counted := self._phrase_counts(term, tokens, bounds)) is not None:
-                # A phrase over the shared table, as FTS5 matches it: reading each token's every
-                # position instead costs the file's size for a common word (0.1 s at 100,000 memories).
-                found = view.rows_of(*counted)
             else:  # a phrase: its tokens at consecutive offsets of one memory
                 starts = None
                 for shift, token in enumerate(tokens):
                     docs, offsets = (_int_list(v) for v in self._query(
                         f"SELECT group_concat(doc), group_concat(offset) FROM {terms} WHERE term = ?{where}",
                         (token, *bounds))[0])
-                    here = docs * _OFFSETS + (offsets - shift)  # one key per (memory, start)
-                    starts = here if starts is None else np.intersect1d(starts, here)
+                    here = docs * _OFFSETS + (offsets - shift)  # one key per (memory, start), ascending
+                    starts = here if starts is None else _sorted_common(starts, here)
                 found = view.rows_of(*_counted(starts // _OFFSETS))
         if len(view.postings) >= _MAX_CACHED_TERMS:
             view.postings.clear()
         view.postings[term] = found
         return found
-
-    def _phrase_counts(self, text: str, tokens: tuple[str, ...], bounds: tuple[int, ...]
-                       ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(row numbers, times) of the memories within `bounds` holding `text` (of `tokens`) as a
-        phrase, from FTS5's phrase match and its highlighting of each instance; None where more than
-        _PHRASE_COUNTED_AT_MOST memories hold it. Overlapping instances ("ha ha" in "ha ha ha")
-        are highlighted as one stretch: such a stretch is tokenized and its instances counted."""
-        phrase = '"' + text.replace('"', '""') + '"'
-        try:
-            marked = self._query("SELECT rowid, highlight(memories_fts, 0, char(1), char(2)) FROM memories_fts "
-                                 "WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ? ORDER BY rowid LIMIT ?",
-                                 (phrase, *bounds, _PHRASE_COUNTED_AT_MOST + 1))
-        except StoreError:  # a phrase FTS5 cannot parse finds nothing
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        if len(marked) > _PHRASE_COUNTED_AT_MOST:
-            return None
-        counts = [sum(1 if len(_WORDS.findall(stretch)) == len(tokens) else _instances(self._tokens(stretch), tokens)
-                      for stretch in _HIGHLIGHTED.findall(text_marked)) for _, text_marked in marked]
-        return (np.fromiter((r[0] for r in marked), dtype=np.int64, count=len(marked)),
-                np.maximum(np.array(counts, dtype=np.int64), 1))
 
     def _phrase_docs(self, text: str, bounds: tuple[int, ...]) -> np.ndarray:
         """Row numbers (sorted) within `bounds` whose indexed text holds `text`'s words as a phrase."""
@@ -1027,10 +999,15 @@ class SQLiteStore(SQLStatements, ViewReads):
 _OFFSETS = 1 << 32  # more token offsets than any memory has: (memory, offset) as one integer
 
 
-def _instances(words: Sequence[str], phrase: tuple[str, ...]) -> int:
-    """How many times `phrase` starts in `words` (instances may overlap)."""
-    n = len(phrase)
-    return sum(1 for i in range(len(words) - n + 1) if tuple(words[i:i + n]) == phrase)
+def _sorted_common(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The values of ascending `a` also in ascending `b`: a binary search each, where sorting
+    both together (`np.intersect1d`) took seconds for common words at a million memories."""
+    if not len(a) or not len(b):
+        return a[:0]
+    if np.any(b[1:] < b[:-1]):  # the term tables list positions in order; never assumed
+        b = np.sort(b)
+    at = np.minimum(np.searchsorted(b, a), len(b) - 1)
+    return a[b[at] == a]
 
 
 def _int_list(text: str | None) -> np.ndarray:
