@@ -287,7 +287,7 @@ def test_turn_texts_reads_the_embedding_text_of_turns_only(store):
 
 def _views_equal(followed, rebuilt):
     for field in ("rowids", "node_types", "matrix", "previous", "following", "superseded", "dated", "passages",
-                  "passage_starts", "passage_owners"):
+                  "passage_starts", "passage_owners", "event_starts", "event_ends", "session_days"):
         assert np.array_equal(getattr(followed, field), getattr(rebuilt, field)), field
     for field in ("generation", "index", "ids", "position", "speakers", "speaker_names", "session_ids", "turn_index"):
         assert getattr(followed, field) == getattr(rebuilt, field), field
@@ -516,3 +516,31 @@ def test_a_phrase_is_counted_at_each_start_of_its_words_in_a_row(store, among_ot
     for phrase, counts in expected.items():
         rows, found = store._postings("ana", view, phrase)
         assert dict(zip(rows.tolist(), found.tolist())) == counts, phrase
+
+
+def test_a_time_filter_answered_from_the_view_lets_through_what_the_sql_filter_does(store):
+    from memlane.filters import Filter
+    from memlane.store.sql import filter_sql
+    from memlane.store.view import held_filter, held_filter_mask
+
+    days = [None, "2023-05-01", "2023-05-20", "2023-06-30", "2024-01-01"]
+    records = []
+    for i in range(40):
+        start, end = days[i % 5], days[(i // 5) % 5]
+        events = [EventDate("then", start, max(start, end or start), "day")] if start else []
+        records.append(MemoryRecord(id=f"m{i}", user_id="ana", text=f"memory {i}", embed_text=f"memory {i}",
+                                    node_type=("turn", "fact")[i % 2], event_dates=events,
+                                    session_date=(days[(i // 3) % 5] + "T10:00:00") if days[(i // 3) % 5] else None,
+                                    recorded_at="2023-01-01T00:00:00Z"))
+    store.write(records, np.ones((40, 2), np.float32), [])
+    view = store._view("ana")
+    for lo, hi, kinds in [("2023-05-02", "2023-06-30", None), (None, "2023-05-01", ["turn"]), ("2023-07-01", None, None),
+                          ("2023-05-20", "2023-05-20", ["fact"])]:
+        f = Filter.parse({k: v for k, v in {"date_from": lo, "date_to": hi, "node_type": kinds}.items() if v})
+        assert held_filter(f)
+        clause, params = filter_sql(f)
+        passed = {r[0] for r in store._query(f"SELECT m.id FROM memories m WHERE m.user_id = ? AND {clause}",
+                                             ("ana", *params))}
+        mask = held_filter_mask(view, f)
+        assert {view.ids[i] for i in np.flatnonzero(mask)} == passed and 0 < len(passed) < 40
+    assert not held_filter(Filter.parse({"category": ["x"]})) and not held_filter(Filter.parse({"as_of": "2023-05-01"}))

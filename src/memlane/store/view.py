@@ -22,7 +22,37 @@ from memlane.store.codec import own_rows
 def view_row(rowid: int, r: MemoryRecord, blob: bytes) -> tuple:
     """A written memory as the row `UserView.build` reads (what `SQLiteStore._view`'s query returns)."""
     return (rowid, r.id, r.node_type, r.speaker, r.session_id, r.turn_index, blob,
-            r.superseded_by is not None, bool(r.event_dates))
+            r.superseded_by is not None, bool(r.event_dates),
+            min((e.start for e in r.event_dates), default=None), max((e.end for e in r.event_dates), default=None),
+            (r.session_date or "")[:10] or None)
+
+
+# A memory's days as a time filter compares them (see `memlane.store.sql.filter_sql`), as bytes:
+# ISO days compare as strings do. Where none is known, the value no range reaches.
+_NO_START, _NO_END, _NO_DAY = b"9999", b"0000", b""
+
+
+def _days(values: Sequence[str | None], missing: bytes) -> np.ndarray:
+    return np.array([v.encode() if v else missing for v in values], dtype=bytes) if len(values) else np.zeros(0, "S1")
+
+
+def held_filter(filters: Filter) -> bool:
+    """Whether the view answers `filters` itself: node types and time ranges only."""
+    return set(filters.restricted) <= {"node_type", "date_from", "date_to"}
+
+
+def held_filter_mask(view: "UserView", filters: Filter) -> np.ndarray | None:
+    """Which rows pass a filter the view answers (`held_filter`); None when it restricts nothing.
+    The time range keeps a memory whose resolved event range or session day overlaps it, as
+    `filter_sql` does, without a read per row: a large user's time filter read every drawn row."""
+    mask = node_type_mask(view, filters.node_type) if filters.node_type is not None else None
+    if filters.date_from is not None or filters.date_to is not None:
+        lo = (filters.date_from or "0000-01-01").encode()
+        hi = (filters.date_to or "9999-12-31").encode()
+        days = view.session_days
+        in_range = ((view.event_starts <= hi) & (view.event_ends >= lo)) | ((days >= lo) & (days <= hi))
+        mask = in_range if mask is None else mask & in_range
+    return mask
 
 
 
@@ -147,6 +177,9 @@ class UserView:
     passages: np.ndarray  # passage vectors of all memories, grouped by memory in row order
     passage_starts: np.ndarray  # where each memory with passages starts in `passages`
     passage_owners: np.ndarray  # the row of each of those memories
+    event_starts: np.ndarray  # each memory's first resolved event day (bytes; see `held_filter_mask`)
+    event_ends: np.ndarray  # ... its last
+    session_days: np.ndarray  # ... and the day of its session
     folded_texts: list[str] | None = None  # case-folded texts, read on first need (see SQLiteStore)
     lengths: np.ndarray | None = None  # tokens in each memory's indexed text, read on first lexical search
     postings: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # term: (rows, counts)
@@ -170,7 +203,7 @@ class UserView:
     @classmethod
     def build(cls, generation: int, index: str, dims: int, rows: list[tuple]) -> "UserView":
         """From rows of (rowid, id, node_type, speaker, session_id, turn_index, vector BLOB,
-        superseded, dated), in rowid order."""
+        superseded, dated, first event day, last event day, session day), in rowid order."""
         ids = [r[1] for r in rows]
         shared: dict = {}  # one object per distinct value: a million rows repeat few kinds, speakers, sessions
         node_types = np.array([shared.setdefault(r[2], r[2]) for r in rows], dtype=object)
@@ -200,6 +233,8 @@ class UserView:
             dated=np.array([bool(r[8]) for r in rows], dtype=bool),
             passages=passages, passage_starts=starts,
             passage_owners=np.array([i for i, _ in extra], dtype=np.int64),
+            event_starts=_days([r[9] for r in rows], _NO_START), event_ends=_days([r[10] for r in rows], _NO_END),
+            session_days=_days([r[11] for r in rows], _NO_DAY),
         )
 
     def merged(self) -> "UserView":
@@ -236,6 +271,9 @@ class UserView:
             previous=previous, following=following,
             superseded=np.concatenate([p.superseded for p in parts]),
             dated=np.concatenate([p.dated for p in parts]),
+            event_starts=np.concatenate([p.event_starts for p in parts]),
+            event_ends=np.concatenate([p.event_ends for p in parts]),
+            session_days=np.concatenate([p.session_days for p in parts]),
             passages=self.passages if lean else np.vstack([p.passages for p in parts]),
             passage_starts=(self.passage_starts if lean else
                             np.concatenate([p.passage_starts + o for p, o in zip(parts, passage_offsets)])),
@@ -478,7 +516,7 @@ class ViewReads:
         a large user, whose every row a date or category filter would otherwise read (the node
         type alone is answered from the view, whatever the size)."""
         f = Filter.parse(filters)
-        return view.vectors_from is not None and not f.is_empty and f.restricted != ("node_type",)
+        return view.vectors_from is not None and not f.is_empty and not held_filter(f)
 
     def _allowed_rows(self, user_id: str, view: UserView, filters: Filter, rows: np.ndarray) -> np.ndarray:
         """Those of the view's `rows` the filter lets through (the backend reads their fields)."""

@@ -53,7 +53,7 @@ from memlane.store.postgres.vectors import (
 from memlane.store.sql import filter_sql
 from memlane.store.tokens import query_tokens, tokenize_many
 from memlane.store.sqlbase import SQLStatements
-from memlane.store.view import DENSE_EXACT_BELOW, LeanVectors, UserView, ViewReads, node_type_mask
+from memlane.store.view import DENSE_EXACT_BELOW, LeanVectors, UserView, ViewReads, held_filter, held_filter_mask
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
@@ -470,12 +470,13 @@ class PostgresStore(SQLStatements, ViewReads):
         lean = self._query("SELECT count(*) FROM memories WHERE user_id = %s", (user_id,))[0][0] >= self.dense_exact_below
         rows = self._query(
             f"SELECT m.seq, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vecs'}, "
-            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.tokens, {'NULL' if lean else 'm.text'} "
+            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.tokens, {'NULL' if lean else 'm.text'}, "
+            f"m.event_start, m.event_end, substr(m.session_date, 1, 10) "
             f"FROM memories m JOIN {index.name} v ON v.user_id = m.user_id AND v.seq = m.seq "
             f"WHERE m.user_id = %s ORDER BY m.seq",
             (user_id,))
         view = UserView.build(generation, index.name, index.dims,
-                              [(*r[:6], None if lean else bytes(r[6]), r[7], r[8]) for r in rows])
+                              [(*r[:6], None if lean else bytes(r[6]), r[7], r[8], *r[11:14]) for r in rows])
         view.lengths = np.array([r[9] for r in rows], dtype=np.float64)
         if lean:
             view.vectors_from = LeanVectors(partial(self._fetch_vectors, user_id, index.name),
@@ -516,8 +517,8 @@ class PostgresStore(SQLStatements, ViewReads):
         filters = Filter.parse(filters)
         if filters.is_empty:
             return None
-        if filters.restricted == ("node_type",):
-            return node_type_mask(view, filters.node_type)
+        if held_filter(filters):  # the common cases, answered from the view
+            return held_filter_mask(view, filters)
         clause, params = filter_sql(filters, postgres=True)
         rows = self._query(f"SELECT m.seq FROM memories m WHERE m.user_id = %s AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))

@@ -30,7 +30,8 @@ from memlane.store.sqlite.lexicon import Lexicon
 from memlane.store.sqlite.schema import SCHEMA, SCHEMA_VERSION, TERM_TABLES, TOKENIZER, migrate
 from memlane.store.sqlbase import SQLStatements
 from memlane.store.nearest import NearestIndex, index_file, rows_file
-from memlane.store.view import DENSE_EXACT_BELOW, LeanVectors, UserView, ViewReads, node_type_mask, postings_of, view_row
+from memlane.store.view import (DENSE_EXACT_BELOW, LeanVectors, UserView, ViewReads, held_filter, held_filter_mask,
+                                 postings_of, view_row)
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory: bounds memory on servers with many users
 _MAX_CACHED_TERMS = 512  # BM25 postings kept per view
@@ -757,9 +758,9 @@ class SQLiteStore(SQLStatements, ViewReads):
             if not lean and held + len(found) >= self.dense_exact_below:
                 return  # grown large: read again as a lean view
             if found:
-                self._append_part(view, user_id, generation, index, [row[:9] for row in found],
-                                  [row[9] for row in found], [(row[0], row[10]) for row in found])
-        self._catch_up_lexicon(user_id, view.generation, generation, [(row[0], row[10]) for row in found])
+                self._append_part(view, user_id, generation, index, [row[:12] for row in found],
+                                  [row[12] for row in found], [(row[0], row[13]) for row in found])
+        self._catch_up_lexicon(user_id, view.generation, generation, [(row[0], row[13]) for row in found])
         view.generation = generation
 
     def _catch_up_lexicon(self, user_id: str, before: int, generation: int, indexed: list[tuple[int, str]]) -> None:
@@ -781,8 +782,8 @@ class SQLiteStore(SQLStatements, ViewReads):
         filters = Filter.parse(filters)
         if filters.is_empty:
             return None
-        if filters.restricted == ("node_type",):  # the common case, answered from the view
-            return node_type_mask(view, filters.node_type)
+        if held_filter(filters):  # the common cases, answered from the view
+            return held_filter_mask(view, filters)
         clause, params = filter_sql(filters)
         rows = self._query(f"SELECT m.rowid FROM memories m WHERE m.user_id = ? AND {clause}", (user_id, *params))
         return np.isin(view.rowids, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
@@ -1034,6 +1035,7 @@ def _view_rows_sql(index_name: str, lean: bool, *, newer: bool = False) -> str:
     their vectors. With `newer`, only those past a rowid (a second parameter), each followed by
     its text and indexed text (what a view's pending part carries)."""
     return (f"SELECT m.rowid, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vec'}, "
-            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL{', m.text, m.embed_text' if newer else ''} "
+            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.event_start, m.event_end, "
+            f"substr(m.session_date, 1, 10){', m.text, m.embed_text' if newer else ''} "
             f"FROM memories m {'' if lean else f'JOIN {index_name} v ON v.rowid = m.rowid '}"
             f"WHERE m.user_id = ?{' AND m.rowid > ?' if newer else ''} ORDER BY m.rowid")
