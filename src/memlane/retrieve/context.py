@@ -103,17 +103,8 @@ class UserContext:
         folded = [n.casefold() for n in names]
         if not folded:
             return set()
-        if view.vectors_from is None:
-            texts = self.store.search_texts(self.user_id)
-            text_of = {mid: texts[view.position[mid]] for mid in ids if mid in view.position}
-        else:  # a large user's texts are not held in memory: read those asked about
-            text_of = {r.id: r.text.casefold() for r in self.store.get_many(self.user_id, list(ids))}
-        out = set()
-        for mid in ids:
-            i = view.position.get(mid)
-            if i is not None and (view.speakers[i].casefold() in folded or any(n in text_of.get(mid, "") for n in folded)):
-                out.add(mid)
-        return out
+        said = {mid for mid in ids if mid in view.position and view.speakers[view.position[mid]].casefold() in folded}
+        return said | self.store.texts_holding(self.user_id, [mid for mid in ids if mid not in said], names)
 
     def turns_around(self, ids: Sequence[str], reach: int) -> dict[str, list[tuple[str, int]]]:
         """For each turn id: the turns at most `reach` before or after it in its session, each

@@ -129,6 +129,9 @@ class Store(Protocol):
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int, filters: "Filter | None") -> list[tuple[str, str]]:
         """(memory id, needle): memories whose id is a needle or whose text contains one, oldest first."""
 
+    def texts_holding(self, user_id: str, ids: Sequence[str], needles: Sequence[str]) -> set[str]:
+        """Those of `ids` whose text contains one of `needles`, case-insensitively."""
+
     def search_view(self, user_id: str) -> "UserView":
         """The user's search columns (ids, kinds, speakers, sessions, turn order, flags) and
         vectors as arrays, in insertion order; pinned within `snapshot`."""

@@ -592,6 +592,25 @@ class ViewReads:
     def _counted_frequency(self, user_id: str, view: UserView, term: str) -> int | None:
         return None
 
+    def texts_holding(self, user_id: str, ids: Sequence[str], needles: Sequence[str]) -> set[str]:
+        """Those of `ids` whose text contains one of `needles`, case-insensitively. A large user's
+        texts are not held: the word index keeps those of `ids` that hold a needle's words, and only
+        their texts are read and checked (a needle inside a longer word is not found that way, as in
+        `substring_matches`)."""
+        view = self._view(user_id)
+        folded = [n.casefold() for n in needles if n]
+        rows = np.array(sorted({view.position[mid] for mid in ids if mid in view.position}), dtype=np.int64)
+        if not folded or not len(rows):
+            return set()
+        if view.vectors_from is None:
+            texts = self._folded_texts(user_id, view)
+            return {view.ids[i] for i in rows if any(n in texts[i] for n in folded)}
+        held = [self._phrase_rows(user_id, view, needle, len(view.ids)) for needle in needles
+                if any(c.isalnum() for c in needle)]
+        rows = rows[np.isin(rows, np.concatenate(held))] if held else rows[:0]
+        return {r.id for r in self.get_many(user_id, [view.ids[i] for i in rows])
+                if any(n in r.text.casefold() for n in folded)}
+
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
                           filters: Filter | None) -> list[tuple[str, str]]:
         """(memory id, needle) for memories whose id equals a needle or whose text contains it,
@@ -634,12 +653,12 @@ class ViewReads:
             texts = self._folded_texts(user_id, view)
             return list(itertools.islice((int(i) for i in rows if folded in texts[i]), k))
         found: list[int] = []
-        for start in range(0, len(rows), 256):
-            chunk = [int(i) for i in rows[start:start + 256]]
+        start, step = 0, max(2 * k, 16)  # most rows holding the words hold the needle: read a few first
+        while start < len(rows) and len(found) < k:
+            chunk = [int(i) for i in rows[start:start + step]]
             texts = {r.id: r.text.casefold() for r in self.get_many(user_id, [view.ids[i] for i in chunk])}
             found += [i for i in chunk if folded in texts.get(view.ids[i], "")]
-            if len(found) >= k:
-                break
+            start, step = start + step, min(2 * step, 256)
         return found[:k]
 
     def _phrase_rows(self, user_id: str, view: UserView, text: str, limit: int) -> np.ndarray:
