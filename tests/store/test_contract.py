@@ -432,6 +432,20 @@ def test_lexical_scores_and_frequencies_of_a_user_ignore_other_users(new_store, 
     assert dict(ours) == pytest.approx(dict(reference), rel=1e-9)
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["texts held", "large user"])
+def test_texts_holding_a_name_are_found_among_the_ids_asked_about(store, large):
+    store.dense_exact_below = 0 if large else 10**9  # a large user's texts stay in the store
+    texts = ["I met Zoë at the café", "zoë again, ZOË!", "Bo said hi", "a bluebird", "nothing here", "Zoë"]
+    put(store, *[rec(f"m{i}", text=t) for i, t in enumerate(texts)], rec("b1", user="bo", text="Zoë"))
+    assert (store.search_view("ana").vectors_from is not None) == large
+    asked = ["m0", "m1", "m2", "m3", "m4", "b1", "unknown"]  # not m5: only the ids asked about
+    assert store.texts_holding("ana", asked, ["ZOË"]) == {"m0", "m1"}
+    assert store.texts_holding("ana", asked, ["bo", "nobody"]) == {"m2"}
+    # A needle inside a longer word is found by a scan of held texts, not through the word index.
+    assert store.texts_holding("ana", asked, ["bird"]) == (set() if large else {"m3"})
+    assert store.texts_holding("bo", ["b1", "m0"], ["zoë"]) == {"b1"}
+
+
 # -- 8. Tenant isolation, as properties ---------------------------------------------------------
 
 USERS = ("ana", "bo", "cy")

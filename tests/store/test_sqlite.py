@@ -544,22 +544,3 @@ def test_a_time_filter_answered_from_the_view_lets_through_what_the_sql_filter_d
         mask = held_filter_mask(view, f)
         assert {view.ids[i] for i in np.flatnonzero(mask)} == passed and 0 < len(passed) < 40
     assert not held_filter(Filter.parse({"category": ["x"]})) and not held_filter(Filter.parse({"as_of": "2023-05-01"}))
-
-
-@pytest.mark.parametrize("large", [False, True], ids=["texts held", "large user"])
-def test_texts_holding_a_name_are_found_among_the_ids_asked_about(tmp_path, large):
-    store = SQLiteStore(tmp_path / "s.db", dense_exact_below=0 if large else 10**9)
-    store.create_index("toy", 2, active=True)
-    texts = ["I met Zoë at the café", "zoë again, ZOË!", "Bo said hi", "a bluebird", "nothing here", "Zoë"]
-    store.write([MemoryRecord(id=f"m{i}", user_id="ana", text=t, embed_text=t, node_type="fact",
-                              recorded_at="2023-01-01T00:00:00Z") for i, t in enumerate(texts)]
-                + [MemoryRecord(id="b1", user_id="bo", text="Zoë", embed_text="Zoë", node_type="fact",
-                                recorded_at="2023-01-01T00:00:00Z")], np.ones((7, 2), np.float32), [])
-    assert (store._view("ana").vectors_from is not None) == large
-    asked = ["m0", "m1", "m2", "m3", "m4", "b1", "unknown"]  # not m5: only the ids asked about
-    assert store.texts_holding("ana", asked, ["ZOË"]) == {"m0", "m1"}
-    assert store.texts_holding("ana", asked, ["bo", "nobody"]) == {"m2"}
-    # A needle inside a longer word is found by a scan of held texts, not through the word index.
-    assert store.texts_holding("ana", asked, ["bird"]) == (set() if large else {"m3"})
-    assert store.texts_holding("bo", ["b1", "m0"], ["zoë"]) == {"b1"}
-    store.close()
