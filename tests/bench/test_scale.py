@@ -54,9 +54,13 @@ def test_users_take_sessions_in_turn_and_batches_group_them_by_user():
 
 
 def test_recall_is_the_share_of_the_exact_top_k_found():
-    assert recall_against_exact(["a", "b", "x"], ["a", "b", "c", "d"]) == 0.5
-    assert recall_against_exact(["b", "a"], ["a", "b"]) == 1.0
+    exact = [("a", 0.9), ("b", 0.8), ("c", 0.7), ("d", 0.6)]
+    assert recall_against_exact([("a", 0.9), ("b", 0.8), ("x", 0.5)], exact) == 0.5
+    assert recall_against_exact([("b", 0.8), ("a", 0.9)], exact[:2]) == 1.0
     assert recall_against_exact([], []) == 1.0
+    # A copy with the same score as the exact k-th is a tie, not a miss; a lower one is a miss.
+    assert recall_against_exact([("a", 0.9), ("b", 0.8), ("c", 0.7), ("d-copy", 0.6)], exact) == 1.0
+    assert recall_against_exact([("a", 0.9), ("b", 0.8), ("c", 0.7), ("e", 0.59)], exact) == 0.75
 
 
 class _Store:

@@ -136,12 +136,20 @@ def write_batches(sessions: Sequence[Session], owners: Sequence[str], batch_memo
 
 # -- measuring ---------------------------------------------------------------------------------
 
-def recall_against_exact(found: Sequence[str], exact: Sequence[str]) -> float:
-    """|found ∩ exact| / |exact|: the share of the exact top k that the approximate search also
-    returned (1 when the exact search finds nothing)."""
+TIE = 1e-6  # scores this close are one score: the same text written twice has the same vector
+
+
+def recall_against_exact(found: Sequence[tuple[str, float]], exact: Sequence[tuple[str, float]]) -> float:
+    """The share of the exact top k (id, score) that the approximate search also returned (1 when
+    the exact search finds nothing). A memory found in place of another with the same score counts:
+    the scale stores repeat real sessions, so several memories share each vector, and which of the
+    copies is returned is a tie, not a miss."""
     if not exact:
         return 1.0
-    return len(set(found) & set(exact)) / len(exact)
+    exact_ids = {mid for mid, _ in exact}
+    last = min(score for _, score in exact)
+    tied = [mid for mid, score in found if mid not in exact_ids and score >= last - TIE]
+    return min(len(exact_ids & {mid for mid, _ in found}) + len(tied), len(exact)) / len(exact)
 
 
 def resident_memory() -> dict[str, float | None]:
@@ -319,8 +327,8 @@ def dense_recall(store, exact, embedder, user: str, questions: Sequence[str], k:
         found = []
         for question in questions:
             vector = embedder.encode([question], purpose="query")[0]
-            approximate = [mid for mid, _ in store.dense_candidates(user, vector, k, None)]
-            found.append(recall_against_exact(approximate, [mid for mid, _ in exact.dense_candidates(user, vector, k, None)]))
+            found.append(recall_against_exact(store.dense_candidates(user, vector, k, None),
+                                              exact.dense_candidates(user, vector, k, None)))
     finally:
         exact.close()
     return {"k": k, "questions": len(found), "mean": sum(found) / len(found) if found else float("nan"),
