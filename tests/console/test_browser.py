@@ -245,6 +245,9 @@ def test_a_benchmark_reports_plots_and_two_reports_compared(admin):
     expect(admin.get_by_role("heading", name="Per category")).to_be_visible()
     images = admin.locator("figure img")
     expect(images).to_have_count(2)
+    # The plots load after the page: wait for both (a busy machine took longer than one look).
+    admin.wait_for_function("() => [...document.querySelectorAll('figure img')].every(img => img.complete)",
+                            timeout=30_000)
     for i in range(2):
         assert images.nth(i).evaluate("img => img.complete && img.naturalWidth") > 100
     check(admin, "report")
