@@ -819,14 +819,11 @@ class SQLiteStore(SQLStatements, ViewReads):
         view.postings[term] = found
         return found
 
-    def _phrase_docs(self, text: str, bounds: tuple[int, ...]) -> np.ndarray:
-        """Row numbers (sorted) within `bounds` whose indexed text holds `text`'s words as a phrase."""
-        phrase = '"' + text.replace('"', '""') + '"'
-        try:
-            found = self._query("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ? "
-                                "ORDER BY rowid", (phrase, *bounds))
-        except StoreError:  # a phrase FTS5 cannot parse finds nothing
-            return np.zeros(0, np.int64)
+    def _phrase_docs(self, text: str, bounds: tuple[int, ...], limit: int = -1) -> np.ndarray:
+        """Row numbers (ascending, at most `limit`; -1: all) within `bounds` whose indexed text
+        holds `text`'s words as a phrase; StoreError where FTS5 cannot parse the phrase."""
+        found = self._query("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? AND rowid BETWEEN ? AND ? "
+                            "ORDER BY rowid LIMIT ?", (_fts_phrase(text), *bounds, limit))
         return np.fromiter((r[0] for r in found), dtype=np.int64, count=len(found))
 
     def _allowed_rows(self, user_id: str, view: "UserView", filters: Filter, rows: np.ndarray) -> np.ndarray:
@@ -842,20 +839,18 @@ class SQLiteStore(SQLStatements, ViewReads):
         own phrase query: no term's postings cross into Python)."""
         if len(view.rowids) == 0:
             return np.zeros(0, np.int64)
-        phrase = '"' + text.replace('"', '""') + '"'
         try:
-            if self._term_positions(user_id, view)[0] == "temp.memory_terms":  # the user holds most of the file
+            table, _, bounds = self._term_positions(user_id, view)
+            if table == "temp.memory_terms":  # the user holds most of the file
                 # Their rowid span, no join: the few other users' rows in it are dropped below.
-                found = self._query("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
-                                    "AND rowid BETWEEN ? AND ? ORDER BY rowid LIMIT ?",
-                                    (phrase, int(view.rowids[0]), int(view.rowids[-1]), limit))
+                rowids = self._phrase_docs(text, bounds, limit)
             else:
                 found = self._query("SELECT f.rowid FROM memories_fts f JOIN memories m ON m.rowid = f.rowid "
                                     "WHERE memories_fts MATCH ? AND m.user_id = ? ORDER BY f.rowid LIMIT ?",
-                                    (phrase, user_id, limit))
+                                    (_fts_phrase(text), user_id, limit))
+                rowids = np.array([r[0] for r in found], dtype=np.int64)
         except StoreError:  # a phrase FTS5 cannot parse finds nothing
             return np.zeros(0, np.int64)
-        rowids = np.array([r[0] for r in found], dtype=np.int64)
         return view.rows_of(rowids, rowids)[0]
 
     def _counted_frequency(self, user_id: str, view: "UserView", term: str) -> int | None:
@@ -867,7 +862,10 @@ class SQLiteStore(SQLStatements, ViewReads):
         if not tokens or table != "temp.memory_terms":
             return None
         if len(tokens) > 1:  # a phrase: the memories FTS5 matches it in, within the user's span
-            return min(len(self._phrase_docs(term, bounds)), len(view.ids))
+            try:
+                return min(len(self._phrase_docs(term, bounds)), len(view.ids))
+            except StoreError:  # a phrase FTS5 cannot parse finds nothing
+                return 0
         found = self._query("SELECT doc FROM temp.memory_vocab WHERE term = ?", (tokens[0],))
         return min(int(found[0][0]), len(view.ids)) if found else 0
 
@@ -998,6 +996,11 @@ class SQLiteStore(SQLStatements, ViewReads):
 
 
 _OFFSETS = 1 << 32  # more token offsets than any memory has: (memory, offset) as one integer
+
+
+def _fts_phrase(text: str) -> str:
+    """`text` as one FTS5 phrase (its double quotes doubled)."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def _sorted_common(a: np.ndarray, b: np.ndarray) -> np.ndarray:
