@@ -31,3 +31,11 @@ def test_first_varint_reads_sqlite_varints(value):
             break
     encoded = bytes([g | 0x80 for g in groups[:-1]] + [groups[-1]])
     assert bm25.first_varint(encoded + b"\x05") == value
+
+
+def test_spread_count_is_exact_up_to_its_cap_and_scales_past_it():
+    assert bm25.spread_count(np.array([3, 9, 40]), (1, 100), 3) == 3  # no more than the cap: counted
+    # every 4th row of 1..4000 holds the word: the first 11 reach row 44 of 4000
+    every_fourth = np.arange(4, 4001, 4)
+    assert bm25.spread_count(every_fourth[:11], (1, 4000), 10) == 1000
+    assert bm25.spread_count(np.arange(1, 12), (1, 11), 10) == 11  # reaching the end: what was seen

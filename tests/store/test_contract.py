@@ -446,6 +446,21 @@ def test_texts_holding_a_name_are_found_among_the_ids_asked_about(store, large):
     assert store.texts_holding("bo", ["b1", "m0"], ["zoë"]) == {"b1"}
 
 
+@pytest.mark.parametrize("large", [False, True], ids=["texts held", "large user"])
+def test_a_large_user_trusts_the_word_index_for_plain_words_and_reads_texts_for_the_rest(store, large):
+    store.dense_exact_below = 0 if large else 10**9
+    texts = ["Caroline's new job", "ana at example dot com", "mail ana@example.com today", "hiking trips"]
+    put(store, *[rec(f"m{i}", text=t) for i, t in enumerate(texts)])
+    asked = [f"m{i}" for i in range(len(texts))]
+    assert store.texts_holding("ana", asked, ["caroline"]) == {"m0"}
+    # Other characters: the words match in m1 and m2, and the text is read to find the address.
+    assert store.texts_holding("ana", asked, ["ana@example.com"]) == {"m2"}
+    assert [m for m, _ in store.substring_matches("ana", ["ana@example.com"], 5, None)] == ["m2"]
+    # Plain words at a large user: the word index decides, word endings aside.
+    assert store.texts_holding("ana", asked, ["hikes"]) == ({"m3"} if large else set())
+    assert [m for m, _ in store.substring_matches("ana", ["hikes"], 5, None)] == (["m3"] if large else [])
+
+
 # -- 8. Tenant isolation, as properties ---------------------------------------------------------
 
 USERS = ("ana", "bo", "cy")

@@ -302,3 +302,11 @@ def test_another_processs_adds_join_a_large_users_index_without_a_full_check(fil
         assert all(mid.startswith("a") or mid == "new" for mid, _ in found)  # never bo's
     finally:
         reader.close()
+
+
+def test_a_draw_of_every_row_is_every_row_whatever_the_index_reaches(filled, monkeypatch):
+    store, queries = filled
+    view = store._view("ana")
+    monkeypatch.setattr(store, "_nearest_rows", lambda *a: np.arange(5, dtype=np.int64))  # a graph reaching 5 rows
+    assert store.nearest_rows("ana", queries[0], len(view.ids)).tolist() == list(range(len(view.ids)))
+    assert store.nearest_rows("ana", queries[1], len(view.ids) - 1).tolist() == list(range(5))  # asked for fewer

@@ -544,3 +544,21 @@ def test_a_time_filter_answered_from_the_view_lets_through_what_the_sql_filter_d
         mask = held_filter_mask(view, f)
         assert {view.ids[i] for i in np.flatnonzero(mask)} == passed and 0 < len(passed) < 40
     assert not held_filter(Filter.parse({"category": ["x"]})) and not held_filter(Filter.parse({"as_of": "2023-05-01"}))
+
+
+def test_a_large_users_common_word_is_estimated_and_a_rare_one_counted(tmp_path, monkeypatch):
+    from memlane.store.sqlite import store as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "COUNTED_AT_MOST", 50)
+    s = SQLiteStore(tmp_path / "lean.db", dense_exact_below=0)  # every user large: counted by FTS5
+    try:
+        s.create_index("toy", 2, active=True)
+        texts = [("tea and " if i % 3 == 0 else "") + ("kiwi " if i % 100 == 7 else "") + f"note {i}" for i in range(3000)]
+        s.write([_record(i, text=t) for i, t in enumerate(texts)], np.ones((len(texts), 2), np.float32), [])
+        assert s._view("ana").vectors_from is not None
+        frequencies, total = s.document_frequencies("ana", ["tea", "kiwi", "tea and"])
+        assert total == 3000 and frequencies["kiwi"] == 30  # under the cap: counted
+        assert frequencies["tea"] == pytest.approx(1000, rel=0.05)  # past it: 51 matches scaled to the span
+        assert frequencies["tea and"] == pytest.approx(1000, rel=0.05)  # a phrase alike
+    finally:
+        s.close()

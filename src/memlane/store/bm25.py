@@ -40,3 +40,15 @@ def first_varint(blob: bytes) -> int:
         if byte < 0x80:
             return value
     return value
+
+
+def spread_count(rowids: np.ndarray, bounds: tuple[int, int], counted_at_most: int) -> int:
+    """How many memories in the rowid span `bounds` hold a term, from its first matches there in
+    rowid order (`rowids`, at most `counted_at_most` + 1 of them): exact when there are no more,
+    else their count scaled by the share of the span they reach, as if the term were spread
+    evenly over time (a common word nearly is; a word of one period is over- or underestimated)."""
+    if len(rowids) <= counted_at_most:
+        return len(rowids)
+    first, last = bounds
+    reached = (int(rowids[-1]) - first + 1) / max(last - first + 1, 1)
+    return round(len(rowids) / reached) if reached > 0 else len(rowids)

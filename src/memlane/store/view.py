@@ -56,6 +56,15 @@ def held_filter_mask(view: "UserView", filters: Filter) -> np.ndarray | None:
 
 
 
+def plain_words(needle: str) -> bool:
+    """Whether `needle` is words alone (letters and digits, separated by spaces). For a large
+    user the word index's phrase match stands for finding such a needle in a text: they agree but
+    for case, diacritics and word endings ('Caroline' matches "Caroline's"; 'hikes' matches
+    'hiking'), where reading every matched text back cost a random read each (290 ms a search at a
+    million memories). Needles with other characters (emails, ids, paths) are checked in the text."""
+    return any(c.isalnum() for c in needle) and all(c.isalnum() or c.isspace() for c in needle)
+
+
 def postings_of(tokens: Sequence[Sequence[str]], terms: dict[str, tuple[str, ...]]
                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """For each term (by its index tokens): the rows among `tokens` (each row's index tokens, in
@@ -538,6 +547,10 @@ class ViewReads:
         if last is not None and last[1] >= count and np.array_equal(last[0], query):
             return last[2]  # a superset: callers score what they get
         rows = self._nearest_rows(user_id, view, query, count)
+        if rows is not None and count >= len(view.ids) > len(rows):
+            # A draw of every row is every row, as a perfect index answers it: an HNSW graph built
+            # by several threads can leave a row unreachable.
+            rows = np.arange(len(view.ids), dtype=np.int64)
         view.derived["last_draw"] = (query.copy(), count, rows)
         return rows
 
@@ -594,9 +607,10 @@ class ViewReads:
 
     def texts_holding(self, user_id: str, ids: Sequence[str], needles: Sequence[str]) -> set[str]:
         """Those of `ids` whose text contains one of `needles`, case-insensitively. A large user's
-        texts are not held: the word index keeps those of `ids` that hold a needle's words, and only
-        their texts are read and checked (a needle inside a longer word is not found that way, as in
-        `substring_matches`)."""
+        texts are not held: the word index keeps those of `ids` that hold a needle's words, which
+        for a needle of plain words is the answer (see `plain_words`); for another, only their
+        texts are read and checked. (A needle inside a longer word is not found that way, as in
+        `substring_matches`.)"""
         view = self._view(user_id)
         folded = [n.casefold() for n in needles if n]
         rows = np.array(sorted({view.position[mid] for mid in ids if mid in view.position}), dtype=np.int64)
@@ -605,11 +619,19 @@ class ViewReads:
         if view.vectors_from is None:
             texts = self._folded_texts(user_id, view)
             return {view.ids[i] for i in rows if any(n in texts[i] for n in folded)}
-        held = [self._phrase_rows(user_id, view, needle, len(view.ids)) for needle in needles
-                if any(c.isalnum() for c in needle)]
-        rows = rows[np.isin(rows, np.concatenate(held))] if held else rows[:0]
-        return {r.id for r in self.get_many(user_id, [view.ids[i] for i in rows])
-                if any(n in r.text.casefold() for n in folded)}
+        found: set[str] = set()
+        for plain in (True, False):
+            group = [n for n in needles if any(c.isalnum() for c in n) and plain_words(n) == plain]
+            if not group:
+                continue
+            held = rows[np.isin(rows, np.concatenate([self._phrase_rows(user_id, view, n, len(view.ids)) for n in group]))]
+            if plain:
+                found.update(view.ids[i] for i in held)
+                continue
+            wanted = [n.casefold() for n in group]
+            found.update(r.id for r in self.get_many(user_id, [view.ids[i] for i in held if view.ids[i] not in found])
+                         if any(n in r.text.casefold() for n in wanted))
+        return found
 
     def substring_matches(self, user_id: str, needles: Sequence[str], k: int,
                           filters: Filter | None) -> list[tuple[str, str]]:
@@ -643,7 +665,8 @@ class ViewReads:
                          mask: np.ndarray | None) -> list[int]:
         """Rows whose text holds `needle`, oldest first, for a user too large to scan: the rows
         whose indexed words hold the needle's (BM25's postings), each then checked for the needle
-        itself. A needle inside a longer word ("bird" in "bluebird") is not found this way."""
+        itself, unless the user is large and the needle plain words (see `plain_words`). A needle
+        inside a longer word ("bird" in "bluebird") is not found this way."""
         folded = needle.casefold()
         rows = (self._phrase_rows(user_id, view, needle, 50 * k) if any(c.isalnum() for c in folded)
                 else np.zeros(0, np.int64))
@@ -652,6 +675,8 @@ class ViewReads:
         if view.vectors_from is None:  # the texts are held with the view
             texts = self._folded_texts(user_id, view)
             return list(itertools.islice((int(i) for i in rows if folded in texts[i]), k))
+        if plain_words(needle):  # what the word index matches is the answer: no text is read
+            return [int(i) for i in rows[:k]]
         found: list[int] = []
         start, step = 0, max(2 * k, 16)  # most rows holding the words hold the needle: read a few first
         while start < len(rows) and len(found) < k:

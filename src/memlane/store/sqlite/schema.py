@@ -84,7 +84,6 @@ CREATE TABLE IF NOT EXISTS service_records (
 # that tokenizes query terms exactly as memories were, for per-user BM25 (see `bm25`).
 TERM_TABLES = f"""
 CREATE VIRTUAL TABLE temp.memory_terms USING fts5vocab(main, memories_fts, 'instance');
-CREATE VIRTUAL TABLE temp.memory_vocab USING fts5vocab(main, memories_fts, 'row');
 CREATE VIRTUAL TABLE temp.query_text USING fts5 (text, tokenize='{TOKENIZER}');
 CREATE VIRTUAL TABLE temp.query_terms USING fts5vocab(temp, query_text, 'instance');
 """
