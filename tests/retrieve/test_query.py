@@ -25,6 +25,13 @@ def test_entities_skip_sentence_starts_and_keep_names():
     assert entity_mentions("When did Melanie go to New York City?") == ["Melanie", "New York City"]
 
 
+def test_entities_leave_out_possessives_and_closing_quotes():
+    assert entity_mentions("How long did I take to read 'The Nightingale' by Kristin Hannah?") == [
+        "Nightingale", "Kristin Hannah"]
+    assert entity_mentions("Who walks James' dog and Caroline's cat?") == ["James", "Caroline"]
+    assert entity_mentions("Did I call O'Brien?") == ["O'Brien"]  # a quote inside a name stays
+
+
 def test_entities_include_known_speakers_in_any_case():
     assert "Jon" in entity_mentions("what did jon open?", known=["Jon", "Gina"])
 

@@ -310,3 +310,19 @@ def test_a_draw_of_every_row_is_every_row_whatever_the_index_reaches(filled, mon
     monkeypatch.setattr(store, "_nearest_rows", lambda *a: np.arange(5, dtype=np.int64))  # a graph reaching 5 rows
     assert store.nearest_rows("ana", queries[0], len(view.ids)).tolist() == list(range(len(view.ids)))
     assert store.nearest_rows("ana", queries[1], len(view.ids) - 1).tolist() == list(range(5))  # asked for fewer
+
+
+def test_a_node_type_asked_for_alone_is_scanned_exactly_from_vectors_held_with_the_view(either, monkeypatch):
+    store, queries = either
+    f = Filter.parse({"node_type": ["fact"]})
+    drawn = []
+    nearest = store._nearest_rows
+    monkeypatch.setattr(store, "_nearest_rows", lambda *a: drawn.append(a) or nearest(*a))
+    for query in queries[:5]:
+        found = store.dense_candidates("ana", query, K, f)
+        expected = exact(store, "ana", query, K, f)
+        assert [m for m, _ in found] == [m for m, _ in expected]
+        assert [s for _, s in found] == pytest.approx([s for _, s in expected], abs=1e-6)
+    assert drawn == []  # no draw from the index of every memory
+    store.write([memory("a-new", "ana", 1)], [queries[0]], [])  # a fact written since: held too
+    assert store.dense_candidates("ana", queries[0], 1, f) == [("a-new", pytest.approx(1.0, abs=1e-5))]

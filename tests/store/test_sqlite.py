@@ -562,3 +562,22 @@ def test_a_large_users_common_word_is_estimated_and_a_rare_one_counted(tmp_path,
         assert frequencies["tea and"] == pytest.approx(1000, rel=0.05)  # a phrase alike
     finally:
         s.close()
+
+
+def test_a_large_users_phrase_is_found_by_fts5s_phrase_query_once_a_memory(tmp_path):
+    texts = ["the blue kettle and the blue kettle", "a kettle that is blue", "blue kettles boil", "nothing"]
+    stores = {lean: SQLiteStore(tmp_path / f"{lean}.db", dense_exact_below=0 if lean else 10**9) for lean in (True, False)}
+    try:
+        found = {}
+        for lean, s in stores.items():
+            s.create_index("toy", 2, active=True)
+            s.write([_record(i, text=t) for i, t in enumerate(texts)], np.ones((len(texts), 2), np.float32), [])
+            view = s._view("ana")
+            assert (view.vectors_from is not None) == lean
+            rows, counts = s._postings("ana", view, "blue kettle")
+            found[lean] = ([view.ids[r] for r in rows], counts.tolist())
+        assert found[False] == (["m0", "m2"], [2, 1])  # positions read: each occurrence counted
+        assert found[True] == (["m0", "m2"], [1, 1])  # the same memories, each once
+    finally:
+        for s in stores.values():
+            s.close()

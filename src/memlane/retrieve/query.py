@@ -89,7 +89,9 @@ def entity_mentions(text: str, known: list[str] | None = None) -> list[str]:
         if match.start() in sentence_starts:
             words = words[1:]
         words = [w for w in words if w.lower() not in STOPWORDS]
-        phrase = re.sub(r"['’]s$", "", " ".join(words))
+        # "Caroline's" and "James'" name Caroline and James; a closing quote ('The Nightingale')
+        # is not part of the name either (left on, it was looked for in the texts).
+        phrase = re.sub(r"['’]s$", "", " ".join(words)).strip("'’-")
         if phrase:
             found.append(phrase)
     lowered = text.lower()

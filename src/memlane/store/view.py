@@ -41,6 +41,12 @@ def held_filter(filters: Filter) -> bool:
     return set(filters.restricted) <= {"node_type", "date_from", "date_to"}
 
 
+def _node_types_alone(filters: Filter | None) -> tuple[str, ...] | None:
+    """The node types a filter restricts to, where it restricts nothing else; else None."""
+    f = Filter.parse(filters)
+    return tuple(f.node_type) if f.restricted == ("node_type",) else None
+
+
 def held_filter_mask(view: "UserView", filters: Filter) -> np.ndarray | None:
     """Which rows pass a filter the view answers (`held_filter`); None when it restricts nothing.
     The time range keeps a memory whose resolved event range or session day overlaps it, as
@@ -424,16 +430,72 @@ def scores_of_rows(view: UserView, rows: np.ndarray, query: np.ndarray) -> np.nd
     return scores
 
 
+@dataclass
+class HeldVectors:
+    """Some rows of a lean view with their vectors in memory: `rows` (ascending), every vector
+    of them (own, then passages') in `vectors`, and where each row's start (`starts`). `through`:
+    the view rows it has looked at (rows appended after it are read in when asked)."""
+
+    rows: np.ndarray
+    vectors: np.ndarray
+    starts: np.ndarray
+    through: int
+
+    @classmethod
+    def read(cls, view: "UserView", rows: np.ndarray, through: int) -> "HeldVectors":
+        """The vectors of `rows` from the store; a row gone since the view was taken is left out."""
+        blobs = view.vectors_from.fetch(view.rowids[rows]) if len(rows) else []
+        kept = [i for i, b in enumerate(blobs) if b]
+        counts = np.array([len(blobs[i]) // (4 * view.dims) for i in kept], dtype=np.int64)
+        vectors = (np.frombuffer(b"".join(blobs[i] for i in kept), dtype=np.float32).reshape(-1, view.dims)
+                   if kept else np.zeros((0, view.dims), np.float32))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if kept else np.zeros(0, np.int64)
+        return cls(rows=rows[kept], vectors=vectors, starts=starts, through=through)
+
+    def extended(self, more: "HeldVectors") -> "HeldVectors":
+        return HeldVectors(rows=np.concatenate([self.rows, more.rows]), vectors=np.vstack([self.vectors, more.vectors]),
+                           starts=np.concatenate([self.starts, more.starts + len(self.vectors)]), through=more.through)
+
+    def top(self, view: "UserView", query: np.ndarray, k: int) -> list[tuple[str, float]]:
+        """The k rows nearest to `query`, each scoring the best of its vectors, as `UserView.scores`."""
+        if not len(self.rows):
+            return []
+        scores = np.maximum.reduceat(self.vectors @ query, self.starts)
+        best = np.argsort(-scores, kind="stable")[:k]  # ties: the older memory first
+        return [(view.ids[self.rows[i]], float(scores[i])) for i in best]
+
+
+def held_vectors(view: "UserView", kinds: tuple[str, ...]) -> HeldVectors:
+    """The vectors of a lean view's rows of node types `kinds`, held with the view (see
+    HELD_AT_MOST) and extended over rows appended since (see `UserView.merged`)."""
+    key = ("held_vectors", kinds)
+    held = view.derived.get(key)
+    if held is None or held.through < len(view.ids):
+        start = 0 if held is None else held.through
+        rows = start + np.flatnonzero(node_type_mask(view, kinds)[start:])
+        more = HeldVectors.read(view, rows.astype(np.int64), len(view.ids))
+        held = view.derived[key] = more if held is None else held.extended(more)
+    return held
+
+
 # Below this many memories a user's dense candidates come from an exact scan of the view; from it
 # on, from the backend's approximate index, re-scored exactly (measured: benchmarks/results/scale.md).
 DENSE_EXACT_BELOW = 50_000
 NEAREST_AT_LEAST = 100  # candidates wanted from an approximate index, at least (4 per candidate asked for) ...
 NEAREST_DRAW = 400  # ... and the vectors drawn for them, at least: at a million memories, 100 missed a tenth of the top 10
+# A large user's memories of a node type (their sessions, say) this few, asked for alone, have
+# their vectors held with the view and are scanned exactly: sessions are about a twentieth of the
+# memories, and drawing them from the one index of all memories took a draw twenty times deeper.
+# At a million memories: 50,000 sessions, 77 MB held, a scan of 13-20 ms (memory-bound), and the
+# mean search 12 ms faster.
+HELD_AT_MOST = 100_000
 _MOST_DRAWN = 8_000  # past this, a filter's own rows are scored exactly instead ...
 _EXACT_AT_MOST = 20_000  # ... where they are this few; more: the candidates the draw found
 # A large user's BM25 leaves out terms found in more than this share of their memories: reading
-# such a term's postings costs more than the rest of the search, and its weight is near zero.
-LEXICAL_MOST_SHARE = 0.05
+# such a term's postings costs more than the rest of the search, and its weight is small (idf
+# under 3.9, against 7 to 12 for the words that find things). At a million memories, the words in
+# 2-5% of them took 26 ms a search.
+LEXICAL_MOST_SHARE = 0.02
 LEXICAL_MOST_POSTINGS = 20_000  # ... and in more memories than this: below it, a read costs a few ms
 # From this many characters of text, a user's verbatim lookups (a quoted string, an id, a name)
 # start from the word index instead of scanning every text: a scan of the 22,000 PEP chunks (14
@@ -503,6 +565,9 @@ class ViewReads:
         mask = self._allowed_mask(user_id, view, filters)
         if self._approximate(view):
             allowed = len(view.ids) if mask is None else int(np.count_nonzero(mask))
+            kinds = _node_types_alone(filters)
+            if view.vectors_from is not None and kinds is not None and allowed <= HELD_AT_MOST:
+                return held_vectors(view, kinds).top(view, query, k)
             wanted = max(4 * k, NEAREST_AT_LEAST)
             if allowed > wanted:  # a filter letting a share through needs about 1/share times the draw
                 draw = min(len(view.ids), _MOST_DRAWN, max(NEAREST_DRAW, wanted * len(view.ids) // max(allowed, 1)))
