@@ -389,16 +389,23 @@ class LeanVectors:
         self.stream = stream  # -> pages of (rowids ascending, BLOBs) covering the user
 
 
+def stacked_blobs(blobs: Sequence[bytes | None], dims: int) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """Of vector BLOBs (own vector, then passages'; None where gone): which are present, all
+    their vectors stacked, and where each present one's vectors start."""
+    kept = [i for i, b in enumerate(blobs) if b]
+    if not kept:
+        return kept, np.zeros((0, dims), dtype=np.float32), np.zeros(0, dtype=np.int64)
+    vectors = np.frombuffer(b"".join(blobs[i] for i in kept), dtype=np.float32).reshape(-1, dims)
+    counts = np.array([len(blobs[i]) // (4 * dims) for i in kept], dtype=np.int64)
+    return kept, vectors, np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
 def blob_scores(blobs: Sequence[bytes | None], dims: int, query: np.ndarray) -> np.ndarray:
     """Each BLOB's best cosine to the query over its vectors (own and passages'); -inf for None."""
-    present = [b for b in blobs if b]
     scores = np.full(len(blobs), -np.inf, dtype=np.float32)
-    if not present:
-        return scores
-    vectors = np.frombuffer(b"".join(present), dtype=np.float32).reshape(-1, dims)
-    counts = np.array([len(b) // (4 * dims) for b in present])
-    best = np.maximum.reduceat(vectors @ query, np.concatenate([[0], np.cumsum(counts)[:-1]]))
-    scores[[i for i, b in enumerate(blobs) if b]] = best
+    kept, vectors, starts = stacked_blobs(blobs, dims)
+    if kept:
+        scores[kept] = np.maximum.reduceat(vectors @ query, starts)
     return scores
 
 
@@ -445,11 +452,7 @@ class HeldVectors:
     def read(cls, view: "UserView", rows: np.ndarray, through: int) -> "HeldVectors":
         """The vectors of `rows` from the store; a row gone since the view was taken is left out."""
         blobs = view.vectors_from.fetch(view.rowids[rows]) if len(rows) else []
-        kept = [i for i, b in enumerate(blobs) if b]
-        counts = np.array([len(blobs[i]) // (4 * view.dims) for i in kept], dtype=np.int64)
-        vectors = (np.frombuffer(b"".join(blobs[i] for i in kept), dtype=np.float32).reshape(-1, view.dims)
-                   if kept else np.zeros((0, view.dims), np.float32))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if kept else np.zeros(0, np.int64)
+        kept, vectors, starts = stacked_blobs(blobs, view.dims)
         return cls(rows=rows[kept], vectors=vectors, starts=starts, through=through)
 
     def extended(self, more: "HeldVectors") -> "HeldVectors":
