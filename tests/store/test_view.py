@@ -34,3 +34,15 @@ def test_a_forked_child_makes_its_own_scan_pool():
         os.kill(child, 9)
     os.waitpid(child, 0)
     assert answer == b"1"
+
+
+def test_best_rows_is_the_stable_sort_without_sorting_everything():
+    rng = np.random.default_rng(7)
+    for size, k in ((10, 3), (1000, 5), (5000, 40), (5000, 5000), (3, 10)):
+        scores = np.round(rng.standard_normal(size), 1)  # rounded: many ties, at the k-th score too
+        scores[rng.integers(0, size, max(1, size // 50))] = -np.inf
+        expected = np.argsort(-scores, kind="stable")[:k]
+        assert np.array_equal(view_module.best_rows(scores, k), expected), (size, k)
+    assert len(view_module.best_rows(np.zeros(0), 5)) == 0 and len(view_module.best_rows(np.ones(4), 0)) == 0
+    tied = np.ones(100)
+    assert list(view_module.best_rows(tied, 3)) == [0, 1, 2]  # every score tied: the first rows

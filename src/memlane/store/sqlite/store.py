@@ -212,6 +212,16 @@ class SQLiteStore(SQLStatements, ViewReads):
             except sqlite3.Error as exc:
                 raise StoreError(f"read from {self.path} failed: {_reason(exc)}") from None
 
+    def _query_pages(self, sql: str, params: Sequence[Any] = (), size: int = 50_000) -> Iterator[list[tuple]]:
+        """The rows of one statement (one snapshot of the file), `size` at a time; the caller
+        holds the store's lock until it has read them all."""
+        try:
+            cursor = self._conn.execute(sql, params)
+            while rows := cursor.fetchmany(size):
+                yield rows
+        except sqlite3.Error as exc:
+            raise StoreError(f"read from {self.path} failed: {_reason(exc)}") from None
+
     @property
     def where(self) -> str:
         """The store's file, as messages name it."""
@@ -726,8 +736,8 @@ class SQLiteStore(SQLStatements, ViewReads):
             lean = self._query("SELECT count(*) FROM memories WHERE user_id = ?", (user_id,))[0][0] >= self.dense_exact_below
             # (Every memory has a vector in the active index; a lean view does not read them to
             # know it: a vector gone since is scored as missing.)
-            rows = self._query(_view_rows_sql(index.name, lean), (user_id,))
-            view = UserView.build(generation, index.name, index.dims, rows)
+            view = UserView.build_paged(generation, index.name, index.dims,
+                                        self._query_pages(_view_rows_sql(index.name, lean), (user_id,)))
             if lean:
                 view.vectors_from = self._lean_vectors(user_id, index.name)
             self._keep_view(user_id, view)
