@@ -9,9 +9,13 @@ damaged file is rebuilt or brought up to date, never trusted. A deleted memory l
 at once (and the file is removed until saved again), and a search only ever re-scores rows of
 the asking user's own view: another user's or a deleted memory cannot come back through it.
 
-Parameters measured on 2 cores with real all-MiniLM-L6-v2 vectors (see benchmarks/results/scale.md):
-connectivity 16 and expansion 128 on adding kept the exact top 10 among 100+ candidates for
-0.98 of questions; int8 needs 384 bytes a vector instead of 1,536.
+Parameters measured on 2 cores (benchmarks/results/scale-sqlite.md): int8 needs 384 bytes a
+vector instead of 1,536. At a million memories of one user (100 questions, the exact top 10 as
+truth), connectivity 16 kept 0.956 / 0.960 / 0.974 / 0.984 of it with expansion 512 / 1,024 /
+2,048 / 4,096 at search; connectivity 24 kept 0.965 / 0.979 / 0.983 / 0.988 with 1,024 / 1,536 /
+1,792 / 2,048, for about 4 ms more a search than 16 with 1,024 and 60 MB more memory. The misses
+are whole groups of equal vectors (the store repeats each real text about five times): a
+search's candidate list fills with copies of a few texts, so it needs a deeper one.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ import numpy as np
 
 from memlane.store.view import LeanVectors, UserView
 
-CONNECTIVITY = 16  # graph edges per vector
+CONNECTIVITY = 24  # graph edges per vector
 EXPANSION_ADD = 128  # candidates examined when linking a new vector
-EXPANSION_SEARCH = 1024  # candidates examined per search (at least the count asked for)
+EXPANSION_SEARCH = 2048  # candidates examined per search (at least the count asked for)
 _MAGIC = b"memlane-nearest-v1\n"
 _SERIALS = iter(range(1, 1 << 62))  # the view each index last matched (see `NearestIndex.follow`)
 
