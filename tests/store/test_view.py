@@ -46,3 +46,20 @@ def test_best_rows_is_the_stable_sort_without_sorting_everything():
     assert len(view_module.best_rows(np.zeros(0), 5)) == 0 and len(view_module.best_rows(np.ones(4), 0)) == 0
     tied = np.ones(100)
     assert list(view_module.best_rows(tied, 3)) == [0, 1, 2]  # every score tied: the first rows
+
+
+def test_lean_vectors_read_each_row_once_while_kept_and_ask_again_for_gone_rows():
+    asked: list[list[int]] = []
+    store = {1: b"a", 2: b"b", 3: b"c", 5: b"e"}
+
+    def read(rowids):
+        asked.append([int(r) for r in rowids])
+        return [store.get(int(r)) for r in rowids]
+
+    reads = view_module.LeanVectors(read, lambda: iter(()))
+    assert reads.fetch(np.array([1, 2, 4])) == [b"a", b"b", None]
+    assert reads.fetch(np.array([2, 3, 4, 1])) == [b"b", b"c", None, b"a"]
+    assert asked == [[1, 2, 4], [3, 4]]  # 1 and 2 were kept; 4 is gone, so it is asked for again
+    reads.RECENT_AT_MOST = 2
+    assert reads.fetch(np.array([5, 1])) == [b"e", b"a"]  # past the bound: the kept rows are replaced
+    assert reads.fetch(np.array([1, 5])) == [b"a", b"e"] and asked[-1] == [1]

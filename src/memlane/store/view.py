@@ -424,12 +424,32 @@ def _matrix_times(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
 
 
 class LeanVectors:
-    """Where a lean view's vectors are read from: the backend's reads of one vector index."""
+    """Where a lean view's vectors are read from: the backend's reads of one vector index. The
+    rows read last are kept (up to `RECENT_AT_MOST`): one search reads the candidates it drew
+    again with their neighbours. A view read again gets new `LeanVectors`, so what is kept is
+    never older than the view that reads it."""
+
+    RECENT_AT_MOST = 8_192
 
     def __init__(self, fetch: Callable[[np.ndarray], list[bytes | None]],
                  stream: Callable[[], Iterator[tuple[np.ndarray, list[bytes]]]]) -> None:
-        self.fetch = fetch  # rowids -> each row's BLOB (own vector, then passages'), None where gone
+        self._read = fetch  # rowids -> each row's BLOB (own vector, then passages'), None where gone
         self.stream = stream  # -> pages of (rowids ascending, BLOBs) covering the user
+        self._recent: dict[int, bytes] = {}
+
+    def fetch(self, rowids: np.ndarray) -> list[bytes | None]:
+        """Each row's BLOB (own vector, then passages'), None where gone."""
+        recent = self._recent
+        wanted = [int(r) for r in rowids]
+        missing = [r for r in wanted if r not in recent]
+        found = dict(zip(missing, self._read(np.asarray(missing, dtype=np.int64)))) if missing else {}
+        blobs = [found[r] if r in found else recent[r] for r in wanted]
+        kept = {r: b for r, b in found.items() if b}  # a row gone is asked for again
+        if len(recent) + len(kept) > self.RECENT_AT_MOST:
+            self._recent = kept  # replaced, never emptied: another thread may be reading the old one
+        else:
+            recent.update(kept)
+        return blobs
 
 
 def stacked_blobs(blobs: Sequence[bytes | None], dims: int) -> tuple[list[int], np.ndarray, np.ndarray]:
