@@ -55,8 +55,13 @@ def held_filter_mask(view: "UserView", filters: Filter) -> np.ndarray | None:
     if filters.date_from is not None or filters.date_to is not None:
         lo = (filters.date_from or "0000-01-01").encode()
         hi = (filters.date_to or "9999-12-31").encode()
-        days = view.session_days
-        in_range = ((view.event_starts <= hi) & (view.event_ends >= lo)) | ((days >= lo) & (days <= hi))
+        last = view.derived.get("last_time_range")  # one search filters by its range several times
+        if last is not None and last[0] == (lo, hi):
+            in_range = last[1]
+        else:
+            days = view.session_days
+            in_range = ((view.event_starts <= hi) & (view.event_ends >= lo)) | ((days >= lo) & (days <= hi))
+            view.derived["last_time_range"] = ((lo, hi), in_range)
         mask = in_range if mask is None else mask & in_range
     return mask
 
@@ -701,23 +706,27 @@ class ViewReads:
             rarest = sorted(terms, key=lambda t: self._frequency(user_id, view, t))[:1]  # all common: the least
             most = max(LEXICAL_MOST_SHARE * total, LEXICAL_MOST_POSTINGS)
             terms = [t for t in terms if self._frequency(user_id, view, t) <= most] or rarest
-        lengths = self._lengths(user_id, view)
-        average = float(lengths.mean())
-        scores = np.zeros(total)
-        for term in terms:
-            rows, counts = self._postings(user_id, view, term)
-            if len(rows):
-                scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
-        if self._filtered_late(view, filters):  # the best-scoring rows checked, not every row
+        last = view.derived.get("last_bm25")  # one search ranks the same terms again, filtered
+        if last is not None and last[0] == tuple(terms):
+            scores, found = last[1], last[2]
+        else:
+            lengths = self._lengths(user_id, view)
+            average = float(lengths.mean())
+            scores = np.zeros(total)
+            for term in terms:
+                rows, counts = self._postings(user_id, view, term)
+                if len(rows):
+                    scores[rows] += bm25.term_scores(counts, lengths[rows], average, bm25.idf(len(rows), total))
             found = np.flatnonzero(scores > 0)
+            view.derived["last_bm25"] = (tuple(terms), scores, found)  # read-only from here on
+        if self._filtered_late(view, filters):  # the best-scoring rows checked, not every row
             best = found[best_rows(scores[found], _MOST_DRAWN)]
             allowed = self._allowed_rows(user_id, view, Filter.parse(filters), best)
             top = allowed[best_rows(scores[allowed], k)]
             return [(view.ids[i], float(scores[i])) for i in top]
         mask = self._allowed_mask(user_id, view, filters)
         if mask is not None:
-            scores = np.where(mask, scores, 0.0)
-        found = np.flatnonzero(scores > 0)
+            found = found[mask[found]]
         top = found[best_rows(scores[found], k)]  # ties: the older memory first
         return [(view.ids[i], float(scores[i])) for i in top]
 

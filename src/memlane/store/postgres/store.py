@@ -468,21 +468,35 @@ class PostgresStore(SQLStatements, ViewReads):
                 return cached
         # A large user's vectors and texts stay in the database (read per candidate; see `UserView.vectors_from`).
         lean = self._query("SELECT count(*) FROM memories WHERE user_id = %s", (user_id,))[0][0] >= self.dense_exact_below
-        rows = self._query(
-            f"SELECT m.seq, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vecs'}, "
-            f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.tokens, {'NULL' if lean else 'm.text'}, "
-            f"m.event_start, m.event_end, substr(m.session_date, 1, 10) "
-            f"FROM memories m JOIN {index.name} v ON v.user_id = m.user_id AND v.seq = m.seq "
-            f"WHERE m.user_id = %s ORDER BY m.seq",
-            (user_id,))
-        view = UserView.build(generation, index.name, index.dims,
-                              [(*r[:6], None if lean else bytes(r[6]), r[7], r[8], *r[11:14]) for r in rows])
-        view.lengths = np.array([r[9] for r in rows], dtype=np.float64)
+        sql = (f"SELECT m.seq, m.id, m.node_type, m.speaker, m.session_id, m.turn_index, {'NULL' if lean else 'v.vecs'}, "
+               f"m.superseded_by IS NOT NULL, m.event_start IS NOT NULL, m.tokens, {'NULL' if lean else 'm.text'}, "
+               f"m.event_start, m.event_end, substr(m.session_date, 1, 10) "
+               f"FROM memories m JOIN {index.name} v ON v.user_id = m.user_id AND v.seq = m.seq "
+               f"WHERE m.user_id = %s ORDER BY m.seq")
+        lengths: list[np.ndarray] = []
+        folded: list[str] = []
+
+        def pages() -> Iterator[list[tuple]]:  # a page of Python rows at a time (see `UserView.build_paged`)
+            try:
+                with self._connection() as conn:
+                    cursor = conn.execute(sql, (user_id,))
+                    while rows := cursor.fetchmany(50_000):
+                        lengths.append(np.array([r[9] for r in rows], dtype=np.float64))
+                        if not lean:
+                            folded.extend(r[10].casefold() for r in rows)
+                        yield [(*r[:6], None if lean else bytes(r[6]), r[7], r[8], *r[11:14]) for r in rows]
+            except psycopg.errors.UndefinedTable:
+                raise  # as `_query` lets it through: the index was swapped meanwhile
+            except psycopg.Error as exc:
+                raise _error("read from", self.where, exc) from None
+
+        view = UserView.build_paged(generation, index.name, index.dims, pages())
+        view.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.float64)
         if lean:
             view.vectors_from = LeanVectors(partial(self._fetch_vectors, user_id, index.name),
                                             partial(self._stream_vectors, user_id, index.name))
         else:
-            view.folded_texts = [r[10].casefold() for r in rows]
+            view.folded_texts = folded
         if not getattr(self._local, "depth", 0):
             with self._lock:
                 if user_id not in self._views and len(self._views) >= _MAX_VIEWS:
