@@ -63,3 +63,17 @@ def test_lean_vectors_read_each_row_once_while_kept_and_ask_again_for_gone_rows(
     reads.RECENT_AT_MOST = 2
     assert reads.fetch(np.array([5, 1])) == [b"e", b"a"]  # past the bound: the kept rows are replaced
     assert reads.fetch(np.array([1, 5])) == [b"a", b"e"] and asked[-1] == [1]
+
+
+def test_lean_vectors_keep_nothing_of_a_read_larger_than_their_bound():
+    asked: list[list[int]] = []
+
+    def read(rowids):
+        asked.append([int(r) for r in rowids])
+        return [b"v%d" % int(r) for r in rowids]
+
+    reads = view_module.LeanVectors(read, lambda: iter(()))
+    reads.RECENT_AT_MOST = 3
+    assert reads.fetch(np.array([1, 2])) == [b"v1", b"v2"]
+    assert reads.fetch(np.arange(10, 20)) == [b"v%d" % r for r in range(10, 20)]  # held vectors, say
+    assert reads.fetch(np.array([10, 1])) == [b"v10", b"v1"] and asked[-1] == [10, 1]  # nothing kept

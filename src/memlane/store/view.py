@@ -451,7 +451,9 @@ class LeanVectors:
         blobs = [found[r] if r in found else recent[r] for r in wanted]
         kept = {r: b for r, b in found.items() if b}  # a row gone is asked for again
         if len(recent) + len(kept) > self.RECENT_AT_MOST:
-            self._recent = kept  # replaced, never emptied: another thread may be reading the old one
+            # Replaced, never emptied: another thread may be reading the old one. A read larger
+            # than the bound (the held session vectors) is not kept at all.
+            self._recent = kept if len(kept) <= self.RECENT_AT_MOST else {}
         else:
             recent.update(kept)
         return blobs

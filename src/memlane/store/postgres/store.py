@@ -177,6 +177,19 @@ class PostgresStore(SQLStatements, ViewReads):
         except psycopg.Error as exc:
             raise _error("read from", self.where, exc) from None
 
+    def _query_pages(self, sql: str, params: Sequence[Any] = (), size: int = 50_000) -> Iterator[list[tuple]]:
+        """The rows of one statement, `size` at a time, as `_query` reads them (a missing table
+        is let through: the index was swapped meanwhile)."""
+        try:
+            with self._connection() as conn:
+                cursor = conn.execute(sql, params)
+                while rows := cursor.fetchmany(size):
+                    yield rows
+        except psycopg.errors.UndefinedTable:
+            raise
+        except psycopg.Error as exc:
+            raise _error("read from", self.where, exc) from None
+
     @staticmethod
     def _in(column: str, values: Sequence[Any]) -> tuple[str, tuple]:
         return f"{column} = ANY(?)", (list(values),)  # one parameter: one plan whatever the length
@@ -476,19 +489,12 @@ class PostgresStore(SQLStatements, ViewReads):
         lengths: list[np.ndarray] = []
         folded: list[str] = []
 
-        def pages() -> Iterator[list[tuple]]:  # a page of Python rows at a time (see `UserView.build_paged`)
-            try:
-                with self._connection() as conn:
-                    cursor = conn.execute(sql, (user_id,))
-                    while rows := cursor.fetchmany(50_000):
-                        lengths.append(np.array([r[9] for r in rows], dtype=np.float64))
-                        if not lean:
-                            folded.extend(r[10].casefold() for r in rows)
-                        yield [(*r[:6], None if lean else bytes(r[6]), r[7], r[8], *r[11:14]) for r in rows]
-            except psycopg.errors.UndefinedTable:
-                raise  # as `_query` lets it through: the index was swapped meanwhile
-            except psycopg.Error as exc:
-                raise _error("read from", self.where, exc) from None
+        def pages() -> Iterator[list[tuple]]:  # the view's rows of each page, its lengths and texts kept aside
+            for rows in self._query_pages(sql, (user_id,)):
+                lengths.append(np.array([r[9] for r in rows], dtype=np.float64))
+                if not lean:
+                    folded.extend(r[10].casefold() for r in rows)
+                yield [(*r[:6], None if lean else bytes(r[6]), r[7], r[8], *r[11:14]) for r in rows]
 
         view = UserView.build_paged(generation, index.name, index.dims, pages())
         view.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.float64)
