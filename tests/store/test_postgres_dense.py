@@ -14,10 +14,17 @@ import pytest
 from _support import toy_memory, unit_vectors
 from _postgres import postgres_schema
 
+from memlane.errors import StoreError
 from memlane.filters import Filter
 from memlane.records import Category, MemoryRecord
 from memlane.store.postgres import PostgresStore
-from memlane.store.postgres.vectors import literal, nearest_sql, search_settings_sql
+from memlane.store.postgres.vectors import (
+    HNSW_BUILD_MEMORY_AT_MOST_MB,
+    hnsw_build_memory_mb,
+    literal,
+    nearest_sql,
+    search_settings_sql,
+)
 from memlane.store.view import top_k
 
 DIMS = 16
@@ -56,13 +63,65 @@ def exact(store, user, query, k, filters=None):
     return top_k(scores if mask is None else np.where(mask, scores, -np.inf), store._view(user).ids, k)
 
 
-def test_the_hnsw_index_answers(filled):
+def hnsw_exists(store) -> bool:
+    with psycopg.connect(store.url) as conn:
+        return conn.execute("SELECT to_regclass(%s)", (f"{store.active_index().name}_hnsw",)).fetchone()[0] is not None
+
+
+def test_the_hnsw_index_is_built_by_the_first_approximate_search_and_answers(filled):
     store, queries = filled
+    assert not hnsw_exists(store)  # writes never keep it: a bulk write would pay for it row by row
+    store.dense_candidates("ana", units(np.random.default_rng(99), 1)[0], K, None)
+    assert hnsw_exists(store)
     with psycopg.connect(store.url) as conn:
         conn.execute(search_settings_sql(200))
         plan = " ".join(r[0] for r in conn.execute("EXPLAIN " + nearest_sql(store.active_index().name, None),
                                                      ("ana", literal(queries[0]), 100)))
     assert f"Index Scan using {store.active_index().name}_hnsw" in plan
+
+
+def test_a_search_while_another_process_builds_reads_the_points_exactly(postgres_url):
+    rng = np.random.default_rng(5)
+    with postgres_schema(postgres_url) as url:
+        store = PostgresStore(url, dense_exact_below=0)
+        try:
+            store.create_index("toy", DIMS, active=True)
+            store.write([memory(f"a{i}", "ana", i) for i in range(300)], list(units(rng, 300)), [])
+            name, query = store.active_index().name, units(rng, 1)[0]
+            drawn = []
+            nearest = store._nearest_rows
+            store._nearest_rows = lambda *a: drawn.append(nearest(*a)) or drawn[-1]
+            with psycopg.connect(url, autocommit=True) as builder:  # holds the build's lock, as a builder would
+                builder.execute("SELECT pg_advisory_lock(hashtext('memlane-hnsw:' || current_schema() || %s))", (name,))
+                found = store.dense_candidates("ana", query, 5, None)
+                assert not hnsw_exists(store)  # left to the process holding the lock
+                assert [m for m, _ in found] == [m for m, _ in exact(store, "ana", query, 5)]
+                assert len(drawn) == 1  # drawn from the points, not answered from the view
+            store.dense_candidates("ana", units(rng, 1)[0], 5, None)
+            assert hnsw_exists(store)  # the lock is free: the next search built it
+        finally:
+            store.close()
+
+
+def test_no_hnsw_build_inside_a_write_transaction(postgres_url):
+    rng = np.random.default_rng(6)
+    with postgres_schema(postgres_url) as url:
+        store = PostgresStore(url, dense_exact_below=0)
+        try:
+            store.create_index("toy", DIMS, active=True)
+            with store.atomic():  # the build would wait for this very transaction
+                store.write([memory(f"a{i}", "ana", i) for i in range(300)], list(units(rng, 300)), [])
+                assert store.nearest_rows("ana", units(rng, 1)[0], 100) is not None
+                assert len(store.dense_candidates("ana", units(rng, 1)[0], 5, None)) == 5
+                assert not hnsw_exists(store)
+        finally:
+            store.close()
+
+
+def test_the_build_memory_holds_the_graph_within_a_bound():
+    assert hnsw_build_memory_mb(0, 384) == 64
+    assert hnsw_build_memory_mb(100_000, 384) == int(100_000 * (384 * 4 + 400) * 1.25 / 2**20)
+    assert hnsw_build_memory_mb(10_000_000, 384) == HNSW_BUILD_MEMORY_AT_MOST_MB
 
 
 def test_hnsw_candidates_are_the_exact_top_with_exact_scores(filled, monkeypatch):
@@ -124,3 +183,23 @@ def test_a_search_pinned_before_an_index_swap_still_answers(postgres_url):
         finally:
             store.close()
             other.close()
+
+
+def test_vacuum_makes_a_terms_postings_an_index_only_read(postgres_url):
+    rng = np.random.default_rng(8)
+    with postgres_schema(postgres_url) as url:
+        store = PostgresStore(url, dense_exact_below=0)
+        try:
+            store.create_index("toy", DIMS, active=True)
+            store.write([memory(f"a{i}", "ana", i) for i in range(30)], list(units(rng, 30)), [])
+            with pytest.raises(StoreError, match="inside a transaction"):
+                with store.atomic():
+                    store.vacuum()
+            store.vacuum()
+            with psycopg.connect(url) as conn:
+                conn.execute("SET enable_seqscan = off")
+                plan = " ".join(r[0] for r in conn.execute(
+                    "EXPLAIN (ANALYZE) SELECT seq, hits FROM postings WHERE user_id = 'ana' AND term = 'note'"))
+            assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan
+        finally:
+            store.close()

@@ -26,20 +26,32 @@ _INT8 = struct.Struct(">q")
 _INT4 = struct.Struct(">i")
 
 
-def index_table_sql(name: str, dims: int, *, hnsw: bool = True) -> str:
-    """The tables of index `name` (see the module's docstring); without `hnsw`, the HNSW index
-    is left for `hnsw_sql` (built once after a bulk fill, faster than row by row)."""
-    sql = (f'CREATE TABLE {name} (user_id text COLLATE "C" NOT NULL, seq bigint NOT NULL, vecs bytea NOT NULL, '
-           f"PRIMARY KEY (user_id, seq), "
-           f"FOREIGN KEY (user_id, seq) REFERENCES memories (user_id, seq) ON DELETE CASCADE);"
-           f'CREATE TABLE {name}_points (user_id text COLLATE "C" NOT NULL, seq bigint NOT NULL, '
-           f"part integer NOT NULL, embedding vector({int(dims)}) NOT NULL, PRIMARY KEY (user_id, seq, part), "
-           f"FOREIGN KEY (user_id, seq) REFERENCES {name} (user_id, seq) ON DELETE CASCADE);")
-    return sql + (hnsw_sql(name) if hnsw else "")
+def index_table_sql(name: str, dims: int) -> str:
+    """The tables of index `name` (see the module's docstring). Their HNSW index is left for
+    `hnsw_sql`: built once over the filled table when a search first needs it, which is many
+    times faster than keeping it row by row through a bulk write."""
+    return (f'CREATE TABLE {name} (user_id text COLLATE "C" NOT NULL, seq bigint NOT NULL, vecs bytea NOT NULL, '
+            f"PRIMARY KEY (user_id, seq), "
+            f"FOREIGN KEY (user_id, seq) REFERENCES memories (user_id, seq) ON DELETE CASCADE);"
+            f'CREATE TABLE {name}_points (user_id text COLLATE "C" NOT NULL, seq bigint NOT NULL, '
+            f"part integer NOT NULL, embedding vector({int(dims)}) NOT NULL, PRIMARY KEY (user_id, seq, part), "
+            f"FOREIGN KEY (user_id, seq) REFERENCES {name} (user_id, seq) ON DELETE CASCADE);")
 
 
 def hnsw_sql(name: str) -> str:
-    return f"CREATE INDEX {name}_hnsw ON {name}_points USING hnsw (embedding vector_cosine_ops);"
+    return f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name}_points USING hnsw (embedding vector_cosine_ops);"
+
+
+def hnsw_build_memory_mb(points: int, dims: int) -> int:
+    """maintenance_work_mem for building the HNSW index of `points` vectors of `dims`: the whole
+    graph in memory (a vector and its neighbour lists, about dims * 4 + 400 bytes, with a quarter
+    to spare), at most `HNSW_BUILD_MEMORY_AT_MOST_MB`. A graph that outgrows it is built on disk,
+    several times slower."""
+    wanted = points * (dims * 4 + 400) * 1.25 / 2**20
+    return int(min(HNSW_BUILD_MEMORY_AT_MOST_MB, max(64, wanted)))
+
+
+HNSW_BUILD_MEMORY_AT_MOST_MB = 4_096
 
 
 def drop_sql(name: str) -> str:
