@@ -6,6 +6,7 @@ it prefers at this size) and the HNSW index is what is read."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import numpy as np
@@ -63,6 +64,18 @@ def exact(store, user, query, k, filters=None):
     return top_k(scores if mask is None else np.where(mask, scores, -np.inf), store._view(user).ids, k)
 
 
+@contextmanager
+def large_user_store(postgres_url):
+    """A new store whose every user is searched through the HNSW index, its vector index made."""
+    with postgres_schema(postgres_url) as url:
+        store = PostgresStore(url, dense_exact_below=0)
+        try:
+            store.create_index("toy", DIMS, active=True)
+            yield store
+        finally:
+            store.close()
+
+
 def hnsw_exists(store) -> bool:
     with psycopg.connect(store.url) as conn:
         return conn.execute("SELECT to_regclass(%s)", (f"{store.active_index().name}_hnsw",)).fetchone()[0] is not None
@@ -82,40 +95,31 @@ def test_the_hnsw_index_is_built_by_the_first_approximate_search_and_answers(fil
 
 def test_a_search_while_another_process_builds_reads_the_points_exactly(postgres_url):
     rng = np.random.default_rng(5)
-    with postgres_schema(postgres_url) as url:
-        store = PostgresStore(url, dense_exact_below=0)
-        try:
-            store.create_index("toy", DIMS, active=True)
-            store.write([memory(f"a{i}", "ana", i) for i in range(300)], list(units(rng, 300)), [])
-            name, query = store.active_index().name, units(rng, 1)[0]
-            drawn = []
-            nearest = store._nearest_rows
-            store._nearest_rows = lambda *a: drawn.append(nearest(*a)) or drawn[-1]
-            with psycopg.connect(url, autocommit=True) as builder:  # holds the build's lock, as a builder would
-                builder.execute("SELECT pg_advisory_lock(hashtext('memlane-hnsw:' || current_schema() || %s))", (name,))
-                found = store.dense_candidates("ana", query, 5, None)
-                assert not hnsw_exists(store)  # left to the process holding the lock
-                assert [m for m, _ in found] == [m for m, _ in exact(store, "ana", query, 5)]
-                assert len(drawn) == 1  # drawn from the points, not answered from the view
-            store.dense_candidates("ana", units(rng, 1)[0], 5, None)
-            assert hnsw_exists(store)  # the lock is free: the next search built it
-        finally:
-            store.close()
+    with large_user_store(postgres_url) as store:
+        store.write([memory(f"a{i}", "ana", i) for i in range(300)], list(units(rng, 300)), [])
+        name, query = store.active_index().name, units(rng, 1)[0]
+        drawn = []
+        nearest = store._nearest_rows
+        store._nearest_rows = lambda *a: drawn.append(nearest(*a)) or drawn[-1]
+        with psycopg.connect(store.url, autocommit=True) as builder:  # holds the build's lock, as a builder would
+            builder.execute("SELECT pg_advisory_lock(hashtext('memlane-hnsw:' || current_schema() || %s))", (name,))
+            found = store.dense_candidates("ana", query, 5, None)
+            assert not hnsw_exists(store)  # left to the process holding the lock
+            assert [m for m, _ in found] == [m for m, _ in exact(store, "ana", query, 5)]
+            assert len(drawn) == 1  # drawn from the points, not answered from the view
+            # Released here, not by closing: a closed connection's backend lets go a moment later.
+            builder.execute("SELECT pg_advisory_unlock(hashtext('memlane-hnsw:' || current_schema() || %s))", (name,))
+        store.dense_candidates("ana", units(rng, 1)[0], 5, None)
+        assert hnsw_exists(store)  # the lock is free: the next search built it
 
 
 def test_no_hnsw_build_inside_a_write_transaction(postgres_url):
     rng = np.random.default_rng(6)
-    with postgres_schema(postgres_url) as url:
-        store = PostgresStore(url, dense_exact_below=0)
-        try:
-            store.create_index("toy", DIMS, active=True)
-            with store.atomic():  # the build would wait for this very transaction
-                store.write([memory(f"a{i}", "ana", i) for i in range(300)], list(units(rng, 300)), [])
-                assert store.nearest_rows("ana", units(rng, 1)[0], 100) is not None
-                assert len(store.dense_candidates("ana", units(rng, 1)[0], 5, None)) == 5
-                assert not hnsw_exists(store)
-        finally:
-            store.close()
+    with large_user_store(postgres_url) as store, store.atomic():  # the build would wait for this very transaction
+        store.write([memory(f"a{i}", "ana", i) for i in range(300)], list(units(rng, 300)), [])
+        assert store.nearest_rows("ana", units(rng, 1)[0], 100) is not None
+        assert len(store.dense_candidates("ana", units(rng, 1)[0], 5, None)) == 5
+        assert not hnsw_exists(store)
 
 
 def test_the_build_memory_holds_the_graph_within_a_bound():
@@ -187,19 +191,14 @@ def test_a_search_pinned_before_an_index_swap_still_answers(postgres_url):
 
 def test_vacuum_makes_a_terms_postings_an_index_only_read(postgres_url):
     rng = np.random.default_rng(8)
-    with postgres_schema(postgres_url) as url:
-        store = PostgresStore(url, dense_exact_below=0)
-        try:
-            store.create_index("toy", DIMS, active=True)
-            store.write([memory(f"a{i}", "ana", i) for i in range(30)], list(units(rng, 30)), [])
-            with pytest.raises(StoreError, match="inside a transaction"):
-                with store.atomic():
-                    store.vacuum()
-            store.vacuum()
-            with psycopg.connect(url) as conn:
-                conn.execute("SET enable_seqscan = off")
-                plan = " ".join(r[0] for r in conn.execute(
-                    "EXPLAIN (ANALYZE) SELECT seq, hits FROM postings WHERE user_id = 'ana' AND term = 'note'"))
-            assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan
-        finally:
-            store.close()
+    with large_user_store(postgres_url) as store:
+        store.write([memory(f"a{i}", "ana", i) for i in range(30)], list(units(rng, 30)), [])
+        with pytest.raises(StoreError, match="inside a transaction"):
+            with store.atomic():
+                store.vacuum()
+        store.vacuum()
+        with psycopg.connect(store.url) as conn:
+            conn.execute("SET enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.execute(
+                "EXPLAIN (ANALYZE) SELECT seq, hits FROM postings WHERE user_id = 'ana' AND term = 'note'"))
+        assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan
