@@ -255,15 +255,15 @@ def write_store(config: MemoryConfig, location: str, sessions: Sequence[Session]
             memories += report.memories
             embed += report.embed_seconds
             on_batch(size)
-        seconds = time.perf_counter() - started
-        vacuum = getattr(memory._store, "vacuum", None)  # PostgreSQL: as after any bulk load
-        started = time.perf_counter()
-        if vacuum is not None:
-            vacuum()
-        vacuum_seconds = time.perf_counter() - started if vacuum is not None else None
+        seconds, store_seconds = time.perf_counter() - started, clock.seconds
+        vacuum_seconds = None
+        if hasattr(memory._store, "vacuum"):  # PostgreSQL: as after any bulk load
+            started = time.perf_counter()
+            memory._store.vacuum()
+            vacuum_seconds = time.perf_counter() - started
         stats = memory.stats()
     return {"memories": memories, "stored": stats.memories, "users": stats.users, "seconds": seconds,
-            "embed_seconds": embed, "store_seconds": clock.seconds, "memories_per_second": memories / seconds,
+            "embed_seconds": embed, "store_seconds": store_seconds, "memories_per_second": memories / seconds,
             "store_file_bytes": stats.file_bytes, "vacuum_seconds": vacuum_seconds}
 
 

@@ -64,9 +64,6 @@ _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
 _CHUNK = 1_000  # ids bound in one query
 _MAX_EF_SEARCH = 1_000  # pgvector's upper bound for hnsw.ef_search
-# A large user's term is counted to this many memories, past it estimated: its whole postings
-# list is read otherwise (150 ms a search at 100,000 memories, for the common words).
-_COUNTED_AT_MOST = 1_000
 _COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
 _PLACEHOLDERS = ", ".join(["%s"] * len(_COLUMN_NAMES))
 _ASSIGNMENTS = ", ".join(f"{c} = %s" for c in _COLUMN_NAMES)
@@ -545,7 +542,7 @@ class PostgresStore(SQLStatements, ViewReads):
     def _nearest_rows(self, user_id: str, view: UserView, query: np.ndarray, count: int) -> np.ndarray | None:
         """View rows of the user's `count` nearest vectors in the HNSW index (None: a pinned view
         of an index swapped out since; scan it exactly)."""
-        self._build_hnsw(view.index)
+        self._build_hnsw(view.index, view.dims)
         try:
             with self._connection() as conn, conn.pipeline(), conn.transaction():
                 conn.execute(search_settings_sql(min(2 * count, _MAX_EF_SEARCH)))
@@ -558,7 +555,7 @@ class PostgresStore(SQLStatements, ViewReads):
         rows, _ = view.rows_of(found, found)
         return rows
 
-    def _build_hnsw(self, name: str) -> None:
+    def _build_hnsw(self, name: str, dims: int) -> None:
         """Build the HNSW index of vector index `name` where it is missing. It is derived data,
         built when an approximate search first needs it rather than kept row by row from the
         first write: a bulk write runs several times faster, and a store of small users never
@@ -576,10 +573,8 @@ class PostgresStore(SQLStatements, ViewReads):
                         if not conn.execute("SELECT pg_try_advisory_xact_lock(hashtext('memlane-hnsw:' || "
                                             "current_schema() || %s))", (name,)).fetchone()[0]:
                             return  # another process is building it
-                        points, dims = conn.execute(
-                            f"SELECT count(*), (SELECT dims FROM vector_indexes WHERE name = %s) FROM {name}_points",
-                            (name,)).fetchone()
-                        conn.execute(f"SET LOCAL maintenance_work_mem = '{hnsw_build_memory_mb(points, dims or 1)}MB'")
+                        points = conn.execute(f"SELECT count(*) FROM {name}_points").fetchone()[0]
+                        conn.execute(f"SET LOCAL maintenance_work_mem = '{hnsw_build_memory_mb(points, dims)}MB'")
                         conn.execute(hnsw_sql(name))
         except psycopg.errors.UndefinedTable:
             return  # swapped out by a reindex meanwhile: the search reads on without it
@@ -636,16 +631,16 @@ class PostgresStore(SQLStatements, ViewReads):
 
     def _counted_frequency(self, user_id: str, view: UserView, term: str) -> int | None:
         """A large user's memories holding a one-token term, counted in the postings' key to
-        `_COUNTED_AT_MOST` and past it estimated from how far into the user's rows those reach
+        `bm25.COUNTED_AT_MOST` and past it estimated from how far into the user's rows those reach
         (`bm25.spread_count`); None for a phrase (counted from its postings)."""
         tokens = query_tokens(term)
         if len(tokens) != 1:
             return None if tokens else 0
         seqs = int_list(self._query("SELECT string_agg(seq::text, ',') FROM (SELECT seq FROM postings "
                                     "WHERE user_id = %s AND term = %s ORDER BY seq LIMIT %s) AS first",
-                                    (user_id, tokens[0], _COUNTED_AT_MOST + 1))[0][0])
+                                    (user_id, tokens[0], bm25.COUNTED_AT_MOST + 1))[0][0])
         rows, _ = view.rows_of(seqs, seqs)
-        return min(bm25.spread_count(rows, (0, len(view.ids) - 1), _COUNTED_AT_MOST), len(view.ids))
+        return min(bm25.spread_count(rows, (0, len(view.ids) - 1), bm25.COUNTED_AT_MOST), len(view.ids))
 
     def _folded_texts(self, user_id: str, view: UserView) -> list[str]:
         if view.folded_texts is None:  # a lean view's, read on first need

@@ -42,6 +42,9 @@ def hnsw_sql(name: str) -> str:
     return f"CREATE INDEX IF NOT EXISTS {name}_hnsw ON {name}_points USING hnsw (embedding vector_cosine_ops);"
 
 
+HNSW_BUILD_MEMORY_AT_MOST_MB = 4_096
+
+
 def hnsw_build_memory_mb(points: int, dims: int) -> int:
     """maintenance_work_mem for building the HNSW index of `points` vectors of `dims`: the whole
     graph in memory (a vector and its neighbour lists, about dims * 4 + 400 bytes, with a quarter
@@ -49,9 +52,6 @@ def hnsw_build_memory_mb(points: int, dims: int) -> int:
     several times slower."""
     wanted = points * (dims * 4 + 400) * 1.25 / 2**20
     return int(min(HNSW_BUILD_MEMORY_AT_MOST_MB, max(64, wanted)))
-
-
-HNSW_BUILD_MEMORY_AT_MOST_MB = 4_096
 
 
 def drop_sql(name: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 from memlane.errors import StoreError
 from memlane.records import HistoryEvent, MemoryRecord
 from memlane.store import bm25
+from memlane.store.bm25 import COUNTED_AT_MOST
 from memlane.store.base import CAPABILITIES, IndexInfo, check_dims
 from memlane.filters import Filter
 from memlane.store.sql import filter_sql
@@ -44,10 +45,6 @@ _FOLLOW_AT_MOST = 2_000  # records of a write that cached views take in; a large
 # A user holding less than this share of the file's memories gets their own term index; above
 # it, FTS5's shared one costs about the same.
 _OWN_LEXICON_BELOW = 0.5
-# A large user's term is counted to this many memories; past it, its count is estimated from how
-# far into the user's rows those reach (FTS5 reads a term's whole list to count it: 10-60 ms a
-# common word at a million memories, against under 1 ms for this many).
-COUNTED_AT_MOST = 1_000
 # The file's first and last rowid in two subqueries: SQLite answers a lone min() or max() with one
 # seek, but both in one SELECT with a scan of every memory (80 ms at 181,000 memories).
 _ROWID_BOUNDS = "SELECT (SELECT min(rowid) FROM memories), (SELECT max(rowid) FROM memories)"
