@@ -187,18 +187,3 @@ def test_a_search_pinned_before_an_index_swap_still_answers(postgres_url):
         finally:
             store.close()
             other.close()
-
-
-def test_vacuum_makes_a_terms_postings_an_index_only_read(postgres_url):
-    rng = np.random.default_rng(8)
-    with large_user_store(postgres_url) as store:
-        store.write([memory(f"a{i}", "ana", i) for i in range(30)], list(units(rng, 30)), [])
-        with pytest.raises(StoreError, match="inside a transaction"):
-            with store.atomic():
-                store.vacuum()
-        store.vacuum()
-        with psycopg.connect(store.url) as conn:
-            conn.execute("SET enable_seqscan = off")
-            plan = " ".join(r[0] for r in conn.execute(
-                "EXPLAIN (ANALYZE) SELECT seq, hits FROM postings WHERE user_id = 'ana' AND term = 'note'"))
-        assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan

@@ -24,7 +24,7 @@ migrations applied and its vector index made by the first memlane command that a
     SELECT create_reference_table('vector_indexes');
     SELECT create_reference_table('service_records');
     SELECT create_distributed_table('memories', 'user_id');
-    SELECT create_distributed_table('postings', 'user_id', colocate_with => 'memories');
+    SELECT create_distributed_table('term_blocks', 'user_id', colocate_with => 'memories');
     SELECT create_distributed_table('history', 'user_id', colocate_with => 'memories');
     SELECT create_distributed_table('expired', 'user_id', colocate_with => 'memories');
     SELECT create_distributed_table('user_generation', 'user_id', colocate_with => 'memories');
@@ -162,7 +162,7 @@ CREATE TABLE service_records (
 );
 """
 
-# Each posting's count of offsets, kept in the key's index: BM25 of a large user reads a term's
+# (Superseded by term blocks, migration 7.) Each posting's count of offsets, kept in the key's index: BM25 of a large user reads a term's
 # memories and counts by an index-only scan, not a heap read per memory (26 -> 1 ms for a term in
 # 4,000 memories).
 _POSTING_HITS = """
@@ -170,13 +170,23 @@ ALTER TABLE postings ADD COLUMN hits integer GENERATED ALWAYS AS (cardinality(po
 ALTER TABLE postings DROP CONSTRAINT postings_pkey, ADD PRIMARY KEY (user_id, term, seq) INCLUDE (hits);
 """
 
+
+def _term_blocks(conn: psycopg.Connection) -> None:
+    """Postings as term blocks (see `lexicon`): rebuilt from the memories' texts, which also
+    brings their lengths to the current tokenizer; the row-per-posting table goes."""
+    conn.execute(lexicon.TERM_BLOCKS)
+    lexicon.rebuild(conn)
+    conn.execute("DROP TABLE postings")
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _CREATE),
-    (2, lexicon.rebuild),  # postings and lengths tokenized as SQLite's FTS5 does (Porter-stemmed)
+    (2, "DELETE FROM postings"),  # were re-tokenized with FTS5's stemming tokenizer; now migration 7 rebuilds them
     (3, _USER_GENERATIONS),
     (4, _keys_with_user),
     (5, _SERVICE_RECORDS),
     (6, _POSTING_HITS),
+    (7, _term_blocks),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -2,7 +2,7 @@
 
 Records live in `memories`, keyed by (user_id, seq), `seq` an insertion-order identity never
 reused; each vector index has tables of its own (see `vectors`). Per-user BM25 reads the user's
-own postings (term, memory, offsets; tokenized as SQLite's FTS5 tokenizes, see `lexicon`) and
+own postings (term blocks: each term's memories and offsets; tokenized as SQLite's FTS5 tokenizes, see `lexicon`) and
 scores them with `memlane.store.bm25`, so a user's lexical scores never move with what other
 users stored and rank as the SQLite store's. Neighbour context, names, neighbours and the dense
 candidates of most users are answered from a `UserView` (the user's memories as arrays): the
@@ -35,15 +35,14 @@ from memlane.errors import InputError, StoreError
 from memlane.filters import Filter
 from memlane.records import HistoryEvent, MemoryRecord
 from memlane.store.base import CAPABILITIES, IndexInfo, check_dims
-from memlane.store import bm25
 from memlane.store.codec import (
     COLUMNS,
-    int_list,
     record_from_dict,
     record_params,
     row_to_record,
 )
-from memlane.store.postgres.lexicon import write_postings
+from memlane.store.postgres import lexicon
+from memlane.store.postgres.lexicon import remove_postings, write_postings
 from memlane.store.postgres.schema import migrate
 from memlane.store.postgres.vectors import (
     drop_sql,
@@ -324,9 +323,12 @@ class PostgresStore(SQLStatements, ViewReads):
         """Rewrite the user's memory at `seq`: fields, text, postings and vector."""
         check_dims(vector, index, record.id)
         tokens = tokenize_many([record.embed_text])[0]
+        old_text = conn.execute("SELECT embed_text FROM memories WHERE user_id = %s AND seq = %s",
+                                (record.user_id, seq)).fetchone()
         conn.execute(f"UPDATE memories SET {_ASSIGNMENTS}, tokens = %s WHERE user_id = %s AND seq = %s",
                      (*record_params(record), len(tokens), record.user_id, seq))
-        conn.execute("DELETE FROM postings WHERE user_id = %s AND seq = %s", (record.user_id, seq))
+        if old_text is not None:
+            remove_postings(conn, record.user_id, [(seq, old_text[0])])
         write_postings(conn, [(record.user_id, seq, tokens)])
         self._put_vector(conn, index, record.user_id, seq, vector)
         self._touch(conn, [record.user_id])
@@ -360,12 +362,12 @@ class PostgresStore(SQLStatements, ViewReads):
 
     def _delete_rows(self, conn: psycopg.Connection, user_id: str, ids: Sequence[str]) -> list[tuple[int, str]]:
         """Delete the user's memories among `ids` (their vectors go with them); (seq, id) of each."""
-        rows = conn.execute("DELETE FROM memories WHERE user_id = %s AND id = ANY(%s) RETURNING seq, id",
+        rows = conn.execute("DELETE FROM memories WHERE user_id = %s AND id = ANY(%s) RETURNING seq, id, embed_text",
                             (user_id, list(ids))).fetchall()
         if rows:
-            conn.execute("DELETE FROM postings WHERE user_id = %s AND seq = ANY(%s)", (user_id, [r[0] for r in rows]))
+            remove_postings(conn, user_id, [(seq, text) for seq, _, text in rows])
             self._touch(conn, [user_id])
-        return rows
+        return [(seq, mid) for seq, mid, _ in rows]
 
     def delete_user(self, user_id: str, at: str) -> int:
         """Forget a user entirely: memories, expired ones, vectors, postings and the words in their
@@ -373,7 +375,7 @@ class PostgresStore(SQLStatements, ViewReads):
         with self._transaction() as conn:
             rows = conn.execute("DELETE FROM memories WHERE user_id = %s RETURNING seq, id", (user_id,)).fetchall()
             rows.sort()
-            conn.execute("DELETE FROM postings WHERE user_id = %s", (user_id,))
+            conn.execute("DELETE FROM term_blocks WHERE user_id = %s", (user_id,))
             conn.execute("DELETE FROM expired WHERE user_id = %s", (user_id,))
             conn.execute("DELETE FROM history WHERE user_id = %s", (user_id,))
             self._touch(conn, [user_id])
@@ -384,7 +386,7 @@ class PostgresStore(SQLStatements, ViewReads):
     def clear(self) -> None:
         """Remove every memory, vector and history event (the vector indexes keep their models)."""
         with self._transaction() as conn:
-            conn.execute("DELETE FROM postings")
+            conn.execute("DELETE FROM term_blocks")
             conn.execute("DELETE FROM memories")
             conn.execute("DELETE FROM expired")
             conn.execute("DELETE FROM history")
@@ -430,12 +432,14 @@ class PostgresStore(SQLStatements, ViewReads):
         return [row_to_record(r) for r in rows]
 
     def vacuum(self) -> None:
-        """VACUUM (ANALYZE) the store's tables, as after any bulk load: pages written since are
-        marked all-visible, so BM25's reads of a term are index-only scans (until autovacuum
-        reaches them, each posting is read from the table too), and the planner's statistics
-        are fresh. Not from within a transaction."""
+        """Tidy the store after a bulk load or many small writes: merge each term's small blocks
+        (`lexicon.compact`; memories added one by one make a block each), then VACUUM (ANALYZE)
+        the store's tables: pages written since are marked all-visible, so a term's count is an
+        index-only read, and the planner's statistics are fresh. Not from within a transaction."""
         if getattr(self._local, "depth", 0):
             raise StoreError("cannot vacuum inside a transaction; call vacuum() after it")
+        with self._transaction() as conn:  # the same postings, so cached views stay right
+            lexicon.compact(conn)
         try:
             with self._pool.connection() as conn:
                 tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
@@ -604,43 +608,28 @@ class PostgresStore(SQLStatements, ViewReads):
         if not tokens or len(view.rowids) == 0:
             found = empty
         elif len(tokens) == 1:
-            seqs, counts = self._query("SELECT string_agg(seq::text, ',' ORDER BY seq), "
-                                       "string_agg(hits::text, ',' ORDER BY seq) "
-                                       "FROM postings WHERE user_id = %s AND term = %s", (user_id, tokens[0]))[0]
-            found = view.rows_of(int_list(seqs), int_list(counts))
+            found = view.rows_of(*lexicon.term_postings(self._query(
+                "SELECT first_seq, n, seqs, counts FROM term_blocks WHERE user_id = %s AND term = %s",
+                (user_id, tokens[0]))))
         else:  # a phrase: its tokens at consecutive offsets of one memory
-            distinct = sorted(set(tokens))  # offsets read only where every token is (the key's index alone finds those)
-            rows = self._query("SELECT term, seq, positions FROM postings WHERE user_id = %s AND term = ANY(%s) "
-                               "AND seq IN (SELECT seq FROM postings WHERE user_id = %s AND term = ANY(%s) "
-                               "GROUP BY seq HAVING count(*) = %s)", (user_id, distinct, user_id, distinct, len(distinct)))
-            at = {(term_, seq): set(offsets) for term_, seq, offsets in rows}
-            seqs = {seq for term_, seq, _ in rows if term_ == tokens[0]}
-            hits: dict[int, int] = {}
-            for seq in seqs:
-                starts = set(at[(tokens[0], seq)])
-                for shift, token in enumerate(tokens[1:], start=1):
-                    starts &= {o - shift for o in at.get((token, seq), ())}
-                if starts:
-                    hits[seq] = len(starts)
-            order = sorted(hits)
-            found = view.rows_of(np.array(order, np.int64), np.array([hits[s] for s in order], np.int64))
+            found = view.rows_of(*lexicon.phrase_postings(tokens, self._query(
+                "SELECT term, first_seq, n, seqs, counts, offsets FROM term_blocks WHERE user_id = %s AND term = ANY(%s)",
+                (user_id, sorted(set(tokens))))))
         if len(view.postings) >= _MAX_CACHED_TERMS:
             view.postings.clear()
         view.postings[term] = found
         return found
 
     def _counted_frequency(self, user_id: str, view: UserView, term: str) -> int | None:
-        """A large user's memories holding a one-token term, counted in the postings' key to
-        `bm25.COUNTED_AT_MOST` and past it estimated from how far into the user's rows those reach
-        (`bm25.spread_count`); None for a phrase (counted from its postings)."""
+        """A large user's memories holding a one-token term: its blocks' counts, summed from the
+        key's index (memories written since the view are counted too, at most the view's size);
+        None for a phrase (counted from its postings)."""
         tokens = query_tokens(term)
         if len(tokens) != 1:
             return None if tokens else 0
-        seqs = int_list(self._query("SELECT string_agg(seq::text, ',') FROM (SELECT seq FROM postings "
-                                    "WHERE user_id = %s AND term = %s ORDER BY seq LIMIT %s) AS first",
-                                    (user_id, tokens[0], bm25.COUNTED_AT_MOST + 1))[0][0])
-        rows, _ = view.rows_of(seqs, seqs)
-        return min(bm25.spread_count(rows, (0, len(view.ids) - 1), bm25.COUNTED_AT_MOST), len(view.ids))
+        held = self._query("SELECT COALESCE(sum(n), 0) FROM term_blocks WHERE user_id = %s AND term = %s",
+                           (user_id, tokens[0]))[0][0]
+        return min(int(held), len(view.ids))
 
     def _folded_texts(self, user_id: str, view: UserView) -> list[str]:
         if view.folded_texts is None:  # a lean view's, read on first need

@@ -1,0 +1,165 @@
+"""The PostgreSQL store's postings as term blocks: packed arrays that read back exactly (narrow and
+wide), a block per user, term and write, phrases matched at consecutive offsets, deleted and
+rewritten memories taken out of their old terms' blocks, small blocks merged by `vacuum`, and a
+term's count read from the key's index alone."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import psycopg
+import pytest
+from _postgres import postgres_schema
+
+from memlane.errors import StoreError
+from memlane.records import MemoryRecord
+from memlane.store.postgres import PostgresStore, lexicon
+from memlane.store.tokens import positions, tokenize_many
+
+AT = "2023-01-01T00:00:00Z"
+
+
+def test_packed_arrays_read_back_in_the_narrowest_width_that_holds_them():
+    for values, width in (([], 2), ([0, 1, 65_535], 2), ([0, 65_536], 4), ([7, 2**32 - 1], 4)):
+        blob = lexicon.packed(values)
+        assert len(blob) == width * len(values)
+        assert lexicon.unpacked(blob, len(values)).tolist() == values
+    with pytest.raises(ValueError, match="cannot hold"):
+        lexicon.unpacked(b"\x00" * 6, 4)
+
+
+def blocks_of(texts: dict[int, str], user: str = "ana") -> list[tuple]:
+    """Rows (user, term, first_seq, last_seq, n, seqs, counts, offsets), as one write makes them."""
+    rows: dict[str, tuple[list, list, list]] = {}
+    for seq, tokens in zip(texts, tokenize_many(list(texts.values()))):
+        for term, offsets in positions(tokens).items():
+            seqs, counts, flat = rows.setdefault(term, ([], [], []))
+            seqs.append(seq)
+            counts.append(len(offsets))
+            flat.extend(offsets)
+    return [lexicon.block_row(user, term, *arrays) for term, arrays in rows.items()]
+
+
+def read_form(row: tuple) -> tuple:
+    """A block row as a term's read selects it: (first_seq, n, seqs, counts)."""
+    return row[2], row[4], row[5], row[6]
+
+
+def test_a_terms_postings_join_its_blocks_in_seq_order():
+    first = {b[1]: b for b in blocks_of({10: "run to the shop", 12: "I ran, then ran again"})}
+    later = {b[1]: b for b in blocks_of({3: "ran away", 11: "no match here"})}  # an older write's memories
+    seqs, counts = lexicon.term_postings([read_form(later["ran"]), read_form(first["ran"])])
+    assert seqs.tolist() == [3, 12] and counts.tolist() == [1, 2]
+    assert [a.tolist() for a in lexicon.term_postings([])] == [[], []]
+
+
+def test_a_phrase_is_its_tokens_at_consecutive_offsets():
+    texts = {1: "send an e-mail", 2: "e mail e-mail and mail e", 3: "mail then e", 70_000: "an e-mail late"}
+    rows = [(b[1], *b[2:3], *b[4:8]) for b in blocks_of(texts) if b[1] in ("e", "mail")]
+    seqs, hits = lexicon.phrase_postings(("e", "mail"), rows)
+    assert seqs.tolist() == [1, 2, 70_000] and hits.tolist() == [1, 2, 1]
+    assert [a.tolist() for a in lexicon.phrase_postings(("e", "absent"), rows)] == [[], []]
+
+
+def test_a_memory_of_many_tokens_has_wide_offsets_that_read_back():
+    text = " ".join(["filler"] * 70_000 + ["needle", "point"])
+    (row,) = [b for b in blocks_of({5: text}) if b[1] == "needl"]
+    assert len(row[7]) == 4  # offset 70,000: four bytes
+    _, _, offsets = lexicon.decoded(row[2], row[4], row[5], row[6], row[7])
+    assert offsets.tolist() == [70_000]
+
+
+def record(mid: str, text: str, user: str = "ana") -> MemoryRecord:
+    return MemoryRecord(id=mid, user_id=user, text=text, embed_text=text, recorded_at=AT)
+
+
+def vector(i: int) -> np.ndarray:
+    v = np.random.default_rng(i).normal(size=4).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+@contextmanager
+def store_of(postgres_url, **options):
+    with postgres_schema(postgres_url) as url:
+        store = PostgresStore(url, **options)
+        try:
+            store.create_index("toy", 4, active=True)
+            yield store
+        finally:
+            store.close()
+
+
+def block_rows(store, term: str) -> list[tuple]:
+    with psycopg.connect(store.url) as conn:
+        return conn.execute("SELECT user_id, first_seq, last_seq, n FROM term_blocks WHERE term = %s ORDER BY block",
+                            (term,)).fetchall()
+
+
+def seqs_holding(store, term: str) -> list[int]:
+    with psycopg.connect(store.url) as conn:
+        rows = conn.execute("SELECT first_seq, n, seqs, counts FROM term_blocks WHERE term = %s", (term,)).fetchall()
+    return lexicon.term_postings(rows)[0].tolist()
+
+
+def ids(found) -> list[str]:
+    return [m for m, _ in found]
+
+
+def test_one_write_makes_one_block_per_user_and_term(postgres_url):
+    with store_of(postgres_url) as store:
+        texts = ["the cat sat", "a cat ran", "dogs bark", "cat and dog"]
+        store.write([record(f"m{i}", t) for i, t in enumerate(texts)] + [record("b0", "a cat too", "bo")],
+                    [vector(i) for i in range(5)], [])
+        assert [(user, n) for user, _, _, n in block_rows(store, "cat")] == [("ana", 3), ("bo", 1)]
+        assert ids(store.lexical_candidates("ana", ["cat"], 10, None)) == ["m0", "m1", "m3"]
+        assert ids(store.lexical_candidates("bo", ["cat"], 10, None)) == ["b0"]
+
+
+def test_deleted_and_rewritten_memories_leave_their_old_terms_blocks(postgres_url):
+    with store_of(postgres_url) as store:
+        store.write([record("m0", "blue whale"), record("m1", "blue bird"), record("m2", "red bird")],
+                    [vector(i) for i in range(3)], [])
+        whale_seq = seqs_holding(store, "whale")[0]
+        store.delete("ana", ["m0"], [])
+        assert block_rows(store, "whale") == []  # emptied: gone, no trace of m0
+        assert whale_seq not in seqs_holding(store, "blue")
+        store.replace_many([record("m1", "green frog")], [vector(7)], [])
+        assert ids(store.lexical_candidates("ana", ["bird"], 10, None)) == ["m2"]
+        assert ids(store.lexical_candidates("ana", ["frog"], 10, None)) == ["m1"]
+        assert block_rows(store, "blue") == []
+        assert store.document_frequencies("ana", ["bird", "frog", "whale"]) == ({"bird": 1, "frog": 1, "whale": 0}, 2)
+
+
+def test_vacuum_merges_the_blocks_of_memories_added_one_by_one(postgres_url):
+    with store_of(postgres_url, dense_exact_below=0) as store:
+        count = lexicon.COMPACT_OVER + 4
+        for i in range(count):
+            store.write([record(f"m{i}", f"note number {i} on e-mail")], [vector(i)], [])
+        store.delete("ana", ["m3"], [])
+        before = {t: ids(store.lexical_candidates("ana", [t], 50, None)) for t in ("note", "e-mail", "7")}
+        assert len(block_rows(store, "note")) == count - 1
+        store.vacuum()
+        assert [n for _, _, _, n in block_rows(store, "note")] == [count - 1]
+        assert len(block_rows(store, "7")) == 1  # few blocks: left as they are
+        assert {t: ids(store.lexical_candidates("ana", [t], 50, None)) for t in before} == before
+        reopened = PostgresStore(store.url, dense_exact_below=0)
+        try:
+            assert {t: ids(reopened.lexical_candidates("ana", [t], 50, None)) for t in before} == before
+        finally:
+            reopened.close()
+
+
+def test_a_terms_count_is_read_from_the_keys_index_alone_after_vacuum(postgres_url):
+    with store_of(postgres_url, dense_exact_below=0) as store:
+        store.write([record(f"m{i}", f"note {i}") for i in range(30)], [vector(i) for i in range(30)], [])
+        with pytest.raises(StoreError, match="inside a transaction"):
+            with store.atomic():
+                store.vacuum()
+        store.vacuum()
+        with psycopg.connect(store.url) as conn:
+            conn.execute("SET enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.execute(
+                "EXPLAIN (ANALYZE) SELECT sum(n) FROM term_blocks WHERE user_id = 'ana' AND term = 'note'"))
+        assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan
+        assert store.document_frequencies("ana", ["note", "3"])[0] == {"note": 30, "3": 1}
