@@ -171,10 +171,13 @@ class PostgresStore(SQLStatements, ViewReads):
 
     _transaction = atomic
 
-    def _query(self, sql: str, params: Sequence[Any] = (), *, missing_table_ok: bool = False) -> list[tuple]:
+    def _query(self, sql: str, params: Sequence[Any] = (), *, missing_table_ok: bool = False,
+               binary: bool = False) -> list[tuple]:
+        """Rows of one statement; `binary` for rows of bytea (vectors, term blocks), which come
+        back in PostgreSQL's binary format instead of as hex text to decode."""
         try:
             with self._connection() as conn:
-                return conn.execute(sql, params).fetchall()
+                return conn.execute(sql, params, binary=binary).fetchall()
         except psycopg.errors.UndefinedTable:
             if missing_table_ok:
                 raise _IndexSwapped() from None
@@ -610,11 +613,11 @@ class PostgresStore(SQLStatements, ViewReads):
         elif len(tokens) == 1:
             found = view.rows_of(*lexicon.term_postings(self._query(
                 "SELECT first_seq, n, seqs, counts FROM term_blocks WHERE user_id = %s AND term = %s",
-                (user_id, tokens[0]))))
+                (user_id, tokens[0]), binary=True)))
         else:  # a phrase: its tokens at consecutive offsets of one memory
             found = view.rows_of(*lexicon.phrase_postings(tokens, self._query(
                 "SELECT term, first_seq, n, seqs, counts, offsets FROM term_blocks WHERE user_id = %s AND term = ANY(%s)",
-                (user_id, sorted(set(tokens))))))
+                (user_id, sorted(set(tokens))), binary=True)))
         if len(view.postings) >= _MAX_CACHED_TERMS:
             view.postings.clear()
         view.postings[term] = found
@@ -641,7 +644,7 @@ class PostgresStore(SQLStatements, ViewReads):
         """The user's vectors as written (own, then passages') of the given rows (None where gone)."""
         try:
             found = dict(self._query(f"SELECT seq, vecs FROM {index_name} WHERE user_id = %s AND seq = ANY(%s)",
-                                     (user_id, [int(q) for q in seqs]), missing_table_ok=True))
+                                     (user_id, [int(q) for q in seqs]), missing_table_ok=True, binary=True))
         except _IndexSwapped:  # a view pinned before a reindex swapped its index out: no vectors to score
             return [None] * len(seqs)
         return [bytes(found[int(q)]) if int(q) in found else None for q in seqs]
@@ -652,7 +655,7 @@ class PostgresStore(SQLStatements, ViewReads):
         while True:
             try:
                 rows = self._query(f"SELECT seq, vecs FROM {index_name} WHERE user_id = %s AND seq > %s ORDER BY seq "
-                                   "LIMIT %s", (user_id, after, page), missing_table_ok=True)
+                                   "LIMIT %s", (user_id, after, page), missing_table_ok=True, binary=True)
             except _IndexSwapped:
                 return
             if not rows:
