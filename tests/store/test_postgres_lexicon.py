@@ -143,9 +143,18 @@ def test_vacuum_merges_the_blocks_of_memories_added_one_by_one(postgres_url):
         assert [n for _, _, _, n in block_rows(store, "note")] == [count - 1]
         assert len(block_rows(store, "7")) == 1  # few blocks: left as they are
         assert {t: ids(store.lexical_candidates("ana", [t], 50, None)) for t in before} == before
+        store.write([record(f"b{i}", f"note bulk {i}") for i in range(lexicon.SMALL_BLOCK)],
+                    [vector(i) for i in range(lexicon.SMALL_BLOCK)], [])
+        for i in range(lexicon.COMPACT_OVER + 1):
+            store.write([record(f"s{i}", "bulk")], [vector(i)], [])
+        before = {t: ids(store.lexical_candidates("ana", [t], 500, None)) for t in ("note", "e-mail", "7", "bulk")}
+        store.vacuum()  # the small blocks of "bulk" merge; a bulk write's own block stays
+        assert sorted(n for _, _, _, n in block_rows(store, "bulk")) == [lexicon.COMPACT_OVER + 1, lexicon.SMALL_BLOCK]
+        assert [n for _, _, _, n in block_rows(store, "note")] == [count - 1, lexicon.SMALL_BLOCK]
+        assert {t: ids(store.lexical_candidates("ana", [t], 500, None)) for t in before} == before
         reopened = PostgresStore(store.url, dense_exact_below=0)
         try:
-            assert {t: ids(reopened.lexical_candidates("ana", [t], 50, None)) for t in before} == before
+            assert {t: ids(reopened.lexical_candidates("ana", [t], 500, None)) for t in before} == before
         finally:
             reopened.close()
 
@@ -163,3 +172,78 @@ def test_a_terms_count_is_read_from_the_keys_index_alone_after_vacuum(postgres_u
                 "EXPLAIN (ANALYZE) SELECT sum(n) FROM term_blocks WHERE user_id = 'ana' AND term = 'note'"))
         assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan
         assert store.document_frequencies("ana", ["note", "3"])[0] == {"note": 30, "3": 1}
+
+
+def expected_postings(texts: dict[int, str]) -> dict[str, tuple[list[int], list[int]]]:
+    """Each term's (seqs, counts) recomputed from the memories' texts as they are."""
+    out: dict[str, tuple[list[int], list[int]]] = {}
+    for seq in sorted(texts):
+        for term, offsets in positions(tokenize_many([texts[seq]])[0]).items():
+            seqs, counts = out.setdefault(term, ([], []))
+            seqs.append(seq)
+            counts.append(len(offsets))
+    return out
+
+
+def stored_postings(store) -> dict[str, tuple[list[int], list[int]]]:
+    with psycopg.connect(store.url) as conn:
+        rows = conn.execute("SELECT term, first_seq, n, seqs, counts FROM term_blocks WHERE user_id = 'ana'").fetchall()
+    terms: dict[str, list[tuple]] = {}
+    for term, *block in rows:
+        terms.setdefault(term, []).append(tuple(block))
+    return {term: tuple(a.tolist() for a in lexicon.term_postings(blocks)) for term, blocks in terms.items()}
+
+
+def test_blocks_hold_exactly_the_postings_of_the_texts_through_writes_deletes_rewrites_and_vacuum(postgres_url, monkeypatch):
+    monkeypatch.setattr(lexicon, "COMPACT_OVER", 2)
+    monkeypatch.setattr(lexicon, "BLOCK_AT_MOST", 5)  # merged terms span several blocks
+    rng = np.random.default_rng(3)
+    words = ["red", "blue", "fox", "runs", "ran", "e-mail", "mail", "green"]
+    with store_of(postgres_url) as store:
+        texts: dict[str, str] = {}
+        for step in range(40):
+            op = rng.integers(4) if texts else 0
+            if op == 0:
+                batch = {f"m{step}-{i}": " ".join(rng.choice(words, size=rng.integers(1, 7))) for i in range(rng.integers(1, 4))}
+                store.write([record(m, t) for m, t in batch.items()], [vector(step)] * len(batch), [])
+                texts.update(batch)
+            elif op == 1:
+                gone = list(rng.choice(sorted(texts), size=min(2, len(texts)), replace=False))
+                store.delete("ana", gone, [])
+                for m in gone:
+                    texts.pop(m)
+            elif op == 2:
+                m = str(rng.choice(sorted(texts)))
+                texts[m] = " ".join(rng.choice(words, size=rng.integers(1, 7)))
+                store.replace_many([record(m, texts[m])], [vector(step)], [])
+            else:
+                store.vacuum()
+            seq_of = {r.id: s for r, s in zip(store.list_all("ana"), store._view("ana").rowids)}
+            assert stored_postings(store) == expected_postings({int(seq_of[m]): t for m, t in texts.items()}), step
+
+
+def test_merged_blocks_keep_each_memorys_offsets_when_spans_overlap():
+    rows = blocks_of({1: "a b a", 4: "b a"}) + blocks_of({2: "a", 3: "c a a a"})  # two writes, interleaved seqs
+    parts = [lexicon.decoded(r[2], r[4], r[5], r[6], r[7]) for r in rows if r[1] == "a"]
+    (merged,) = list(lexicon._merged("ana", "a", parts))
+    seqs, counts, offsets = lexicon.decoded(merged[2], merged[4], merged[5], merged[6], merged[7])
+    assert seqs.tolist() == [1, 2, 3, 4] and counts.tolist() == [2, 1, 3, 1]
+    assert offsets.tolist() == [0, 2, 0, 1, 2, 3, 1]
+
+
+def test_terms_read_together_give_what_each_read_alone_gives(postgres_url):
+    texts = ["running late again", "she runs and runs", "an e-mail about running", "nothing here"]
+    with store_of(postgres_url, dense_exact_below=0) as store:
+        store.write([record(f"m{i}", t) for i, t in enumerate(texts)], [vector(i) for i in range(4)], [])
+        terms = ["runs", "running", "e-mail", "late", "absent"]
+        together = store.document_frequencies("ana", terms), store.lexical_candidates("ana", terms, 10, None)
+        alone = PostgresStore(store.url, dense_exact_below=0)
+        try:
+            view = alone._view("ana")
+            counts = {t: alone._frequency("ana", view, t) for t in terms}
+            assert together[0] == (counts, 4) == ({"runs": 3, "running": 3, "e-mail": 1, "late": 1, "absent": 0}, 4)
+            for term in terms:
+                assert alone._postings("ana", view, term)[0].tolist() == store._postings("ana", store._view("ana"), term)[0].tolist()
+            assert ids(together[1]) == ids(alone.lexical_candidates("ana", terms, 10, None))
+        finally:
+            alone.close()

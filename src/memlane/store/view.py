@@ -715,6 +715,7 @@ class ViewReads:
             lengths = self._lengths(user_id, view)
             average = float(lengths.mean())
             scores = np.zeros(total)
+            self._read_postings(user_id, view, terms)
             for term in terms:
                 rows, counts = self._postings(user_id, view, term)
                 if len(rows):
@@ -735,6 +736,9 @@ class ViewReads:
     def document_frequencies(self, user_id: str, terms: Sequence[str]) -> tuple[dict[str, int], int]:
         """How many of the user's memories contain each term, and how many memories the user has."""
         view = self._view(user_id)
+        if view.vectors_from is not None:
+            self._count_frequencies(user_id, view, [t for t in dict.fromkeys(terms)
+                                                    if t not in view.derived.get("frequencies", {})])
         return {term: self._frequency(user_id, view, term) for term in dict.fromkeys(terms)}, len(view.ids)
 
     def _frequency(self, user_id: str, view: UserView, term: str) -> int:
@@ -748,6 +752,14 @@ class ViewReads:
 
     def _counted_frequency(self, user_id: str, view: UserView, term: str) -> int | None:
         return None
+
+    def _count_frequencies(self, user_id: str, view: UserView, terms: Sequence[str]) -> None:
+        """Count several terms of a large user's at once into the view's frequencies, where the
+        backend can in one read (else `_frequency` counts them one by one)."""
+
+    def _read_postings(self, user_id: str, view: UserView, terms: Sequence[str]) -> None:
+        """Read several terms' postings at once into the view's cache, where the backend can in
+        one read (else `_postings` reads them one by one)."""
 
     def texts_holding(self, user_id: str, ids: Sequence[str], needles: Sequence[str]) -> set[str]:
         """Those of `ids` whose text contains one of `needles`, case-insensitively. A large user's

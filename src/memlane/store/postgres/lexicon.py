@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import psycopg
@@ -29,8 +29,12 @@ from memlane.store.tokens import positions, tokenize_many
 
 _BATCH = 2_000  # memories re-tokenized at once by `rebuild`
 _OFFSETS = 1 << 32  # a key per (memory, offset): seq * _OFFSETS + offset, for phrase matching
-COMPACT_OVER = 16  # `compact` merges the blocks of a user's term once it has more than this many ...
-BLOCK_AT_MOST = 65_536  # ... into blocks of at most this many memories
+# `compact` merges a user's term's small blocks (under SMALL_BLOCK memories) once it has more than
+# COMPACT_OVER of them, into blocks of at most BLOCK_AT_MOST. A bulk write's blocks are left as
+# they are: rewriting them would cost a second copy of most postings for few rows saved.
+SMALL_BLOCK = 256
+COMPACT_OVER = 16
+BLOCK_AT_MOST = 65_536
 
 TERM_BLOCKS = """
 CREATE TABLE term_blocks (
@@ -166,29 +170,43 @@ def remove_postings(conn: psycopg.Connection, user_id: str, gone: Sequence[tuple
                             "offsets = %s WHERE user_id = %s AND term = %s AND block = %s", rewritten)
 
 
-def compact(conn: psycopg.Connection) -> int:
-    """Merge the blocks of every user's term that has more than `COMPACT_OVER` into blocks of
-    up to `BLOCK_AT_MOST` memories (in the caller's transaction); how many terms were merged."""
-    many = conn.execute("SELECT user_id, term FROM term_blocks GROUP BY user_id, term HAVING count(*) > %s",
-                        (COMPACT_OVER,)).fetchall()
-    for user_id, term in many:
-        rows = conn.execute("DELETE FROM term_blocks WHERE user_id = %s AND term = %s "
-                            "RETURNING first_seq, n, seqs, counts, offsets", (user_id, term)).fetchall()
-        parts = sorted((decoded(*row) for row in rows), key=lambda p: int(p[0][0]))
-        seqs = np.concatenate([p[0] for p in parts])
-        counts = np.concatenate([p[1] for p in parts])
-        offsets = np.concatenate([p[2] for p in parts])
-        order = np.argsort(seqs, kind="stable")
-        if not np.array_equal(order, np.arange(len(seqs))):  # blocks' spans overlap: sort offsets along
-            starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-            offsets = np.concatenate([offsets[starts[i]:starts[i] + counts[i]] for i in order])
-            seqs, counts = seqs[order], counts[order]
-        ends = np.cumsum(counts)
-        write_blocks(conn, (block_row(user_id, term, seqs[i:i + BLOCK_AT_MOST].tolist(),
-                                      counts[i:i + BLOCK_AT_MOST].tolist(),
-                                      offsets[ends[i] - counts[i]:ends[min(i + BLOCK_AT_MOST, len(seqs)) - 1]].tolist())
-                                for i in range(0, len(seqs), BLOCK_AT_MOST)))
+def compact(conn: psycopg.Connection, terms_at_once: int = 2_000) -> int:
+    """Merge the small blocks of every user's term that has more than `COMPACT_OVER` of them
+    (see `SMALL_BLOCK`) into blocks of up to `BLOCK_AT_MOST` memories, in the caller's
+    transaction, `terms_at_once` terms a statement; how many terms were merged."""
+    many = conn.execute("SELECT user_id, term FROM term_blocks WHERE n < %s GROUP BY user_id, term "
+                        "HAVING count(*) > %s", (SMALL_BLOCK, COMPACT_OVER)).fetchall()
+    for start in range(0, len(many), terms_at_once):
+        chosen = many[start:start + terms_at_once]
+        rows = conn.execute("DELETE FROM term_blocks WHERE (user_id, term) IN "
+                            "(SELECT * FROM unnest(%s::text[], %s::text[])) AND n < %s "
+                            "RETURNING user_id, term, first_seq, n, seqs, counts, offsets",
+                            ([u for u, _ in chosen], [t for _, t in chosen], SMALL_BLOCK), binary=True).fetchall()
+        grouped: dict[tuple[str, str], list[tuple]] = {}
+        for user_id, term, *block in rows:
+            grouped.setdefault((user_id, term), []).append(decoded(*block))
+        write_blocks(conn, (row for (user_id, term), parts in grouped.items()
+                            for row in _merged(user_id, term, parts)))
     return len(many)
+
+
+def _merged(user_id: str, term: str, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Iterator[tuple]:
+    """One term's blocks (decoded) as rows of at most `BLOCK_AT_MOST` memories, in seq order."""
+    parts = sorted(parts, key=lambda p: int(p[0][0]))
+    seqs = np.concatenate([p[0] for p in parts])
+    counts = np.concatenate([p[1] for p in parts])
+    offsets = np.concatenate([p[2] for p in parts])
+    order = np.argsort(seqs, kind="stable")
+    if not np.array_equal(order, np.arange(len(seqs))):  # blocks' spans overlap: offsets move with their memory
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        offsets = offsets[np.argsort(rank[np.repeat(np.arange(len(seqs)), counts)], kind="stable")]
+        seqs, counts = seqs[order], counts[order]
+    ends = np.cumsum(counts)
+    for i in range(0, len(seqs), BLOCK_AT_MOST):
+        last = min(i + BLOCK_AT_MOST, len(seqs)) - 1
+        yield block_row(user_id, term, seqs[i:last + 1].tolist(), counts[i:last + 1].tolist(),
+                        offsets[ends[i] - counts[i]:ends[last]].tolist())
 
 
 def rebuild(conn: psycopg.Connection) -> None:

@@ -634,6 +634,31 @@ class PostgresStore(SQLStatements, ViewReads):
                            (user_id, tokens[0]))[0][0]
         return min(int(held), len(view.ids))
 
+    def _count_frequencies(self, user_id: str, view: UserView, terms: Sequence[str]) -> None:
+        """`_counted_frequency` of the one-token terms among `terms`, in one read."""
+        single = {t: query_tokens(t)[0] for t in terms if len(query_tokens(t)) == 1}
+        if not single:
+            return
+        held = dict(self._query("SELECT term, sum(n) FROM term_blocks WHERE user_id = %s AND term = ANY(%s) "
+                                "GROUP BY term", (user_id, sorted(set(single.values())))))
+        known = view.derived.setdefault("frequencies", {})
+        for term, token in single.items():
+            known[term] = min(int(held.get(token, 0)), len(view.ids))
+
+    def _read_postings(self, user_id: str, view: UserView, terms: Sequence[str]) -> None:
+        """`_postings` of the one-token terms among `terms` not read yet, in one read."""
+        single = {t: query_tokens(t)[0] for t in terms if t not in view.postings and len(query_tokens(t)) == 1}
+        if len(single) < 2 or len(view.rowids) == 0:
+            return
+        blocks: dict[str, list[tuple]] = {token: [] for token in single.values()}
+        for token, *block in self._query("SELECT term, first_seq, n, seqs, counts FROM term_blocks WHERE user_id = %s "
+                                         "AND term = ANY(%s)", (user_id, sorted(blocks)), binary=True):
+            blocks[token].append(tuple(block))
+        if len(view.postings) + len(single) > _MAX_CACHED_TERMS:
+            view.postings.clear()
+        for term, token in single.items():
+            view.postings[term] = view.rows_of(*lexicon.term_postings(blocks[token]))
+
     def _folded_texts(self, user_id: str, view: UserView) -> list[str]:
         if view.folded_texts is None:  # a lean view's, read on first need
             text_of = dict(self._query("SELECT seq, text FROM memories WHERE user_id = %s", (user_id,)))
