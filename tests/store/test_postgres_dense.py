@@ -6,6 +6,7 @@ it prefers at this size) and the HNSW index is what is read."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -186,4 +187,37 @@ def test_a_search_pinned_before_an_index_swap_still_answers(postgres_url):
                 m for m, _ in exact(store, "ana", query, 5)]  # the next search reads the new index
         finally:
             store.close()
+            other.close()
+
+
+def test_dense_candidates_started_ahead_run_in_the_callers_snapshot(postgres_url, monkeypatch):
+    rng = np.random.default_rng(11)
+    query = units(rng, 1)[0]
+    with large_user_store(postgres_url) as store:
+        store.write([memory(f"a{i}", "ana", i) for i in range(40)], list(units(rng, 40)), [])
+        other = PostgresStore(store.url, dense_exact_below=0)
+        written, workers = threading.Event(), set()
+        plain = store.dense_candidates
+
+        def after_the_write(*args):  # the worker reads only once the other store has written
+            workers.add(threading.get_ident())
+            written.wait(10)
+            return plain(*args)
+
+        try:
+            with store.snapshot("ana"):
+                monkeypatch.setattr(store, "dense_candidates", after_the_write)
+                taken = store.dense_candidates_ahead("ana", query, 5, None)
+                other.write([memory("near", "ana", 99)], [query], [])  # after the snapshot: not seen
+                written.set()
+                assert taken() == plain("ana", query, 5, None)
+                assert workers and threading.get_ident() not in workers
+                monkeypatch.undo()
+                assert "near" not in [m for m, _ in taken()]
+            assert store.dense_candidates_ahead("ana", query, 1, None)()[0][0] == "near"
+            with store.atomic():  # inside a write transaction: computed when taken, seeing its writes
+                store.write([memory("nearer", "ana", 98)], [query], [])
+                taken = store.dense_candidates_ahead("ana", query, 2, None)
+                assert {m for m, _ in taken()} == {"near", "nearer"}
+        finally:
             other.close()

@@ -67,17 +67,21 @@ class Retriever:
         # BM25 alone needs no query vector; encoding one would only add latency to the ablation.
         query_vector = self.embedder.encode([query], purpose="query")[0] if cfg.mode != "bm25" else None
 
+        # Started first: a backend that can draws them while BM25 is read (see the store's docs).
+        dense = (self.store.dense_candidates_ahead(user_id, query_vector, n, filters)
+                 if cfg.mode != "bm25" else None)
         frequencies, total = (self.store.document_frequencies(user_id, analysis.terms)
                               if analysis.terms else ({}, 0))
         # Full mode drops terms found in most memories; the plain ablations keep every term.
         terms = informative_terms(frequencies, total) if cfg.mode == "full" else analysis.terms
+        lexical = self.store.lexical_candidates(user_id, terms, n, filters) if cfg.mode != "dense" else None
         rankings: dict[str, list[tuple[str, float]]] = {}
         weights: dict[str, float] = {}
-        if cfg.mode != "bm25":
-            rankings["dense"] = self.store.dense_candidates(user_id, query_vector, n, filters)
+        if dense is not None:
+            rankings["dense"] = dense()
             weights["dense"] = 1.0
-        if cfg.mode != "dense":
-            rankings["bm25"] = self.store.lexical_candidates(user_id, terms, n, filters)
+        if lexical is not None:
+            rankings["bm25"] = lexical
             weights["bm25"] = 1.0
         if self.rescorer is not None and "dense" in rankings:
             self._rescore(user_id, query, rankings, weights)

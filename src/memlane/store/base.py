@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ContextManager, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Protocol, Sequence
 
 import numpy as np
 
@@ -119,6 +119,11 @@ class Store(Protocol):
 
     def dense_candidates(self, user_id: str, query: np.ndarray, k: int, filters: "Filter | None") -> list[tuple[str, float]]:
         """Top k by cosine, best first; a memory scores the better of its own vector and its best passage."""
+
+    def dense_candidates_ahead(self, user_id: str, query: np.ndarray, k: int,
+                               filters: "Filter | None") -> Callable[[], list[tuple[str, float]]]:
+        """`dense_candidates`, started now and taken by calling what is returned: a backend whose
+        reads can run beside the caller's starts them on a worker, in the caller's snapshot."""
 
     def lexical_candidates(self, user_id: str, terms: Sequence[str], k: int, filters: "Filter | None") -> list[tuple[str, float]]:
         """Top k by BM25 from the user's own term statistics (`memlane.store.bm25`), best first."""

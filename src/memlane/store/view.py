@@ -8,6 +8,7 @@ import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -658,6 +659,12 @@ class ViewReads:
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
         return top_k(scores, view.ids, k)
+
+    def dense_candidates_ahead(self, user_id: str, query: np.ndarray, k: int,
+                               filters: Filter | None) -> Callable[[], list[tuple[str, float]]]:
+        """`dense_candidates`, computed here when taken (a backend whose reads can run beside the
+        caller's overrides this to start them at once)."""
+        return partial(self.dense_candidates, user_id, query, k, filters)
 
     @staticmethod
     def _filtered_late(view: UserView, filters: Filter | None) -> bool:

@@ -55,9 +55,7 @@ CREATE TABLE term_blocks (
 def packed(values: Sequence[int]) -> bytes:
     """Non-negative integers as little-endian 2-byte words where all fit, else 4-byte ones (the
     width is read back from the length: see `unpacked`)."""
-    words = array("H" if not values or max(values) < 1 << 16 else "I", values)
-    if words.itemsize == 4 and array("I").itemsize != 4:  # pragma: no cover - no such platform in use
-        raise OverflowError("this platform has no 4-byte unsigned array type")
+    words = array("H" if not values or max(values) < 1 << 16 else "I", values)  # "I": 4 bytes wherever CPython runs
     if sys.byteorder == "big":  # pragma: no cover
         words.byteswap()
     return words.tobytes()

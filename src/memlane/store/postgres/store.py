@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import psycopg
@@ -61,6 +62,7 @@ from memlane.store.view import DENSE_EXACT_BELOW, LeanVectors, UserView, ViewRea
 
 _MAX_VIEWS = 64  # users whose search arrays stay in memory
 _MAX_CACHED_TERMS = 512  # postings kept per view
+_AHEAD = ThreadPoolExecutor(max_workers=4, thread_name_prefix="memlane-dense")  # see `dense_candidates_ahead`
 _CHUNK = 1_000  # ids bound in one query
 _MAX_EF_SEARCH = 1_000  # pgvector's upper bound for hnsw.ef_search
 _COLUMN_NAMES = [c.strip() for c in COLUMNS.split(",")]
@@ -538,6 +540,26 @@ class PostgresStore(SQLStatements, ViewReads):
                     self._views.pop(next(iter(self._views)))
                 self._views[user_id] = view
         return view
+
+    def dense_candidates_ahead(self, user_id: str, query: np.ndarray, k: int,
+                               filters: Filter | None) -> Callable[[], list[tuple[str, float]]]:
+        """A large user's dense candidates start at once on a worker, with the caller's view
+        pinned there, and its HNSW draw runs in the database while the caller reads BM25 on
+        another connection. Inside a write transaction (whose writes the worker would not see),
+        or for a user scanned exactly in memory, they are computed when taken."""
+        view = self._view(user_id)
+        if getattr(self._local, "depth", 0) or not self._approximate(view):
+            return super().dense_candidates_ahead(user_id, query, k, filters)
+        return _AHEAD.submit(self._dense_in_view, user_id, view, query, k, filters).result
+
+    def _dense_in_view(self, user_id: str, view: UserView, query: np.ndarray, k: int,
+                       filters: Filter | None) -> list[tuple[str, float]]:
+        pins = self._local.__dict__.setdefault("views", {})
+        pins[user_id] = view
+        try:
+            return self.dense_candidates(user_id, query, k, filters)
+        finally:
+            pins.pop(user_id, None)
 
     def _allowed_rows(self, user_id: str, view: UserView, filters: Filter, rows: np.ndarray) -> np.ndarray:
         clause, params = filter_sql(filters, postgres=True)
