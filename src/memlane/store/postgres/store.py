@@ -2,9 +2,9 @@
 
 Records live in `memories`, keyed by (user_id, seq), `seq` an insertion-order identity never
 reused; each vector index has tables of its own (see `vectors`). Per-user BM25 reads the user's
-own postings (term blocks: each term's memories and offsets; tokenized as SQLite's FTS5 tokenizes, see `lexicon`) and
-scores them with `memlane.store.bm25`, so a user's lexical scores never move with what other
-users stored and rank as the SQLite store's. Neighbour context, names, neighbours and the dense
+own postings (term blocks: a term's memories, counts and offsets, tokenized as SQLite's FTS5
+tokenizes; see `lexicon`) and scores them with `memlane.store.bm25`, so a user's lexical scores
+never move with what other users stored and rank as the SQLite store's. Neighbour context, names, neighbours and the dense
 candidates of most users are answered from a `UserView` (the user's memories as arrays): the
 same arrays, and so the same answers, as the SQLite store's. A user with many memories gets
 dense candidates from pgvector's HNSW index instead, re-scored exactly (see `_nearest_rows`),
