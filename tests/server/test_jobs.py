@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -227,6 +228,31 @@ def test_one_job_changes_a_store_at_a_time_and_searches_are_answered_meanwhile(m
     assert [j["id"] for j in listed] == [job.id]
     assert client.post("/admin/memory/reindex", json={}).status_code == 202
 
+
+
+@pytest.mark.parametrize("ending", ["succeeded", "cancelled"])
+def test_a_job_is_seen_ended_only_once_its_lock_and_scratch_are_gone(memory, tmp_path, serve, ending):
+    """A client that sees a job end may start the next one at once: the store's lock and the
+    scratch folder must already be gone when the ended state is visible."""
+    client = serve(memory, tmp_path / "jobs")
+    manager = client.app.state.jobs
+    release, seen_at_release = threading.Event(), []
+    releasing = manager._release_lock
+
+    def release_lock(job_id):
+        seen_at_release.append((manager.get(job_id).state, Path(manager.get(job_id).scratch).exists()))
+        releasing(job_id)
+
+    manager._release_lock = release_lock
+    job = manager.submit("reindex", {"model": None}, blocking_job(release))
+    wait(client, job.id, until={"running"})
+    if ending == "cancelled":
+        assert client.delete(f"/admin/jobs/{job.id}").status_code == 202
+    else:
+        release.set()
+    assert wait(client, job.id)["state"] == ending
+    assert seen_at_release == [("running", False)]  # released while still running, its folder gone
+    assert client.post("/admin/memory/reindex", json={}).status_code == 202
 
 def test_requests_are_checked_before_a_job_starts(memory, tmp_path, serve):
     client = serve(memory, tmp_path / "jobs")

@@ -77,3 +77,36 @@ def test_lean_vectors_keep_nothing_of_a_read_larger_than_their_bound():
     assert reads.fetch(np.array([1, 2])) == [b"v1", b"v2"]
     assert reads.fetch(np.arange(10, 20)) == [b"v%d" % r for r in range(10, 20)]  # held vectors, say
     assert reads.fetch(np.array([10, 1])) == [b"v10", b"v1"] and asked[-1] == [10, 1]  # nothing kept
+
+
+def test_summed_postings_equals_adding_into_a_dense_array_bit_for_bit():
+    rng = np.random.default_rng(11)
+    for _ in range(50):
+        total = int(rng.integers(1, 400))
+        parts = []
+        for _ in range(int(rng.integers(0, 6))):
+            rows = np.sort(rng.choice(total, int(rng.integers(0, total + 1)), replace=False)).astype(np.int64)
+            parts.append((rows, rng.random(len(rows)) * 10 ** rng.uniform(-3, 3)))
+        dense = np.zeros(total)
+        for rows, values in parts:
+            dense[rows] += values
+        rows, sums = view_module.summed_postings(parts)
+        expected = np.flatnonzero(np.isin(np.arange(total), np.concatenate([r for r, _ in parts] or [np.zeros(0, int)])))
+        assert np.array_equal(rows, expected)
+        assert np.array_equal(sums, dense[rows])  # the same additions in the same order
+    empty_rows, empty_sums = view_module.summed_postings([(np.zeros(0, np.int64), np.zeros(0))])
+    assert len(empty_rows) == 0 and len(empty_sums) == 0
+
+
+def test_rows_of_finds_the_view_rows_of_a_backends_row_numbers_with_and_without_gaps():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(5)
+    for rowids in (np.arange(40, 140), np.sort(rng.choice(np.arange(1, 400), 100, replace=False)), np.array([7])):
+        view = SimpleNamespace(rowids=rowids.astype(np.int64))
+        asked = np.sort(rng.choice(np.arange(0, 500), 120, replace=False)).astype(np.int64)
+        counts = rng.integers(1, 9, len(asked))
+        rows, kept = view_module.UserView.rows_of(view, asked, counts)
+        position = {int(r): i for i, r in enumerate(rowids)}
+        expected = [(position[int(r)], int(c)) for r, c in zip(asked, counts) if int(r) in position]
+        assert [(int(r), int(c)) for r, c in zip(rows, kept)] == expected

@@ -389,15 +389,16 @@ class JobManager:
         with self._lock:
             entry = self._live.get(job_id)
             ended = entry is not None and entry.job.finished
+            never_started = False
             if entry is not None and not ended:
+                # Never started and not yet cancelled: this call ends it; the worker skips it.
+                never_started = entry.job.state == "queued" and not entry.cancel.is_set()
                 entry.cancel.set()
                 entry.job.cancel_requested = True
                 entry.version += 1
-                if entry.job.state == "queued":  # never started: cancelled now, the worker skips it
-                    self._finish_locked(entry, "cancelled")
         if entry is not None and not ended:
-            if entry.job.finished:
-                self._end(entry)
+            if never_started:
+                self._end(entry, "cancelled")
             # else: the job's next record (a beat, or its end) carries the request; no write here,
             # which could wait on the job's own transaction (an import)
             return self.get(job_id)
@@ -508,7 +509,7 @@ class JobManager:
     def _run(self, entry: _Entry) -> None:
         job = entry.job
         with self._lock:
-            if job.finished:  # cancelled while queued
+            if job.finished or entry.cancel.is_set():  # cancelled while queued: `cancel` ends it
                 return
             job.state, job.started_at = "running", _now()
             entry.version += 1
@@ -534,24 +535,22 @@ class JobManager:
         finally:
             if error:
                 ctx.log(f"failed: {error}")
-            with self._lock:
-                if outcome is not None:
-                    job.result, job.gate = outcome.result, outcome.gate
-                job.error = error
-                self._finish_locked(entry, state)
-            self._end(entry)
+            self._end(entry, state, outcome, error)
 
-    def _finish_locked(self, entry: _Entry, state: str) -> None:
-        entry.job.state = state
-        entry.job.finished_at = _now()
-        entry.version += 1
-
-    def _end(self, entry: _Entry) -> None:
-        """After a job ended: its scratch folder and lock go, its last state is written."""
+    def _end(self, entry: _Entry, state: str, outcome: Outcome | None = None, error: str | None = None) -> None:
+        """End a job: its scratch folder and the store's lock go first, then its last state is
+        published and written, so a client that sees the job ended finds the store free."""
         shutil.rmtree(entry.job.scratch, ignore_errors=True)
         try:
             self._release_lock(entry.job.id)
         finally:
+            with self._lock:
+                if outcome is not None:
+                    entry.job.result, entry.job.gate = outcome.result, outcome.gate
+                entry.job.error = error
+                entry.job.state = state
+                entry.job.finished_at = _now()
+                entry.version += 1
             self._save(entry)
             with self._lock:
                 self._live.pop(entry.job.id, None)
