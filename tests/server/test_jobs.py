@@ -229,7 +229,6 @@ def test_one_job_changes_a_store_at_a_time_and_searches_are_answered_meanwhile(m
     assert client.post("/admin/memory/reindex", json={}).status_code == 202
 
 
-
 @pytest.mark.parametrize("ending", ["succeeded", "cancelled"])
 def test_a_job_is_seen_ended_only_once_its_lock_and_scratch_are_gone(memory, tmp_path, serve, ending):
     """A client that sees a job end may start the next one at once: the store's lock and the
@@ -253,6 +252,7 @@ def test_a_job_is_seen_ended_only_once_its_lock_and_scratch_are_gone(memory, tmp
     assert wait(client, job.id)["state"] == ending
     assert seen_at_release == [("running", False)]  # released while still running, its folder gone
     assert client.post("/admin/memory/reindex", json={}).status_code == 202
+
 
 def test_requests_are_checked_before_a_job_starts(memory, tmp_path, serve):
     client = serve(memory, tmp_path / "jobs")

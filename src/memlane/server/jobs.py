@@ -509,7 +509,7 @@ class JobManager:
     def _run(self, entry: _Entry) -> None:
         job = entry.job
         with self._lock:
-            if job.finished or entry.cancel.is_set():  # cancelled while queued: `cancel` ends it
+            if entry.cancel.is_set():  # cancelled while queued: `cancel` ends it
                 return
             job.state, job.started_at = "running", _now()
             entry.version += 1

@@ -4,11 +4,12 @@ Records live in `memories`, keyed by (user_id, seq), `seq` an insertion-order id
 reused; each vector index has tables of its own (see `vectors`). Per-user BM25 reads the user's
 own postings (term blocks: a term's memories, counts and offsets, tokenized as SQLite's FTS5
 tokenizes; see `lexicon`) and scores them with `memlane.store.bm25`, so a user's lexical scores
-never move with what other users stored and rank as the SQLite store's. Neighbour context, names, neighbours and the dense
-candidates of most users are answered from a `UserView` (the user's memories as arrays): the
-same arrays, and so the same answers, as the SQLite store's. A user with many memories gets
-dense candidates from pgvector's HNSW index instead, re-scored exactly (see `_nearest_rows`),
-and its vectors and texts are read per candidate instead of held (a lean view).
+never move with what other users stored and rank as the SQLite store's. Neighbour context,
+names, neighbours and the dense candidates of most users are answered from a `UserView` (the
+user's memories as arrays): the same arrays, and so the same answers, as the SQLite store's. A
+user with many memories gets dense candidates from pgvector's HNSW index instead, re-scored
+exactly (see `_nearest_rows`), and its vectors and texts are read per candidate instead of held
+(a lean view).
 
 A view is cached per user generation: every write moves the generation of each user whose
 memories it changes, in its transaction, so any process's cached views of those users (and only
